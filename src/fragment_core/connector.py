@@ -1,0 +1,206 @@
+"""The Connector contract: a small class with declarative attributes and a few methods.
+
+A connector turns one kind of source system into tasks::
+
+    class TicketsConnector(Connector[TicketsConfig]):
+        name = "tickets"
+        Config = TicketsConfig
+
+        def fetch_backlog(self):
+            yield from self.client.open_tickets()      # every open record, paging inside
+
+        def to_task(self, record):
+            return Task.new(external_id=record["id"], title=record["subject"],
+                            url=f"https://tickets.example.com/{record['id']}")
+
+        def on_complete(self, task, completion):       # optional write-back
+            self.client.close(completion.external_id)
+
+Plugins register connector classes with the ``fragment_register_connectors`` hook.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Generic, TypeAlias, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from fragment_core.errors import (
+    AuthenticationError,
+    BadRecordError,
+    ConfigurationError,
+    FragmentError,
+    RateLimitedError,
+    TransientError,
+    WriteBackError,
+)
+from fragment_core.task import RemoteTask, Task
+
+__all__ = [
+    "AuthenticationError",
+    "BadRecordError",
+    "Capability",
+    "Completion",
+    "ConfigurationError",
+    "Connector",
+    "ConnectorConfig",
+    "FragmentError",
+    "RateLimitedError",
+    "Record",
+    "TransientError",
+    "WriteBackError",
+]
+
+#: A raw record from a source, as the connector fetched it (usually decoded JSON).
+Record: TypeAlias = Mapping[str, Any]
+
+
+class Capability(StrEnum):
+    """What a connector can do beyond fetching its backlog."""
+
+    INCREMENTAL = "incremental"
+    """``fetch_changes(cursor)``: records changed since a cursor."""
+    WRITE_BACK = "write_back"
+    """``on_complete``: writes completion back to the source."""
+
+
+class ConnectorConfig(BaseModel):
+    """Base of every connector's ``Config`` model: unknown options are an error.
+
+    Declare secrets as :class:`pydantic.SecretStr` so they are never printed.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+
+ConfigT = TypeVar("ConfigT", bound=ConnectorConfig)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """An operator completed a task; the connector is asked to write that back.
+
+    ``idempotency_key`` is derived from the uid and the completion time, so retries of one
+    completion share it (send it where the vendor supports idempotency keys).
+    """
+
+    source: str
+    external_id: str
+    uid: uuid.UUID
+    done_at: datetime | None
+    outcome: Mapping[str, Any] = field(default_factory=dict)
+    idempotency_key: str = ""
+
+
+class Connector(Generic[ConfigT]):
+    """Base class of every connector.
+
+    Class attributes (declarative):
+
+    - ``name``: the type key used in configuration (``connector = "zendesk"``).
+    - ``Config``: a :class:`ConnectorConfig` subclass; its JSON Schema documents the options.
+    - ``id_field``: the record key holding the external id (used to name bad records and to
+      count a record that fails to map as still *seen*); override :meth:`record_id` if
+      it is not a plain key.
+    - ``cursor_field``: for incremental connectors, the record key whose maximum becomes
+      the next cursor; override :meth:`cursor_value` if it is not a plain key.
+    - ``example_options``: an example ``[sources.options]`` block for documentation.
+    - ``secret_options``: option names holding secrets (``SecretStr`` fields are found
+      automatically; list others here).
+
+    Methods to override: :meth:`fetch_backlog` and :meth:`to_task` (required),
+    :meth:`fetch_changes`, :meth:`on_complete`, :meth:`check`, :meth:`is_open`.
+    """
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[ConnectorConfig]] = ConnectorConfig
+    id_field: ClassVar[str] = "id"
+    cursor_field: ClassVar[str | None] = None
+    example_options: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, config: ConfigT, *, source: str = "") -> None:
+        self.config: ConfigT = config
+        self.source = source or self.name
+
+    # -- description --------------------------------------------------------------------
+    @classmethod
+    def capabilities(cls) -> frozenset[Capability]:
+        """Capabilities, found from which optional methods the class overrides."""
+        caps = set()
+        if cls.fetch_changes is not Connector.fetch_changes:
+            caps.add(Capability.INCREMENTAL)
+        if cls.on_complete is not Connector.on_complete:
+            caps.add(Capability.WRITE_BACK)
+        return frozenset(caps)
+
+    @classmethod
+    def description(cls) -> str:
+        """First paragraph of the class docstring."""
+        doc = (cls.__doc__ or "").strip()
+        return doc.split("\n\n")[0].replace("\n", " ") if doc else ""
+
+    def __repr__(self) -> str:
+        # pydantic's repr masks SecretStr values
+        return f"<{type(self).__name__} source={self.source!r} config={self.config!r}>"
+
+    # -- the contract ---------------------------------------------------------------------
+    def fetch_backlog(self) -> Iterator[Record]:
+        """Yield every open record of the source, paging inside. Must be overridden."""
+        raise NotImplementedError(f"{type(self).__name__} must implement fetch_backlog()")
+
+    def fetch_changes(self, cursor: str | None) -> Iterator[Record]:
+        """Yield records changed since ``cursor`` (open or not; see :meth:`is_open`).
+
+        Optional: overriding it gives the connector the ``incremental`` capability. The
+        runner computes the next cursor as the largest :meth:`cursor_value` it saw, and
+        stores it only after the writes it covers are committed.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support incremental fetch")
+
+    def to_task(self, record: Record) -> Task:
+        """Map one record to a :class:`Task`. Raise :class:`BadRecordError` if it cannot."""
+        raise NotImplementedError(f"{type(self).__name__} must implement to_task()")
+
+    def on_complete(self, task: RemoteTask, completion: Completion) -> str | None:
+        """Write an operator's completion back to the source. Optional.
+
+        Must be idempotent: it may be called again for the same completion after a crash.
+        Return a short description of what was done (shown in reports), or ``None``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no write-back")
+
+    def check(self) -> str:
+        """Verify credentials and settings; return a one-line summary of what was reached.
+
+        Raise :class:`AuthenticationError` or :class:`ConfigurationError` with a message a
+        person can act on ("the token lacks the crm.objects.tasks.read scope").
+        """
+        return "no check implemented for this connector"
+
+    def record_id(self, record: Record) -> str | None:
+        """The external id of a raw record, or ``None`` when it has none."""
+        value = record.get(self.id_field) if isinstance(record, Mapping) else None
+        return None if value is None or value == "" else str(value)
+
+    def cursor_value(self, record: Record) -> str | None:
+        """The cursor position of a record (for incremental fetches)."""
+        if self.cursor_field is None or not isinstance(record, Mapping):
+            return None
+        value = record.get(self.cursor_field)
+        return None if value is None else str(value)
+
+    def is_open(self, record: Record) -> bool:
+        """Whether a record fetched by :meth:`fetch_changes` is still in the backlog.
+
+        Records from :meth:`fetch_backlog` are always open. Override for incremental
+        connectors whose changes include records that were resolved in the source.
+        """
+        return True
+
+    def close(self) -> None:
+        """Release clients and connections. Called by the runner when it is done."""

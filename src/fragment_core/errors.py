@@ -1,0 +1,83 @@
+"""Error classes the runner acts on differently.
+
+Every error carries a human message that names *what* and *where* (the source, the
+record, the field or the config key) and never a secret.
+
+========================  ===============================================  ==============
+class                     meaning                                          runner action
+========================  ===============================================  ==============
+``ConfigurationError``    settings are wrong (file, key, option)           stop the source
+``AuthenticationError``   credentials rejected or lacking a scope          stop the source
+``TransientError``        a retry may succeed (5xx, timeout, dropped)      retry, then fail
+``RateLimitedError``      the remote asked us to slow down                 wait, then retry
+``BadRecordError``        one record cannot be mapped                      skip it, go on
+``PluginError``           a plugin is broken or conflicts with another     stop / warn
+========================  ===============================================  ==============
+"""
+
+from __future__ import annotations
+
+
+class FragmentError(Exception):
+    """Base class of every error fragment-core raises on purpose."""
+
+    def __init__(self, message: str, *, where: str | None = None) -> None:
+        self.message = message
+        self.where = where
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class ConfigurationError(FragmentError):
+    """The configuration (file, source options, environment) is invalid."""
+
+
+class AuthenticationError(FragmentError):
+    """Credentials were rejected, expired, or lack a permission the connector needs."""
+
+
+class TransientError(FragmentError):
+    """A failure that may go away on its own: a 5xx, a timeout, a dropped connection."""
+
+
+class RateLimitedError(TransientError):
+    """The remote API asked us to slow down; ``retry_after`` is in seconds when known."""
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, where: str | None = None
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, where=where)
+
+
+class BadRecordError(FragmentError):
+    """One record cannot become a task. The run skips it and goes on.
+
+    ``record_id`` and ``field`` say which record and which field, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        record_id: str | None = None,
+        field: str | None = None,
+        where: str | None = None,
+    ) -> None:
+        self.record_id = record_id
+        self.field = field
+        parts = []
+        if record_id is not None:
+            parts.append(f"record {record_id!r}")
+        if field is not None:
+            parts.append(f"field {field!r}")
+        text = f"{', '.join(parts)}: {message}" if parts else message
+        super().__init__(text, where=where)
+        self.message = message
+
+
+class PluginError(FragmentError):
+    """A plugin failed to load, or two plugins conflict."""
+
+
+class WriteBackError(FragmentError):
+    """A write-back (``on_complete``) failed in a way retrying will not fix."""

@@ -1,0 +1,150 @@
+"""Shared retry and rate-limit helpers for the Tasks API client and every connector.
+
+Five vendors signal "slow down" five ways; :func:`retry_after_from_headers` reads them all:
+
+============================  ==========================================================
+header                        meaning
+============================  ==========================================================
+``Retry-After``               seconds, or an HTTP date (RFC 9110; Tasks API, Zendesk, HubSpot)
+``retry-after-ms``            milliseconds
+``X-RateLimit-Reset``         a unix time (Intercom) or, if small, seconds from now
+``Ratelimit-Reset``           seconds from now (IETF draft; ComplyAdvantage Mesh)
+============================  ==========================================================
+
+:func:`call_with_retries` retries :class:`TransientError` with exponential backoff and
+jitter (through stamina), waiting exactly the hinted time for :class:`RateLimitedError`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import ParamSpec, TypeVar
+
+import httpx
+import stamina
+
+from fragment_core.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    FragmentError,
+    RateLimitedError,
+    TransientError,
+)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: Longest wait we accept from a server hint before capping it (seconds).
+MAX_HINTED_WAIT = 300.0
+#: A reset value above this is read as a unix timestamp rather than a delay.
+_EPOCH_THRESHOLD = 10**9
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    lowered = name.lower()
+    for key, value in headers.items():
+        if key.lower() == lowered:
+            return value
+    return None
+
+
+def retry_after_from_headers(
+    headers: Mapping[str, str], *, now: float | None = None
+) -> float | None:
+    """Seconds to wait according to any rate-limit header present, or ``None``."""
+    now = time.time() if now is None else now
+    value = _header(headers, "retry-after-ms")
+    if value is not None:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = _header(headers, "retry-after")
+    if value is not None:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            parsed = email.utils.parsedate_to_datetime(value) if value.strip() else None
+            if parsed is not None:
+                return max(0.0, parsed.timestamp() - now)
+    for name in ("x-ratelimit-reset", "ratelimit-reset"):
+        value = _header(headers, name)
+        if value is None:
+            continue
+        try:
+            number = float(value)
+        except ValueError:
+            continue
+        if number > _EPOCH_THRESHOLD:
+            return max(0.0, number - now)
+        return max(0.0, number)
+    return None
+
+
+def backoff_hook(exc: BaseException) -> bool | timedelta:
+    """stamina backoff hook: retry transient errors, waiting any server hint exactly."""
+    if isinstance(exc, RateLimitedError):
+        if exc.retry_after is not None:
+            return timedelta(seconds=min(exc.retry_after, MAX_HINTED_WAIT))
+        return True
+    return isinstance(exc, TransientError)
+
+
+def call_with_retries(
+    fn: Callable[P, T],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """Call ``fn``, retrying :class:`TransientError` (default 8 attempts, 10 minutes)."""
+    for attempt in stamina.retry_context(
+        on=backoff_hook, attempts=8, timeout=600, wait_initial=0.2, wait_max=30.0
+    ):
+        with attempt:
+            return fn(*args, **kwargs)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def error_for_status(
+    status: int,
+    headers: Mapping[str, str],
+    message: str,
+    *,
+    where: str,
+) -> FragmentError | None:
+    """Map an HTTP status to the error class the runner acts on (``None`` for 2xx/3xx).
+
+    ``message`` must already be free of secrets. 429 -> RateLimitedError with the hinted
+    wait; 5xx, 408 -> TransientError; 401/403 -> AuthenticationError; 404 and other 4xx
+    -> ConfigurationError.
+    """
+    if status < 400:
+        return None
+    if status == 429:
+        return RateLimitedError(
+            f"rate limited (HTTP 429): {message}",
+            retry_after=retry_after_from_headers(headers),
+            where=where,
+        )
+    if status >= 500 or status == 408:
+        return TransientError(f"HTTP {status}: {message}", where=where)
+    if status in (401, 403):
+        return AuthenticationError(f"HTTP {status}: {message}", where=where)
+    return ConfigurationError(f"HTTP {status}: {message}", where=where)
+
+
+def raise_for_response(response: httpx.Response, *, where: str) -> httpx.Response:
+    """Raise the typed error for a failed httpx response; return it when it succeeded."""
+    if response.status_code < 400:
+        return response
+    text = response.text[:500] if response.content else response.reason_phrase
+    error = error_for_status(response.status_code, response.headers, text, where=where)
+    assert error is not None
+    raise error
+
+
+def transport_error(exc: httpx.TransportError, *, where: str) -> TransientError:
+    """Turn a connection error or timeout into a :class:`TransientError` (no URL secrets)."""
+    return TransientError(f"{type(exc).__name__}: {exc}", where=where)

@@ -1,0 +1,216 @@
+"""The Task write model (what we send to the Tasks API), its read model, and uid derivation.
+
+A task's ``uid`` is derived, never stored: UUIDv5 of :data:`UID_NAMESPACE` and
+``"{source}:{external_id}"``. Writes use the idempotent PUT, so a retry or a crash can
+never create a duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import uuid
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+#: Fixed namespace of every task uid. Changing it would orphan every task ever synced.
+UID_NAMESPACE = uuid.UUID("6f1c6a52-3f0e-5b8e-9a57-2b6f3c2f7d10")
+
+#: Custom field in which the runner records the source name of each task it writes.
+SOURCE_FIELD = "sync_source"
+
+
+class TaskStatus(StrEnum):
+    """Status of a task in the Tasks API."""
+
+    TODO = "TODO"
+    STARTED = "STARTED"
+    DONE = "DONE"
+
+
+def task_uid(source: str, external_id: str) -> uuid.UUID:
+    """Derive the uid of the task for ``external_id`` in ``source``.
+
+    >>> str(task_uid("support", "42"))[:8]
+    'b4443d80'
+    """
+    return uuid.uuid5(UID_NAMESPACE, f"{source}:{external_id}")
+
+
+def format_datetime(value: datetime) -> str:
+    """ISO-8601 in UTC with a ``Z`` suffix and millisecond precision (the API's format)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def normalize_value(value: Any) -> Any:
+    """Normalize a JSON-able value so equal content always serializes the same way.
+
+    Datetimes become UTC ISO strings; integral floats become ints; NaN/inf are refused;
+    tuples become lists; mapping keys become strings.
+    """
+    if isinstance(value, datetime):
+        return format_datetime(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"non-finite number {value!r} cannot be sent to the Tasks API")
+        return int(value) if value.is_integer() else value
+    if isinstance(value, dict):
+        return {str(k): normalize_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [normalize_value(v) for v in value]
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, StrEnum):
+        return value.value
+    raise ValueError(f"value of type {type(value).__name__} is not JSON-serializable")
+
+
+class TaskFields(BaseModel):
+    """The ``fields`` of a task: ``title``, ``url``, ``external_id`` and any custom keys."""
+
+    model_config = ConfigDict(extra="allow")
+
+    title: str = Field(min_length=1, description="Human-readable title shown to operators.")
+    url: str | None = Field(
+        default=None, description="Link the Fragment player opens when the task is played."
+    )
+    external_id: str = Field(
+        min_length=1, description="The record's id in its source; part of the task's uid."
+    )
+
+    @field_validator("external_id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @property
+    def custom(self) -> dict[str, Any]:
+        """The custom fields (everything but title, url and external_id)."""
+        return dict(self.__pydantic_extra__ or {})
+
+
+class Task(BaseModel):
+    """A task as we write it to the Tasks API (its write model).
+
+    Connectors build one per record, usually through :meth:`Task.new`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    uid: uuid.UUID | None = None
+    fields: TaskFields
+    status: TaskStatus | None = None
+    due_at: AwareDatetime | None = None
+    queue_uid: uuid.UUID | None = None
+    skills: list[uuid.UUID] | None = None
+    assignee_email: str | None = None
+    external_status: TaskStatus | None = None
+    external_created_at: AwareDatetime | None = None
+    external_updated_at: AwareDatetime | None = None
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        external_id: str | int,
+        title: str,
+        url: str | None = None,
+        due_at: datetime | None = None,
+        custom: dict[str, Any] | None = None,
+        **attributes: Any,
+    ) -> Task:
+        """Build a task from the usual parts; ``attributes`` are the other Task fields."""
+        fields = {"title": title, "url": url, "external_id": external_id, **(custom or {})}
+        if due_at is not None and due_at.tzinfo is None:
+            due_at = due_at.replace(tzinfo=UTC)
+        return cls(fields=TaskFields(**fields), due_at=due_at, **attributes)
+
+    @property
+    def external_id(self) -> str:
+        """The record's id in its source."""
+        return self.fields.external_id
+
+    def for_source(self, source: str) -> Task:
+        """Return a copy with the derived uid and the source recorded in the fields."""
+        fields = self.fields.model_dump()
+        fields[SOURCE_FIELD] = source
+        return self.model_copy(
+            update={
+                "uid": task_uid(source, self.external_id),
+                "fields": TaskFields(**fields),
+            }
+        )
+
+    def to_api(self) -> dict[str, Any]:
+        """The JSON body for PUT/POST: normalized, ``None`` values left out."""
+        body: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if name == "fields":
+                value = {k: v for k, v in value.model_dump().items() if v is not None}
+            body[name] = normalize_value(value)
+        return body
+
+    def content_hash(self) -> str:
+        """A stable hash of the normalized content (uid and status excluded).
+
+        Key order, float formatting (``1.0`` vs ``1``) and time zones of equal instants
+        never change it.
+        """
+        body = self.to_api()
+        body.pop("uid", None)
+        body.pop("status", None)
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+class RemoteTask(BaseModel):
+    """A task as the Tasks API returns it (its read model; unknown keys are kept)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    uid: uuid.UUID
+    status: TaskStatus = TaskStatus.TODO
+    archived: bool = False
+    fields: dict[str, Any] = Field(default_factory=dict)
+    due_at: datetime | None = None
+    queue_uid: uuid.UUID | None = None
+    skills: list[uuid.UUID] | None = None
+    assignee_uid: uuid.UUID | None = None
+    form_data: dict[str, Any] | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    started_at: datetime | None = None
+    done_at: datetime | None = None
+    external_status: TaskStatus | None = None
+    external_created_at: datetime | None = None
+    external_updated_at: datetime | None = None
+
+    @property
+    def title(self) -> str | None:
+        """``fields.title``."""
+        return self.fields.get("title")
+
+    @property
+    def external_id(self) -> str | None:
+        """``fields.external_id``, when the task was written by fragment-core."""
+        value = self.fields.get("external_id")
+        return None if value is None else str(value)
+
+    @property
+    def source(self) -> str | None:
+        """The source that wrote this task, from ``fields.sync_source``."""
+        return self.fields.get(SOURCE_FIELD)
