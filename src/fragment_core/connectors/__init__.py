@@ -1,0 +1,1 @@
+"""Built-in connectors, registered through the same hook as third-party plugins."""

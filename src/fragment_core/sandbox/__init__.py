@@ -1,0 +1,1 @@
+"""A local stand-in of the Fragment Tasks API (FastAPI + SQLite)."""

@@ -1,0 +1,1 @@
+"""The sync state store (SQLAlchemy Core): SQLite by default, Postgres for fleets."""

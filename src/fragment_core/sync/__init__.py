@@ -1,0 +1,1 @@
+"""One sync of one source: plan (diff records against state), apply, write back."""

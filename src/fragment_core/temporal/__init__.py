@@ -1,0 +1,1 @@
+"""Fleet mode: the same sync as Temporal workflows (a later issue)."""

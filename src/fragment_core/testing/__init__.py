@@ -1,0 +1,1 @@
+"""Tools for connector authors: fixtures, FakeAPI, and the connector contract suite."""
