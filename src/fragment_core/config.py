@@ -1,19 +1,85 @@
 """``fragment.toml`` -> typed settings.
 
-INTERFACE SKETCH (to be completed under issue 3): the model classes below are the shape
-other modules code against; loading, ``${ENV}`` interpolation, ``*_file`` secrets and
-error messages are implemented in :func:`load_settings`.
+:func:`load_settings` reads the file with :mod:`tomllib`, replaces ``${VAR}`` and
+``${VAR:-default}`` in strings (``$${`` is a literal ``${``), reads ``*_file`` keys
+(``token_file = "secrets/token"``) into the key without ``_file``, validates
+``[tasks_api]``, ``[state]`` and each ``[[sources]]`` entry, and validates each source's
+``options`` with its connector's ``Config`` model. Every error names the file, the source
+and the key::
+
+    fragment.toml: sources[2] "support" (zendesk): options.subdomain: field required
+
+Sources are counted from 0, like the array they are in.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from fragment_core.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from fragment_core.connector import Connector
+    from fragment_core.plugins import ConnectorRegistry
+
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_CONFIG_FILE",
+    "DEFAULT_TASKS_API_URL",
+    "ClosePolicy",
+    "Settings",
+    "SourceSettings",
+    "StateSettings",
+    "TasksApiSettings",
+    "build_connector",
+    "config_path",
+    "load_settings",
+    "parse_duration",
+]
 
 DEFAULT_TASKS_API_URL = "https://api.onfragment.com/api/v1"
+#: Environment variable naming the configuration file.
+CONFIG_ENV = "FRAGMENT_CONFIG"
+#: The configuration file used when neither a path nor ``$FRAGMENT_CONFIG`` is given.
+DEFAULT_CONFIG_FILE = "fragment.toml"
+
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_ENV_REF = re.compile(r"\$\$\{|\$\{([^}:]*)(?::-([^}]*))?\}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SOURCE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``"30s"``, ``"5m"``, ``"1h30m"``, ``"2h"``, ``"1d"`` or seconds as an int -> timedelta.
+
+    >>> parse_duration("1h30m")
+    datetime.timedelta(seconds=5400)
+    """
+    if isinstance(value, timedelta):
+        result = value
+    elif isinstance(value, int) and not isinstance(value, bool):
+        result = timedelta(seconds=value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        result = timedelta(seconds=int(value.strip()))
+    elif isinstance(value, str) and (match := _DURATION.fullmatch(value.strip())) and value:
+        days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+        result = timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    else:
+        raise ValueError(
+            f"invalid duration {value!r}: use seconds (300) or a text like 30s, 5m, 1h30m, 2h"
+        )
+    if result <= timedelta(0):
+        raise ValueError("duration must be greater than zero")
+    return result
 
 
 class TasksApiSettings(BaseModel):
@@ -59,14 +125,21 @@ class SourceSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str
-    connector: str
+    name: str = Field(
+        pattern=_SOURCE_NAME, description="Part of every task uid: never rename casually."
+    )
+    connector: str = Field(min_length=1, description="The connector's name.")
     every: timedelta = timedelta(minutes=5)
     full_every: timedelta = timedelta(hours=1)
     enabled: bool = True
-    reopen: str = "on-change"  # "on-change" | "never"
+    reopen: Literal["on-change", "never"] = "on-change"
     close: ClosePolicy = Field(default_factory=ClosePolicy)
     options: Any = None  # the connector's validated Config instance
+
+    @field_validator("every", "full_every", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
 
 
 class Settings(BaseModel):
@@ -85,3 +158,230 @@ class Settings(BaseModel):
             if source.name == name:
                 return source
         raise KeyError(name)
+
+
+# -- loading ------------------------------------------------------------------------------
+
+
+def config_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The configuration file to read: ``path``, else ``$FRAGMENT_CONFIG``, else ./fragment.toml."""
+    if path is not None and str(path) != "":
+        return Path(path)
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_FILE)
+
+
+class _Loader:
+    """Turns the raw TOML of one file into :class:`Settings`, naming every error's place.
+
+    A place is the source (``sources[2] "support" (zendesk)``, or ``""`` outside sources)
+    and the key (``options.subdomain``).
+    """
+
+    def __init__(self, path: Path, env: Mapping[str, str], registry: ConnectorRegistry) -> None:
+        self.path = path
+        self.label = str(path)
+        self.env = env
+        self.registry = registry
+
+    def fail(self, source: str, key: str, message: str) -> ConfigurationError:
+        where = ": ".join(part for part in (self.label, source, key) if part)
+        return ConfigurationError(message, where=where)
+
+    # ${VAR} and *_file ----------------------------------------------------------------
+    def interpolate(self, value: Any, source: str, key: str) -> Any:
+        if isinstance(value, str):
+            return self._interpolate_text(value, source, key)
+        if isinstance(value, list):
+            return [self.interpolate(v, source, f"{key}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, dict):
+            return {k: self.interpolate(v, source, _dotted(key, k)) for k, v in value.items()}
+        return value
+
+    def _interpolate_text(self, text: str, source: str, key: str) -> str:
+        def replace(match: re.Match[str]) -> str:
+            if match.group(0) == "$${":
+                return "${"
+            name, default = match.group(1), match.group(2)
+            if not _ENV_NAME.fullmatch(name):
+                raise self.fail(source, key, f"invalid environment variable reference ${{{name}}}")
+            value = self.env.get(name)
+            if value is None or (value == "" and default is not None):
+                if default is not None:
+                    return default
+                raise self.fail(
+                    source, key, f"environment variable {name} is not set (used as ${{{name}}})"
+                )
+            return value
+
+        return _ENV_REF.sub(replace, text)
+
+    def read_secret_files(
+        self, table: dict[str, Any], model: type[BaseModel], source: str, prefix: str
+    ) -> dict[str, Any]:
+        """Replace ``X_file = "path"`` with ``X = <file content>`` unless the model has X_file."""
+        result = dict(table)
+        for name, value in table.items():
+            if not name.endswith("_file") or name in model.model_fields:
+                continue
+            target = name.removesuffix("_file")
+            key = _dotted(prefix, name)
+            if target in table:
+                raise self.fail(source, key, f"set either {target} or {name}, not both")
+            if not isinstance(value, str):
+                raise self.fail(source, key, "expected the path of a file holding the secret")
+            file = Path(value).expanduser()
+            if not file.is_absolute():
+                file = self.path.parent / file
+            try:
+                secret = file.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise self.fail(
+                    source, key, f"cannot read secret file {value}: {exc.strerror or exc}"
+                ) from None
+            del result[name]
+            result[target] = secret.rstrip("\r\n")
+        return result
+
+    # validation -----------------------------------------------------------------------
+    def validate(self, model: type[BaseModel], data: Any, source: str, prefix: str) -> Any:
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            lines = []
+            for error in exc.errors(include_input=False, include_url=False):
+                loc = list(error["loc"])
+                key = _dotted(prefix, _loc_text(loc))
+                where = ": ".join(part for part in (self.label, source, key) if part)
+                lines.append(f"{where}: {_error_text(error, model, loc)}")
+            raise ConfigurationError("\n".join(lines)) from None
+
+    def load(self, raw: dict[str, Any]) -> Settings:
+        raw = dict(raw)
+        raw_sources = raw.pop("sources", [])
+        if not isinstance(raw_sources, list) or not all(isinstance(s, dict) for s in raw_sources):
+            raise self.fail("", "sources", "expected an array of tables ([[sources]] blocks)")
+        top = self.interpolate(raw, "", "")
+        if isinstance(top.get("tasks_api"), dict):
+            top["tasks_api"] = self.read_secret_files(
+                top["tasks_api"], TasksApiSettings, "", "tasks_api"
+            )
+        if "path" in top:
+            raise self.fail("", "path", "unknown key")
+        settings = self.validate(Settings, top, "", "")
+        seen: dict[str, int] = {}
+        for index, raw_source in enumerate(raw_sources):
+            source = self.load_source(index, raw_source)
+            if source.name in seen:
+                raise self.fail(
+                    f'sources[{index}] "{source.name}" ({source.connector})',
+                    "name",
+                    f'duplicate source name "{source.name}" (also sources[{seen[source.name]}])',
+                )
+            seen[source.name] = index
+            settings.sources.append(source)
+        settings.path = self.path
+        return settings
+
+    def load_source(self, index: int, raw: dict[str, Any]) -> SourceSettings:
+        name, connector = raw.get("name"), raw.get("connector")
+        where = f"sources[{index}]"
+        if isinstance(name, str):
+            where += f' "{name}"'
+        if isinstance(connector, str):
+            where += f" ({connector})"
+        data = self.interpolate(raw, where, "")
+        options = data.pop("options", {})
+        source = self.validate(SourceSettings, data, where, "")
+        if not isinstance(options, dict):
+            raise self.fail(where, "options", "expected a table ([sources.options])")
+        try:
+            cls = self.registry.get(source.connector)
+        except ConfigurationError as exc:
+            raise self.fail(where, "connector", exc.message) from None
+        options = self.read_secret_files(options, cls.Config, where, "options")
+        config = self.validate(cls.Config, options, where, "options")
+        return source.model_copy(update={"options": config})
+
+
+def _dotted(prefix: str, key: Any) -> str:
+    if isinstance(key, int):
+        return f"{prefix}[{key}]"
+    key = str(key)
+    if not prefix or not key:
+        return prefix or key
+    return f"{prefix}{key}" if key.startswith("[") else f"{prefix}.{key}"
+
+
+def _loc_text(loc: list[Any]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _error_text(error: Mapping[str, Any], model: type[BaseModel], loc: list[Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        owner = _model_at(model, loc[:-1])
+        hint = (
+            difflib.get_close_matches(str(loc[-1]), list(owner.model_fields), n=1) if owner else []
+        )
+        return "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+    message = str(error["msg"])
+    message = message.removeprefix("Value error, ")
+    return message[:1].lower() + message[1:]
+
+
+def _model_at(model: type[BaseModel], loc: list[Any]) -> type[BaseModel] | None:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        current = field.annotation
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    registry: ConnectorRegistry | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read and validate a ``fragment.toml``.
+
+    ``path`` defaults to ``$FRAGMENT_CONFIG`` or ``./fragment.toml``; ``registry`` to the
+    connectors of the installed plugins; ``env`` (for ``${VAR}``) to :data:`os.environ`.
+    Raises :class:`ConfigurationError` naming the file, the source and the key.
+    """
+    file = config_path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigurationError(
+            f"configuration file not found (give a path, --config or ${CONFIG_ENV})",
+            where=str(file),
+        ) from None
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read: {exc.strerror or exc}", where=str(file)) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"invalid TOML: {exc}", where=str(file)) from None
+    if registry is None:
+        from fragment_core.plugins import get_registry
+
+        registry = get_registry()
+    return _Loader(file, os.environ if env is None else env, registry).load(raw)
+
+
+def build_connector(source: SourceSettings, registry: ConnectorRegistry | None = None) -> Connector:
+    """Instantiate the connector of ``source`` with its validated options."""
+    if registry is None:
+        from fragment_core.plugins import get_registry
+
+        registry = get_registry()
+    cls = registry.get(source.connector)
+    options = source.options if source.options is not None else cls.Config()
+    return cls(options, source=source.name)

@@ -1,20 +1,54 @@
-"""Client of the Fragment Tasks API.
+"""Client of the Fragment Tasks API (the real one, or the local sandbox).
 
-INTERFACE SKETCH (to be implemented under issue 2). Other modules code against these
-signatures.
+* httpx underneath; ``Authorization: Bearer <token>``, ``User-Agent: fragment-core/<version>``.
+* Transient failures (connection errors, timeouts, 5xx, 429) are retried through stamina,
+  waiting exactly what a ``Retry-After`` asks. Other 4xx raise :class:`TasksApiError`
+  (401/403 raise :class:`~fragment_core.errors.AuthenticationError`) with the server's
+  message, never the token.
+* A rate budget (default 60 requests per minute) shared by every thread using the client.
+* Writes are safe to retry: upserts are PUTs with the caller's uid, and a create that was
+  applied before its connection dropped is recognised on retry (409 -> fetch).
 """
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+import stamina
 from pydantic import SecretStr
 
-from fragment_core.task import RemoteTask, Task, TaskStatus
+from fragment_core import __version__
+from fragment_core.errors import ConfigurationError, FragmentError
+from fragment_core.retries import backoff_hook, error_for_status, transport_error
+from fragment_core.task import RemoteTask, Task, TaskStatus, normalize_value
+
+USER_AGENT = f"fragment-core/{__version__}"
+
+
+class TasksApiError(ConfigurationError):
+    """The Tasks API refused a request (a 4xx other than 401/403/429).
+
+    ``status`` is the HTTP status; ``detail`` the server's explanation (for a 422, which
+    field and why).
+    """
+
+    def __init__(self, message: str, *, status: int, detail: str, where: str | None = None):
+        self.status = status
+        self.detail = detail
+        self.attempts = 1
+        super().__init__(message, where=where)
+
+
+class TaskNotFoundError(TasksApiError):
+    """No task has this uid (HTTP 404)."""
 
 
 @dataclass
@@ -24,6 +58,8 @@ class ItemError:
     uid: uuid.UUID | None
     status: int
     message: str
+    index: int | None = None
+    """Position of the item in the sequence given to the batch method."""
 
 
 @dataclass
@@ -34,8 +70,65 @@ class BatchResult:
     errors: list[ItemError] = field(default_factory=list)
 
 
+class RateBudget:
+    """At most ``limit`` requests in any ``period`` seconds, shared by all threads."""
+
+    def __init__(self, limit: int, period: float = 60.0) -> None:
+        if limit < 1:
+            raise ValueError("a rate budget needs a limit of at least 1 request")
+        self.limit = limit
+        self.period = period
+        self._times: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        """Block until one more request fits in the budget, and count it."""
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                while self._times and self._times[0] <= now - self.period:
+                    self._times.popleft()
+                if len(self._times) < self.limit:
+                    self._times.append(now)
+                    return
+                wait = self._times[0] + self.period - now
+            time.sleep(wait)
+
+
+def _server_message(response: httpx.Response) -> str:
+    """The server's explanation: FastAPI-style ``detail`` (list or text), else the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500] or response.reason_phrase
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(detail, list):
+        parts = []
+        for item in detail:
+            if isinstance(item, dict):
+                loc = ".".join(str(part) for part in item.get("loc", []))
+                parts.append(f"{loc}: {item.get('msg', '')}" if loc else str(item.get("msg")))
+            else:
+                parts.append(str(item))
+        return "; ".join(parts)
+    if detail is not None:
+        return str(detail)
+    return response.text[:500]
+
+
+def _timestamp(value: datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 class TasksClient:
-    """Synchronous client; thread-safe; one rate budget shared by all its users."""
+    """Synchronous client; thread-safe; one rate budget shared by all its users.
+
+    ``rate_limit`` is requests per ``rate_period`` seconds (default per minute); ``None``
+    or 0 turns the budget off. ``batch_size`` must not exceed the server's batch maximum
+    (the sandbox's default is 500). ``retry_*`` tune stamina's backoff.
+    """
 
     def __init__(
         self,
@@ -45,25 +138,261 @@ class TasksClient:
         rate_limit: int | None = 60,
         batch_size: int = 100,
         timeout: float = 30.0,
+        rate_period: float = 60.0,
+        retry_attempts: int = 8,
+        retry_timeout: float = 600.0,
+        retry_wait_initial: float = 0.2,
+        retry_wait_max: float = 30.0,
     ) -> None:
-        raise NotImplementedError
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}: expected at least 1")
+        self.url = url.rstrip("/")
+        self._token = token if isinstance(token, SecretStr) else SecretStr(token)
+        if not self._token.get_secret_value():
+            raise ConfigurationError("the Tasks API token is empty", where="tasks_api.token")
+        self.batch_size = batch_size
+        self.budget = RateBudget(rate_limit, rate_period) if rate_limit else None
+        self.requests_made = 0
+        self._count_lock = threading.Lock()
+        self._retry = {
+            "attempts": retry_attempts,
+            "timeout": retry_timeout,
+            "wait_initial": retry_wait_initial,
+            "wait_max": retry_wait_max,
+        }
+        self._http = httpx.Client(
+            base_url=self.url,
+            timeout=timeout,
+            headers={
+                "Authorization": f"Bearer {self._token.get_secret_value()}",
+                "User-Agent": USER_AGENT,
+                "Accept": "application/json",
+            },
+        )
 
-    requests_made: int
+    @classmethod
+    def from_settings(cls, settings: Any) -> TasksClient:
+        """A client configured by a :class:`~fragment_core.config.TasksApiSettings`."""
+        return cls(
+            settings.url,
+            settings.token,
+            rate_limit=settings.rate_limit,
+            batch_size=settings.batch_size,
+            timeout=settings.timeout,
+        )
 
-    def me(self) -> dict[str, Any]: ...
-    def create_task(self, task: Task) -> RemoteTask: ...
-    def upsert_task(self, task: Task) -> RemoteTask: ...
-    def patch_task(self, uid: uuid.UUID, changes: Mapping[str, Any]) -> RemoteTask: ...
-    def get_task(self, uid: uuid.UUID) -> RemoteTask: ...
-    def delete_task(self, uid: uuid.UUID) -> None: ...
+    def __repr__(self) -> str:
+        return f"TasksClient(url={self.url!r})"
+
+    def __enter__(self) -> TasksClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    # -- transport -----------------------------------------------------------------------
+
+    def _redact(self, text: str) -> str:
+        secret = self._token.get_secret_value()
+        return text.replace(secret, "***") if secret else text
+
+    def _send_once(
+        self, method: str, path: str, body: Any, params: Mapping[str, Any] | None
+    ) -> httpx.Response:
+        where = f"Tasks API {method} {path}"
+        if self.budget is not None:
+            self.budget.acquire()
+        with self._count_lock:
+            self.requests_made += 1
+        try:
+            response = self._http.request(method, path, json=body, params=params)
+        except httpx.TransportError as exc:
+            raise transport_error(exc, where=where) from None
+        if response.status_code < 400:
+            return response
+        message = self._redact(_server_message(response))
+        status = response.status_code
+        error: FragmentError | None
+        if status == 429 or status >= 500 or status in (401, 403, 408):
+            error = error_for_status(status, response.headers, message, where=where)
+        else:
+            kind = TaskNotFoundError if status == 404 else TasksApiError
+            error = kind(f"HTTP {status}: {message}", status=status, detail=message, where=where)
+        assert error is not None
+        raise error
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Send with retries and return the decoded JSON body."""
+        attempts = 0
+        try:
+            for attempt in stamina.retry_context(on=backoff_hook, **self._retry):
+                with attempt:
+                    attempts += 1
+                    response = self._send_once(method, path, body, params)
+        except TasksApiError as exc:
+            exc.attempts = attempts
+            raise
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise TasksApiError(
+                "the Tasks API answered with a body that is not JSON",
+                status=response.status_code,
+                detail=response.text[:200],
+                where=f"Tasks API {method} {path}",
+            ) from exc
+
+    # -- single tasks --------------------------------------------------------------------
+
+    def me(self) -> dict[str, Any]:
+        """The account of the token (``GET /accounts/me``); checks the credentials."""
+        return self._request("GET", "/accounts/me")
+
+    def create_task(self, task: Task) -> RemoteTask:
+        """``POST /tasks``. A uid is chosen here when the task has none, so a retry after
+        a dropped connection finds the created task instead of making a second one."""
+        uid = task.uid or uuid.uuid4()
+        body = {**task.to_api(), "uid": str(uid)}
+        try:
+            return RemoteTask.model_validate(self._request("POST", "/tasks", body=body))
+        except TasksApiError as exc:
+            if exc.status == 409 and exc.attempts > 1:
+                return self.get_task(uid)
+            raise
+
+    def upsert_task(self, task: Task) -> RemoteTask:
+        """``PUT /tasks/{uid}``: create or replace (idempotent; ``task.uid`` required)."""
+        uid = self._uid_of(task, "upsert_task")
+        return RemoteTask.model_validate(self._request("PUT", f"/tasks/{uid}", body=task.to_api()))
+
+    def patch_task(self, uid: uuid.UUID, changes: Mapping[str, Any]) -> RemoteTask:
+        """``PATCH /tasks/{uid}``: set the given attributes; ``fields`` merge shallowly."""
+        body = normalize_value(dict(changes))
+        return RemoteTask.model_validate(self._request("PATCH", f"/tasks/{uid}", body=body))
+
+    def get_task(self, uid: uuid.UUID) -> RemoteTask:
+        """``GET /tasks/{uid}`` (:class:`TaskNotFoundError` if there is none)."""
+        return RemoteTask.model_validate(self._request("GET", f"/tasks/{uid}"))
+
+    def delete_task(self, uid: uuid.UUID) -> None:
+        """``DELETE /tasks/{uid}`` (:class:`TaskNotFoundError` if there is none)."""
+        self._request("DELETE", f"/tasks/{uid}")
+
     def list_tasks(
         self,
         *,
-        status: TaskStatus | None = None,
+        status: TaskStatus | Sequence[TaskStatus] | None = None,
         updated_after: datetime | None = None,
         fields: Mapping[str, str] | None = None,
         page_size: int | None = None,
-    ) -> Iterator[RemoteTask]: ...
-    def upsert_tasks(self, tasks: Sequence[Task]) -> BatchResult: ...
-    def patch_tasks(self, items: Sequence[Mapping[str, Any]]) -> BatchResult: ...
-    def close(self) -> None: ...
+        order_by: str | None = None,
+        archived: bool | None = None,
+    ) -> Iterator[RemoteTask]:
+        """Every task matching the filters, page after page (``GET /tasks``).
+
+        ``fields`` filters on custom fields by equality; ordered by ``updated_at`` when
+        ``updated_after`` is given, else by ``created_at``.
+        """
+        params: dict[str, Any] = {}
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            params["status"] = ",".join(TaskStatus(s).value for s in statuses)
+        if updated_after is not None:
+            params["updated_after"] = _timestamp(updated_after)
+        for key, value in (fields or {}).items():
+            text = normalize_value(value)
+            params[f"fields.{key}"] = str(text).lower() if isinstance(text, bool) else str(text)
+        params["order_by"] = order_by or ("updated_at" if updated_after else "created_at")
+        if page_size is not None:
+            params["limit"] = page_size
+        if archived is not None:
+            params["archived"] = str(archived).lower()
+        cursor: str | None = None
+        while True:
+            if cursor:
+                params["cursor"] = cursor
+            page = self._request("GET", "/tasks", params=params)
+            for item in page.get("items", []):
+                yield RemoteTask.model_validate(item)
+            cursor = (page.get("meta") or {}).get("next_cursor")
+            if not cursor:
+                return
+
+    # -- batches -------------------------------------------------------------------------
+
+    def upsert_tasks(self, tasks: Sequence[Task]) -> BatchResult:
+        """``PUT /tasks/batch`` in chunks of ``batch_size``; every task needs its uid."""
+        bodies = [task.to_api() for task in tasks]
+        for index, task in enumerate(tasks):
+            self._uid_of(task, f"upsert_tasks item {index}")
+        return self._batches("PUT", bodies)
+
+    def create_tasks(self, tasks: Sequence[Task]) -> BatchResult:
+        """``POST /tasks/batch`` in chunks; uids are chosen here for tasks without one, so
+        a retried chunk reports its already-created tasks as written, not as conflicts."""
+        bodies = [{**task.to_api(), "uid": str(task.uid or uuid.uuid4())} for task in tasks]
+        return self._batches("POST", bodies)
+
+    def patch_tasks(self, items: Sequence[Mapping[str, Any]]) -> BatchResult:
+        """``PATCH /tasks/batch`` in chunks; each item is a change carrying its ``uid``."""
+        bodies = []
+        for index, item in enumerate(items):
+            if not item.get("uid"):
+                raise ValueError(f"patch_tasks item {index}: 'uid' is required")
+            bodies.append(normalize_value(dict(item)))
+        return self._batches("PATCH", bodies)
+
+    def _batches(self, method: str, bodies: list[dict[str, Any]]) -> BatchResult:
+        result = BatchResult()
+        for start in range(0, len(bodies), self.batch_size):
+            chunk = bodies[start : start + self.batch_size]
+            answer = self._request_batch(method, chunk)
+            result.items.extend(RemoteTask.model_validate(item) for item in answer["items"])
+            for error in answer.get("errors", []):
+                uid = error.get("uid")
+                result.errors.append(
+                    ItemError(
+                        uid=uuid.UUID(uid) if uid else None,
+                        status=int(error.get("status", 422)),
+                        message=self._redact(str(error.get("detail", ""))),
+                        index=start + int(error.get("index", 0)),
+                    )
+                )
+        return result
+
+    def _request_batch(self, method: str, chunk: list[dict[str, Any]]) -> dict[str, Any]:
+        attempts = 0
+        for attempt in stamina.retry_context(on=backoff_hook, **self._retry):
+            with attempt:
+                attempts += 1
+                response = self._send_once(method, "/tasks/batch", {"items": chunk}, None)
+        answer = response.json()
+        if method == "POST" and attempts > 1:
+            # A conflict on a retry is the earlier, dropped attempt having landed.
+            conflicts = [e for e in answer.get("errors", []) if e.get("status") == 409]
+            if conflicts:
+                answer["errors"] = [e for e in answer["errors"] if e.get("status") != 409]
+                answer["items"] = answer["items"] + [
+                    self.get_task(uuid.UUID(e["uid"])).model_dump(mode="json") for e in conflicts
+                ]
+        return answer
+
+    @staticmethod
+    def _uid_of(task: Task, what: str) -> uuid.UUID:
+        if task.uid is None:
+            raise ValueError(
+                f"{what}: the task (external_id {task.external_id!r}) has no uid;"
+                " derive it with Task.for_source(source)"
+            )
+        return task.uid

@@ -1,10 +1,340 @@
-"""Built-in ``file`` connector. (placeholder; its issue replaces this module)"""
+"""Built-in ``file`` connector: a CSV or JSON Lines file is the backlog.
 
-from collections.abc import Callable
+Each row is a record. Which column holds the external id, the title, the url and the
+due date, and which become custom fields, is configurable. A row whose status column
+says done is not in the backlog, and a row removed from the file closes its task.
+Write-back sets the status column (and the completion time) of the row, atomically:
+the new file is written next to the old one and renamed over it.
 
+Example (the spreadsheet of the integration guide)::
+
+    [[sources]]
+    name = "kyc-backlog"
+    connector = "file"
+    [sources.options]
+    path = "backlog.csv"
+    url_template = "https://backoffice.example.com/customers/{id}"
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from fragment_core.connector import Completion, Connector, ConnectorConfig, Record
+from fragment_core.errors import BadRecordError, ConfigurationError
 from fragment_core.hookspecs import hookimpl
+from fragment_core.task import RemoteTask, Task, format_datetime
+
+#: The columns of the sample backlog (the integration guide's spreadsheet).
+SAMPLE_COLUMNS = ["id", "title", "url", "category", "name", "priority"]
+_LINE = "_line"
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock_for(path: Path) -> threading.Lock:
+    key = str(path.resolve())
+    with _locks_guard:
+        return _locks.setdefault(key, threading.Lock())
+
+
+class FileConfig(ConnectorConfig):
+    """Options of the ``file`` connector."""
+
+    path: Path = Field(description="The CSV (.csv) or JSON Lines (.jsonl) backlog file.")
+    format: Literal["csv", "jsonl"] | None = Field(
+        default=None, description="File format; default: from the file's suffix."
+    )
+    id_column: str = Field(default="id", description="Column holding the external id.")
+    title_column: str = Field(default="title", description="Column holding the task title.")
+    url_column: str | None = Field(default="url", description="Column holding the task url.")
+    url_template: str | None = Field(
+        default=None,
+        description="Build the url from the row, e.g. https://crm.example.com/c/{id} "
+        "(used when the url column is empty or absent).",
+    )
+    due_column: str | None = Field(
+        default=None, description="Column holding the due date (ISO 8601 date or time)."
+    )
+    custom_columns: list[str] | None = Field(
+        default=None,
+        description="Columns that become custom fields; default: every other column.",
+    )
+    status_column: str = Field(
+        default="status", description="Column the write-back sets; rows marked done are closed."
+    )
+    done_value: str = Field(default="done", description="Status value of a completed row.")
+    completed_at_column: str | None = Field(
+        default="completed_at", description="Column the write-back sets to the completion time."
+    )
+    outcome_column: str | None = Field(
+        default=None, description="Column the write-back sets to the operator's outcome (JSON)."
+    )
+    encoding: str = "utf-8"
+
+    @model_validator(mode="after")
+    def _known_format(self) -> FileConfig:
+        if self.format is None:
+            suffix = self.path.suffix.lower()
+            if suffix == ".csv":
+                self.format = "csv"
+            elif suffix in (".jsonl", ".ndjson"):
+                self.format = "jsonl"
+            else:
+                raise ValueError(
+                    f"cannot tell the format of {self.path.name!r} from its suffix; "
+                    "set format = 'csv' or 'jsonl'"
+                )
+        return self
+
+
+class FileConnector(Connector[FileConfig]):
+    """A CSV or JSON Lines file as the backlog; write-back sets a status column in the file."""
+
+    name = "file"
+    Config = FileConfig
+    example_options = {"path": "backlog.csv", "url_column": "url", "due_column": "due"}
+
+    def __init__(self, config: FileConfig, *, source: str = "") -> None:
+        super().__init__(config, source=source)
+        self.id_field = config.id_column  # type: ignore[misc]
+
+    # -- reading ------------------------------------------------------------------------
+    def _where(self) -> str:
+        return f"source {self.source!r}, file {self.config.path.name!r}"
+
+    def read_rows(self) -> tuple[list[str], list[dict[str, Any]]]:
+        """Every row of the file (with its line number under ``_line``) and the columns."""
+        path = self.config.path
+        if not path.exists():
+            raise ConfigurationError(f"the backlog file {str(path)!r} does not exist")
+        with path.open(newline="", encoding=self.config.encoding) as handle:
+            if self.config.format == "csv":
+                reader = csv.DictReader(handle)
+                columns = list(reader.fieldnames or [])
+                rows = [{**row, _LINE: reader.line_num} for row in reader]
+                return columns, rows
+            columns: list[str] = []
+            rows = []
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    row = {"_error": f"line {number} is not JSON: {exc.msg}"}
+                if not isinstance(row, dict):
+                    row = {"_error": f"line {number} is not a JSON object"}
+                for key in row:
+                    if key not in columns and not key.startswith("_"):
+                        columns.append(key)
+                rows.append({**row, _LINE: number})
+            return columns, rows
+
+    def fetch_backlog(self) -> Iterator[Record]:
+        """Every row not marked done."""
+        _, rows = self.read_rows()
+        status, done = self.config.status_column, self.config.done_value
+        for row in rows:
+            if str(row.get(status) or "").strip().lower() != done.lower():
+                yield row
+
+    def to_task(self, record: Record) -> Task:
+        """Map a row: id, title, url, due date and custom columns."""
+        cfg = self.config
+        line = record.get(_LINE)
+        if "_error" in record:
+            raise BadRecordError(record["_error"], where=self._where())
+        external_id = self.record_id(record)
+        if external_id is None:
+            raise BadRecordError(
+                f"line {line}: the id column is empty", field=cfg.id_column, where=self._where()
+            )
+        title = str(record.get(cfg.title_column) or "").strip()
+        if not title:
+            raise BadRecordError(
+                f"line {line}: the title column is empty",
+                record_id=external_id,
+                field=cfg.title_column,
+                where=self._where(),
+            )
+        url = str(record.get(cfg.url_column) or "").strip() or None if cfg.url_column else None
+        if url is None and cfg.url_template:
+            try:
+                url = cfg.url_template.format(**{k: v for k, v in record.items()})
+            except (KeyError, IndexError, ValueError) as exc:
+                raise BadRecordError(
+                    f"line {line}: url_template cannot be filled: {exc}",
+                    record_id=external_id,
+                    where=self._where(),
+                ) from None
+        due_at = self._due(record, external_id, line)
+        return Task.new(
+            external_id=external_id,
+            title=title,
+            url=url,
+            due_at=due_at,
+            custom=self._custom(record),
+        )
+
+    def _due(self, record: Record, external_id: str, line: Any) -> datetime | None:
+        column = self.config.due_column
+        value = str(record.get(column) or "").strip() if column else ""
+        if not value:
+            return None
+        try:
+            due = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise BadRecordError(
+                f"line {line}: {value!r} is not an ISO 8601 date or time",
+                record_id=external_id,
+                field=column,
+                where=self._where(),
+            ) from None
+        return due if due.tzinfo else due.replace(tzinfo=UTC)
+
+    def _custom(self, record: Record) -> dict[str, Any]:
+        cfg = self.config
+        reserved = {
+            cfg.id_column,
+            cfg.title_column,
+            cfg.url_column,
+            cfg.due_column,
+            cfg.status_column,
+            cfg.completed_at_column,
+            cfg.outcome_column,
+            "external_id",
+        }
+        names = cfg.custom_columns
+        if names is None:
+            names = [k for k in record if k not in reserved and not k.startswith("_")]
+        return {name: record.get(name) for name in names if record.get(name) not in (None, "")}
+
+    # -- write-back ---------------------------------------------------------------------
+    def on_complete(self, task: RemoteTask, completion: Completion) -> str | None:
+        """Mark the row done (status and completion time), atomically; idempotent."""
+        cfg = self.config
+        when = format_datetime(completion.done_at or datetime.now(UTC))
+        outcome = json.dumps(dict(completion.outcome), sort_keys=True) if completion.outcome else ""
+
+        def mark(row: dict[str, Any]) -> None:
+            row[cfg.status_column] = cfg.done_value
+            if cfg.completed_at_column:
+                row[cfg.completed_at_column] = when
+            if cfg.outcome_column:
+                row[cfg.outcome_column] = outcome
+
+        found = self.update_rows({completion.external_id: mark})
+        if not found:
+            return f"row {completion.external_id!r} is no longer in {cfg.path.name}"
+        return f"marked row {completion.external_id!r} {cfg.done_value} in {cfg.path.name}"
+
+    def update_rows(self, changes: dict[str, Callable[[dict[str, Any]], None]]) -> int:
+        """Apply ``changes`` (external id -> function changing the row) and rewrite the file
+        atomically; return how many rows were found."""
+        cfg = self.config
+        with _lock_for(cfg.path):
+            columns, rows = self.read_rows()
+            found = 0
+            for row in rows:
+                change = changes.get(self.record_id(row) or "")
+                if change is not None:
+                    change(row)
+                    found += 1
+            if found:
+                for row in rows:
+                    for key in row:
+                        if key not in columns and not key.startswith("_"):
+                            columns.append(key)
+                write_rows(cfg.path, columns, rows, fmt=cfg.format or "csv", encoding=cfg.encoding)
+            return found
+
+    def check(self) -> str:
+        """Read the file and count its open rows."""
+        count = sum(1 for _ in self.fetch_backlog())
+        return f"{self.config.path.name}: {count} open rows"
+
+
+def write_rows(
+    path: Path,
+    columns: list[str],
+    rows: list[dict[str, Any]],
+    *,
+    fmt: str = "csv",
+    encoding: str = "utf-8",
+) -> None:
+    """Write a backlog file atomically (a temporary file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="", encoding=encoding) as handle:
+            if fmt == "csv":
+                writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+                writer.writeheader()
+                for row in rows:
+                    writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+            else:
+                for row in rows:
+                    clean = {k: v for k, v in row.items() if not k.startswith("_")}
+                    handle.write(json.dumps(clean, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sample_rows(count: int = 12, *, start: int = 1) -> list[dict[str, Any]]:
+    """Rows of a sample KYC backlog: title, url, category, name, priority, id."""
+    names = [
+        "Ada Lovelace",
+        "Alan Turing",
+        "Grace Hopper",
+        "Edsger Dijkstra",
+        "Barbara Liskov",
+        "Donald Knuth",
+        "Margaret Hamilton",
+        "Ken Thompson",
+        "Frances Allen",
+        "John Backus",
+    ]
+    categories = ["KYC review", "Document check", "Address proof", "Sanctions hit"]
+    rows = []
+    for number in range(start, start + count):
+        name = names[(number - 1) % len(names)]
+        category = categories[(number - 1) % len(categories)]
+        rows.append(
+            {
+                "id": f"C-{number:04d}",
+                "title": f"{category}: {name}",
+                "url": f"https://backoffice.example.com/customers/C-{number:04d}",
+                "category": category,
+                "name": name,
+                "priority": ["high", "normal", "low"][(number - 1) % 3],
+            }
+        )
+    return rows
+
+
+def write_sample(path: Path, count: int = 12) -> Path:
+    """Write a sample backlog (CSV or JSON Lines, by suffix) and return its path."""
+    fmt = "jsonl" if path.suffix.lower() in (".jsonl", ".ndjson") else "csv"
+    write_rows(path, list(SAMPLE_COLUMNS), sample_rows(count), fmt=fmt)
+    return path
 
 
 @hookimpl
-def fragment_register_connectors(register: Callable) -> None:
+def fragment_register_connectors(register: Callable[[type[Connector]], None]) -> None:
     """Register the built-in ``file`` connector."""
+    register(FileConnector)

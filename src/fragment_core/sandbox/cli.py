@@ -1,9 +1,102 @@
-"""``fragment sandbox``: run the local Tasks API. (placeholder, issue 2 replaces it)"""
+"""``fragment sandbox``: run the local stand-in of the Fragment Tasks API."""
+
+from __future__ import annotations
+
+import secrets
 
 import click
+from pydantic import SecretStr
+
+from fragment_core.sandbox.runner import READY_PREFIX, TOKEN_ENV, _bind, _url_host, serve
+from fragment_core.sandbox.settings import (
+    DEFAULT_MAX_BATCH,
+    SandboxSettings,
+    parse_duration,
+    parse_rate,
+)
+
+
+def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> object:
+    try:
+        return parse_rate(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
 
 
 @click.command("sandbox")
-def sandbox_command() -> None:
-    """Run a local stand-in of the Fragment Tasks API."""
-    raise click.ClickException("not implemented yet")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8765, show_default=True, type=int, help="0 picks a free port.")
+@click.option(
+    "--db", default=":memory:", show_default=True, help="SQLite file, or :memory: for none."
+)
+@click.option(
+    "--token",
+    envvar=TOKEN_ENV,
+    default=None,
+    help=f"API token clients must send (env {TOKEN_ENV}); random and printed if unset.",
+)
+@click.option("--rate-limit", callback=_rate, help="Answer 429 past this budget, e.g. 60/min.")
+@click.option(
+    "--faults",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Share of API requests answered 500/502/503/429 or with a dropped connection.",
+)
+@click.option("--seed", type=int, default=None, help="Seed of the fault draws (reproducible).")
+@click.option("--latency", default="0ms", callback=_duration, help="Delay per response, e.g. 25ms.")
+@click.option(
+    "--max-batch",
+    type=click.IntRange(1),
+    default=DEFAULT_MAX_BATCH,
+    show_default=True,
+    help="Most items per batch request.",
+)
+@click.option(
+    "--fault-retry-after",
+    type=click.FloatRange(0),
+    default=1.0,
+    show_default=True,
+    help="Retry-After (seconds) of injected 429 faults.",
+)
+def sandbox_command(
+    host: str,
+    port: int,
+    db: str,
+    token: str | None,
+    rate_limit: object,
+    faults: float,
+    seed: int | None,
+    latency: float,
+    max_batch: int,
+    fault_retry_after: float,
+) -> None:
+    """Run a local stand-in of the Fragment Tasks API (operator page at /)."""
+    generated = token is None
+    settings = SandboxSettings(
+        token=SecretStr(token or secrets.token_urlsafe(24)),
+        db=db,
+        rate_limit=rate_limit,  # type: ignore[arg-type]
+        faults=faults,
+        seed=seed,
+        latency=latency,
+        max_batch=max_batch,
+        fault_retry_after=fault_retry_after,
+    )
+    try:
+        sock = _bind(host, port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    bound_host, bound_port = sock.getsockname()[:2]
+    base = f"http://{_url_host(bound_host)}:{bound_port}"
+    click.echo(f"{READY_PREFIX}{base}/api/v1", nl=True)
+    if generated:
+        click.echo(f"token (generated for this run): {settings.token.get_secret_value()}")
+    click.echo(f"operator page: {base}/   API schema: {base}/openapi.json", err=True)
+    serve(settings, sock).run(sockets=[sock])

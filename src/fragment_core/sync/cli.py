@@ -1,27 +1,250 @@
-"""``fragment sync|run|status|demo``. (placeholder, issue 4 replaces it)"""
+"""``fragment sync``, ``fragment run``, ``fragment status`` and ``fragment demo``.
+
+Exit codes of ``fragment sync`` (and ``fragment run --once``, for the worst run):
+
+====  =======================================================================
+0     ok (or ``--dry-run``)
+1     failed: the fetch, the credentials or the Tasks API stopped the run early;
+      nothing was closed
+2     the configuration or a plugin is wrong (nothing ran)
+3     capped: closes were withheld by the blast-radius cap (``--force-close``)
+4     partial: applied, but some records or write-backs failed
+====  =======================================================================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import click
 
+from fragment_core.cli_support import (
+    echo_json,
+    load_config_from_context,
+    plugin_manager_from_context,
+    registry_from_context,
+    stderr_console,
+    stdout_console,
+)
+from fragment_core.config import Settings, SourceSettings, build_connector
+from fragment_core.errors import ConfigurationError
+from fragment_core.runner import Runner, open_tasks_client
+from fragment_core.state import OutboxState, StateStore
+from fragment_core.sync.engine import NoProgress, sync_source
+from fragment_core.sync.plan import Plan
+from fragment_core.sync.summary import EXIT_CODES, RichProgress, print_plan, print_report
 
-@click.command("sync")
-def sync_command() -> None:
-    """Run one sync of one source."""
-    raise click.ClickException("not implemented yet")
+SYNC_EXAMPLES = """\b
+Examples:
+  fragment sync support                 one run of the source "support"
+  fragment sync support --dry-run       show what would change, write nothing
+  fragment sync support --full          a full fetch even if an incremental one is due
+  fragment sync support --force-close   close even above the blast-radius cap
+"""
 
 
-@click.command("run")
-def run_command() -> None:
-    """Run every source at its interval."""
-    raise click.ClickException("not implemented yet")
+def _source(settings: Settings, name: str) -> SourceSettings:
+    try:
+        return settings.source(name)
+    except KeyError:
+        names = ", ".join(s.name for s in settings.sources) or "none"
+        where = str(settings.path) if settings.path else "the configuration"
+        raise ConfigurationError(
+            f"no source named {name!r} (sources: {names})", where=where
+        ) from None
 
 
-@click.command("status")
-def status_command() -> None:
-    """Show each source's last run."""
-    raise click.ClickException("not implemented yet")
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM set ``stop``: the run finishes the chunk in flight and saves."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        stderr_console().print(
+            f"[yellow]{signal.Signals(signum).name}: finishing the current chunk...[/]"
+        )
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class _PlanKeeper(NoProgress):
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.plan: Plan | None = None
+
+    def fetched(self, count: int) -> None:
+        self.inner.fetched(count)
+
+    def planned(self, plan: Plan) -> None:
+        self.plan = plan
+        self.inner.planned(plan)
+
+    def applied(self, count: int) -> None:
+        self.inner.applied(count)
+
+
+@click.command("sync", epilog=SYNC_EXAMPLES)
+@click.argument("source")
+@click.option("--dry-run", is_flag=True, help="Print the plan; write nothing.")
+@click.option("--full", is_flag=True, help="Fetch the whole backlog (no incremental fetch).")
+@click.option("--force-close", is_flag=True, help="Close even above the blast-radius cap.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def sync_command(
+    ctx: click.Context, source: str, dry_run: bool, full: bool, force_close: bool, as_json: bool
+) -> None:
+    """Run one sync of SOURCE, then print a summary (exit codes: see the docs)."""
+    settings = load_config_from_context(ctx)
+    src = _source(settings, source)
+    pm = plugin_manager_from_context(ctx)
+    connector = build_connector(src, registry_from_context(ctx))
+    client = open_tasks_client(settings)
+    store = StateStore(settings.state.url)
+    console = stdout_console()
+    stop = threading.Event()
+    terminal = console.is_terminal and not as_json
+    try:
+        with _stop_on_signals(stop):
+            bar = RichProgress(console, src.name) if terminal else None
+            keeper = _PlanKeeper(bar or NoProgress())
+            with bar or contextlib.nullcontext():
+                report = sync_source(
+                    src,
+                    connector,
+                    client,
+                    store,
+                    pm=pm,
+                    dry_run=dry_run,
+                    full=full,
+                    force_close=force_close,
+                    batch_size=settings.tasks_api.batch_size,
+                    stop=stop,
+                    progress=keeper,
+                )
+    finally:
+        connector.close()
+        client.close()
+        store.close()
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        if dry_run and keeper.plan is not None:
+            print_plan(console, keeper.plan)
+        print_report(console, report)
+    ctx.exit(EXIT_CODES[report.outcome])
+
+
+@click.command("run", epilog="\b\nExamples:\n  fragment run\n  fragment run --once")
+@click.option("--once", is_flag=True, help="Run every source once, then exit.")
+@click.pass_context
+def run_command(ctx: click.Context, once: bool) -> None:
+    """Run every source at its interval until SIGINT/SIGTERM (then finish the chunk, exit 0)."""
+    settings = load_config_from_context(ctx)
+    if not any(s.enabled for s in settings.sources):
+        raise ConfigurationError("no enabled source to run", where=str(settings.path or ""))
+    console = stdout_console()
+
+    def show(report: Any) -> None:
+        print_report(console, report)
+
+    runner = Runner(
+        settings,
+        pm=plugin_manager_from_context(ctx),
+        registry=registry_from_context(ctx),
+        on_report=show,
+    )
+    names = ", ".join(s.name for s in runner.sources())
+    console.print(f"Running {names}" + ("" if once else " (Ctrl-C to stop)"))
+    try:
+        with _stop_on_signals(runner.stop):
+            runner.run(once=once)
+    finally:
+        runner.client.close()
+        runner.store.close()
+    ctx.exit(EXIT_CODES[runner.worst_outcome()] if once else 0)
+
+
+def status_rows(settings: Settings, store: StateStore) -> list[dict[str, Any]]:
+    """What ``fragment status`` shows, per source."""
+    names = [s.name for s in settings.sources]
+    names += [n for n in store.source_names() if n not in names]
+    rows = []
+    for name in names:
+        state = store.source_state(name)
+        runs = store.last_runs(name, limit=1)
+        failed = store.write_backs(name, OutboxState.FAILED)
+        rows.append(
+            {
+                "source": name,
+                "configured": name in {s.name for s in settings.sources},
+                "last_run": runs[0] if runs else None,
+                "last_complete_fetch": (
+                    state.last_complete_fetch.isoformat() if state.last_complete_fetch else None
+                ),
+                "cursor": state.cursor,
+                "write_backs": store.write_back_counts(name),
+                "failed_write_backs": [
+                    {
+                        "external_id": e.external_id,
+                        "attempts": e.attempts,
+                        "error": e.last_error,
+                        "next_attempt_at": e.next_attempt_at.isoformat()
+                        if e.next_attempt_at
+                        else None,
+                    }
+                    for e in failed
+                ],
+            }
+        )
+    return rows
+
+
+@click.command("status", epilog="\b\nExamples:\n  fragment status\n  fragment status --json")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+def status_command(ctx: click.Context, as_json: bool) -> None:
+    """Per source: the last run, its outcome and counts, lag, pending and failed write-backs."""
+    from fragment_core.sync.summary import print_status
+
+    settings = load_config_from_context(ctx)
+    store = StateStore(settings.state.url)
+    try:
+        rows = status_rows(settings, store)
+    finally:
+        store.close()
+    if as_json:
+        echo_json(rows)
+    else:
+        print_status(stdout_console(), rows)
 
 
 @click.command("demo")
-def demo_command() -> None:
-    """A guided demo on the local sandbox."""
-    raise click.ClickException("not implemented yet")
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("fragment-demo"),
+    show_default=True,
+    help="Folder for the sample backlog, the state and the config.",
+)
+@click.option("--keep-running", is_flag=True, help="Keep the sandbox up at the end.")
+@click.option("--rows", default=12, show_default=True, help="Rows in the sample backlog.")
+@click.option("--port", default=0, help="Sandbox port (default: a free one).")
+def demo_command(folder: Path, keep_running: bool, rows: int, port: int) -> None:
+    """A guided demo on the local sandbox: sync a sample backlog, complete, write back."""
+    from fragment_core.sync.demo import run_demo
+
+    run_demo(folder, keep_running=keep_running, rows=rows, port=port)

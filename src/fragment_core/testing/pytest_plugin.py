@@ -1,1 +1,30 @@
-"""pytest plugin (entry point ``pytest11``): fixtures for connector authors."""
+"""pytest plugin (entry point ``pytest11``): fixtures for connector authors.
+
+- ``fake_api``: a factory of started :class:`~fragment_core.testing.FakeAPI` servers,
+  ``fake_api("hubspot")``, each stopped at teardown.
+- ``sandbox`` / ``sandbox_factory``: a running local Tasks API (see ``sandbox_fixtures``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from fragment_core.testing.fakeapi import FakeAPI
+from fragment_core.testing.sandbox_fixtures import sandbox, sandbox_factory  # noqa
+
+
+@pytest.fixture
+def fake_api() -> Iterator[Callable[..., FakeAPI]]:
+    """Factory: ``fake_api(name)`` returns a started FakeAPI, stopped at teardown."""
+    started: list[FakeAPI] = []
+
+    def make(name: str = "fake") -> FakeAPI:
+        api = FakeAPI(name=name).start()
+        started.append(api)
+        return api
+
+    yield make
+    for api in reversed(started):
+        api.stop()

@@ -1,0 +1,347 @@
+"""The ``hubspot`` connector: open CRM tasks in, completion (and an optional note) back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any, ClassVar
+
+from fragment_core.connector import Completion, Connector, Record
+from fragment_core.errors import (
+    AuthenticationError,
+    BadRecordError,
+    ConfigurationError,
+    WriteBackError,
+)
+from fragment_core.task import RemoteTask, Task, TaskStatus, format_datetime
+from fragment_hubspot.client import HubSpotClient, TaskNotFoundError
+from fragment_hubspot.config import HubSpotConfig
+from fragment_hubspot.search import (
+    MODIFIED,
+    WindowedSearch,
+    parse_hubspot_time,
+    to_epoch_ms,
+)
+from fragment_hubspot.text import html_to_text
+
+COMPLETED = "COMPLETED"
+DEFAULT_APP_HOST = "app.hubspot.com"
+
+#: Properties every search asks for (extra_properties are added).
+BASE_PROPERTIES = (
+    "hs_object_id",
+    "hs_task_subject",
+    "hs_task_body",
+    "hs_timestamp",
+    "hs_task_status",
+    "hs_task_priority",
+    "hs_task_type",
+    "hubspot_owner_id",
+    "hs_queue_membership_ids",
+    "hs_createdate",
+    MODIFIED,
+)
+
+#: hs_task_status -> the task's external status in Fragment.
+EXTERNAL_STATUS = {COMPLETED: TaskStatus.DONE, "IN_PROGRESS": TaskStatus.STARTED}
+
+
+def _split(value: Any) -> list[str]:
+    """A multi-value HubSpot property ("a;b") as a list."""
+    return [part for part in str(value or "").split(";") if part]
+
+
+class HubSpotConnector(Connector[HubSpotConfig]):
+    """Open HubSpot CRM tasks; completing one in Fragment marks it COMPLETED in HubSpot.
+
+    Backlog: tasks whose hs_task_status is not COMPLETED (optionally only some owners,
+    queues, types or priorities), fetched through the CRM search API past its
+    10,000-results cap. Incremental: tasks modified since the cursor.
+    """
+
+    name = "hubspot"
+    Config = HubSpotConfig
+    id_field = "id"
+    cursor_field = MODIFIED
+    example_options: ClassVar[dict[str, Any]] = {
+        "access_token": "${HUBSPOT_TOKEN}",
+        "portal_id": 1234567,
+        "owner_ids": ["61230045"],
+        "priorities": ["HIGH", "MEDIUM"],
+        "associations": ["contacts", "companies"],
+        "completion_note": "Completed in Fragment at {done_at}.",
+    }
+
+    def __init__(self, config: HubSpotConfig, *, source: str = "") -> None:
+        super().__init__(config, source=source)
+        self._client: HubSpotClient | None = None
+        self._portal: tuple[int, str] | None = None
+
+    # -- plumbing -------------------------------------------------------------------------
+    @property
+    def where(self) -> str:
+        """Prefix of every error: the source."""
+        return f"source {self.source!r} (hubspot)"
+
+    @property
+    def client(self) -> HubSpotClient:
+        """The HubSpot client (built on first use)."""
+        if self._client is None:
+            self._client = HubSpotClient(self.config, where=self.where)
+        return self._client
+
+    @property
+    def properties(self) -> list[str]:
+        """Task properties each search asks for."""
+        extra = [p for p in self.config.extra_properties if p not in BASE_PROPERTIES]
+        return [*BASE_PROPERTIES, *extra]
+
+    def portal(self) -> tuple[int, str]:
+        """(portal id, app host) for task links: from config, else from account-info."""
+        if self._portal is None:
+            portal_id, app_host = self.config.portal_id, self.config.app_host
+            if portal_id is None or app_host is None:
+                try:
+                    details = self.client.account_details()
+                except AuthenticationError as exc:
+                    if "lacks the scope" not in exc.message:
+                        raise
+                    raise AuthenticationError(
+                        f"{exc.message} Or set portal_id and app_host in the source options "
+                        "so the account details are not needed.",
+                        where=self.where,
+                    ) from None
+                if portal_id is None:
+                    try:
+                        portal_id = int(details["portalId"])
+                    except (KeyError, TypeError, ValueError):
+                        raise ConfigurationError(
+                            "HubSpot's account details carry no portalId; set portal_id in "
+                            "the source options",
+                            where=self.where,
+                        ) from None
+                app_host = app_host or str(details.get("uiDomain") or DEFAULT_APP_HOST)
+            self._portal = (portal_id, app_host)
+        return self._portal
+
+    def _base_filters(self) -> list[dict[str, Any]]:
+        config = self.config
+        filters: list[dict[str, Any]] = []
+        for prop, values in (
+            ("hubspot_owner_id", config.owner_ids),
+            ("hs_queue_membership_ids", config.queue_ids),
+            ("hs_task_type", config.task_types),
+            ("hs_task_priority", config.priorities),
+        ):
+            if values:
+                filters.append({"propertyName": prop, "operator": "IN", "values": list(values)})
+        return filters
+
+    def _search(self) -> WindowedSearch:
+        return WindowedSearch(
+            self.client.search,
+            properties=self.properties,
+            page_size=self.config.page_size,
+            cap=self.config.search_result_cap,
+        )
+
+    def _with_associations(self, items: Iterable[Any]) -> Iterator[Any]:
+        """Attach ``associations: {type: [ids]}`` to each task, one batch read per page."""
+        if not self.config.associations:
+            yield from items
+            return
+        chunk: list[Any] = []
+        for item in items:
+            chunk.append(item)
+            if len(chunk) >= self.config.page_size:
+                yield from self._associate(chunk)
+                chunk = []
+        yield from self._associate(chunk)
+
+    def _associate(self, chunk: list[Any]) -> Iterator[Any]:
+        ids = [str(item["id"]) for item in chunk if isinstance(item, Mapping) and item.get("id")]
+        found = {
+            object_type: self.client.associated_ids(object_type, ids)
+            for object_type in self.config.associations
+        }
+        for item in chunk:
+            if isinstance(item, Mapping) and item.get("id"):
+                item_id = str(item["id"])
+                yield {
+                    **item,
+                    "associations": {t: found[t].get(item_id, []) for t in found},
+                }
+            else:
+                yield item
+
+    # -- the contract ---------------------------------------------------------------------
+    def fetch_backlog(self) -> Iterator[Record]:
+        """Every open task (hs_task_status NEQ COMPLETED, plus the configured filters)."""
+        self.portal()
+        filters = [
+            {"propertyName": "hs_task_status", "operator": "NEQ", "value": COMPLETED},
+            *self._base_filters(),
+        ]
+        yield from self._with_associations(self._search().fetch(filters))
+
+    def fetch_changes(self, cursor: str | None) -> Iterator[Record]:
+        """Tasks modified at or after ``cursor`` (an ISO time), open or not.
+
+        Without a cursor: the open backlog. Owner/queue/type/priority filters are checked
+        locally by :meth:`is_open`, so a task moved out of them leaves the backlog.
+        """
+        if cursor is None:
+            yield from self.fetch_backlog()
+            return
+        try:
+            since = parse_hubspot_time(cursor)
+        except ValueError:
+            since = None
+        if since is None:
+            raise ConfigurationError(
+                f"stored cursor {cursor!r} is not a time; run a full sync to reset it",
+                where=self.where,
+            )
+        self.portal()
+        items = self._search().fetch([], since_ms=to_epoch_ms(since))
+        yield from self._with_associations(items)
+
+    def is_open(self, record: Record) -> bool:
+        """Not COMPLETED, and within the configured owners/queues/types/priorities."""
+        properties = record.get("properties") if isinstance(record, Mapping) else None
+        if not isinstance(properties, Mapping):
+            return True  # let to_task report it
+        config = self.config
+        if str(properties.get("hs_task_status") or "").upper() == COMPLETED:
+            return False
+        checks = (
+            (config.owner_ids, [str(properties.get("hubspot_owner_id") or "")]),
+            (config.queue_ids, _split(properties.get("hs_queue_membership_ids"))),
+            (config.task_types, [str(properties.get("hs_task_type") or "").upper()]),
+            (config.priorities, [str(properties.get("hs_task_priority") or "").upper()]),
+        )
+        return all(not wanted or set(wanted) & set(have) for wanted, have in checks)
+
+    def cursor_value(self, record: Record) -> str | None:
+        """hs_lastmodifieddate, normalized (UTC, milliseconds) so strings sort as times."""
+        properties = record.get("properties") if isinstance(record, Mapping) else None
+        if not isinstance(properties, Mapping):
+            return None
+        try:
+            parsed = parse_hubspot_time(properties.get(MODIFIED))
+        except ValueError:
+            return None
+        return None if parsed is None else format_datetime(parsed)
+
+    def to_task(self, record: Record) -> Task:
+        """Map a search result (``{"id", "properties": {...}}``) to a task."""
+        if not isinstance(record, Mapping):
+            raise BadRecordError(
+                f"expected a task object, got {type(record).__name__}", where=self.where
+            )
+        task_id = self.record_id(record)
+        if task_id is None:
+            raise BadRecordError("task has no id", field="id", where=self.where)
+        properties = record.get("properties")
+        if not isinstance(properties, Mapping):
+            raise BadRecordError(
+                "task has no properties object",
+                record_id=task_id,
+                field="properties",
+                where=self.where,
+            )
+
+        def when(prop: str, fallback: str | None = None) -> datetime | None:
+            value = properties.get(prop)
+            if value in (None, "") and fallback:
+                value = record.get(fallback)
+            try:
+                return parse_hubspot_time(value)
+            except (ValueError, OverflowError, OSError):
+                raise BadRecordError(
+                    f"{value!r} is not a time (expected ISO 8601 or epoch milliseconds)",
+                    record_id=task_id,
+                    field=prop,
+                    where=self.where,
+                ) from None
+
+        due_at = when("hs_timestamp")
+        updated_at = when(MODIFIED, "updatedAt")
+        created_at = when("hs_createdate", "createdAt")
+        status = str(properties.get("hs_task_status") or "").upper()
+        subject = str(properties.get("hs_task_subject") or "").strip()
+        portal_id, app_host = self.portal()
+        body = html_to_text(str(properties.get("hs_task_body") or ""))
+        if len(body) > self.config.body_max_chars:
+            body = body[: max(self.config.body_max_chars - 1, 0)].rstrip() + "…"
+
+        custom: dict[str, Any] = {
+            "priority": properties.get("hs_task_priority") or None,
+            "type": properties.get("hs_task_type") or None,
+            "owner": properties.get("hubspot_owner_id") or None,
+            "status": status or None,
+            "body": body or None,
+        }
+        for prop in self.config.extra_properties:
+            if prop not in BASE_PROPERTIES:
+                custom[prop] = properties.get(prop)
+        associations = record.get("associations")
+        if isinstance(associations, Mapping):
+            for object_type in self.config.associations:
+                custom[f"associated_{object_type}"] = list(associations.get(object_type) or [])
+        return Task.new(
+            external_id=task_id,
+            title=subject or f"HubSpot task {task_id}",
+            url=self.config.url_template.format(
+                app_host=app_host, portal_id=portal_id, task_id=task_id
+            ),
+            due_at=due_at,
+            custom={k: v for k, v in custom.items() if v is not None},
+            external_status=EXTERNAL_STATUS.get(status, TaskStatus.TODO),
+            external_created_at=created_at,
+            external_updated_at=updated_at,
+        )
+
+    def on_complete(self, task: RemoteTask, completion: Completion) -> str | None:
+        """Set hs_task_status = COMPLETED (and append the note); a no-op if already done."""
+        task_id = completion.external_id
+        try:
+            current = self.client.get_task(task_id, ["hs_task_status", "hs_task_body"])
+            properties = current.get("properties") or {}
+            if str(properties.get("hs_task_status") or "").upper() == COMPLETED:
+                return f"HubSpot task {task_id} was already completed"
+            update = {"hs_task_status": COMPLETED}
+            if self.config.completion_note:
+                note = self.config.completion_note.format(
+                    done_at=format_datetime(completion.done_at) if completion.done_at else "",
+                    uid=completion.uid,
+                    source=completion.source,
+                )
+                existing = str(properties.get("hs_task_body") or "")
+                update["hs_task_body"] = f"{existing}<p>{note}</p>"
+            self.client.update_task(task_id, update)
+        except TaskNotFoundError:
+            raise WriteBackError(
+                f"HubSpot task {task_id} no longer exists (deleted?); nothing to complete",
+                where=self.where,
+            ) from None
+        return f"completed HubSpot task {task_id}"
+
+    def check(self) -> str:
+        """Reach the account and the task search; say what is wrong in actionable words."""
+        portal_id, app_host = self.portal()
+        open_filter = {"propertyName": "hs_task_status", "operator": "NEQ", "value": COMPLETED}
+        page = self.client.search(
+            {
+                "filterGroups": [{"filters": [open_filter, *self._base_filters()]}],
+                "properties": ["hs_object_id"],
+                "limit": 1,
+            }
+        )
+        total = page.get("total")
+        count = f"{total} open tasks match" if total is not None else "task search works"
+        return f"HubSpot account {portal_id} ({app_host}): {count}"
+
+    def close(self) -> None:
+        """Drop the SDK clients."""
+        self._client = None

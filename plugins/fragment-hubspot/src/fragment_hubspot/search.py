@@ -1,0 +1,171 @@
+"""Fetching every match of a HubSpot search, past its 10,000-results-per-query cap.
+
+One query pages at most ``cap`` results (HubSpot answers 400 past 10,000). So results are
+sorted by ``hs_lastmodifieddate`` ascending, and when paging reaches the cap a new query
+starts with ``hs_lastmodifieddate GTE <latest seen>`` (a moving window); ids already
+yielded are skipped at the boundary. If one window is entirely one instant (more than
+``cap`` tasks modified in the same millisecond, e.g. a bulk import), that instant is paged
+on its own, sorted by ``hs_object_id`` with a moving ``hs_object_id GT <last>`` window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from fragment_core.errors import TransientError
+
+MODIFIED = "hs_lastmodifieddate"
+OBJECT_ID = "hs_object_id"
+
+SearchFn = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+Filters = list[dict[str, Any]]
+
+
+def parse_hubspot_time(value: Any) -> datetime | None:
+    """HubSpot datetime property (ISO 8601 or epoch milliseconds) -> aware datetime."""
+    if value is None or value == "":
+        return None
+    text = str(value).strip()
+    if text.lstrip("-").isdigit():
+        return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def to_epoch_ms(value: datetime) -> int:
+    """An aware datetime as epoch milliseconds (HubSpot's filter value for datetimes)."""
+    return int(value.timestamp() * 1000)
+
+
+def _modified_ms(item: Any) -> int | None:
+    properties = item.get("properties") if isinstance(item, Mapping) else None
+    if not isinstance(properties, Mapping):
+        return None
+    try:
+        parsed = parse_hubspot_time(properties.get(MODIFIED))
+    except ValueError:
+        return None
+    return None if parsed is None else to_epoch_ms(parsed)
+
+
+def _offset(after: str) -> int | None:
+    try:
+        return int(after)
+    except (TypeError, ValueError):
+        return None
+
+
+def _object_id(item: Any) -> int | None:
+    try:
+        return int(item["id"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+class WindowedSearch:
+    """Every result of ``filters`` through ``search``, whatever the per-query cap."""
+
+    def __init__(
+        self,
+        search: SearchFn,
+        *,
+        properties: list[str],
+        page_size: int,
+        cap: int,
+    ) -> None:
+        self.search = search
+        self.properties = properties
+        self.page_size = page_size
+        self.cap = cap
+        self.queries = 0
+
+    def _pages(self, filters: Filters, sort_property: str) -> Iterator[tuple[list[Any], bool]]:
+        """Pages of one query: (results, capped) where capped means the cap stopped it."""
+        self.queries += 1
+        body: dict[str, Any] = {
+            "filterGroups": [{"filters": filters}],
+            "sorts": [{"propertyName": sort_property, "direction": "ASCENDING"}],
+            "properties": self.properties,
+            "limit": self.page_size,
+        }
+        while True:
+            page = self.search(body)
+            results = page.get("results") or []
+            after = ((page.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                yield list(results), False
+                return
+            offset = _offset(after)
+            if offset is not None and offset >= self.cap:
+                yield list(results), True
+                return
+            yield list(results), False
+            body = {**body, "after": str(after)}
+
+    def fetch(self, filters: Filters, *, since_ms: int | None = None) -> Iterator[Any]:
+        """Yield each matching result once (by id); raw items, malformed ones included."""
+        seen: set[str] = set()
+        lower = since_ms
+        while True:
+            window = list(filters)
+            if lower is not None:
+                window.append({"propertyName": MODIFIED, "operator": "GTE", "value": str(lower)})
+            latest = lower
+            capped = False
+            for results, page_capped in self._pages(window, MODIFIED):
+                capped = page_capped
+                for item in results:
+                    ms = _modified_ms(item)
+                    if ms is not None and (latest is None or ms > latest):
+                        latest = ms
+                    item_id = item.get("id") if isinstance(item, Mapping) else None
+                    if item_id is not None:
+                        if str(item_id) in seen:
+                            continue
+                        seen.add(str(item_id))
+                    yield item
+            if not capped:
+                return
+            if latest is None:
+                raise TransientError(
+                    f"HubSpot search reached its {self.cap}-result cap and the results carry "
+                    f"no {MODIFIED} to continue from"
+                )
+            if latest == lower:
+                # the whole window is one instant: page that instant by object id
+                yield from self._fetch_instant(filters, latest, seen)
+                lower = latest + 1
+            else:
+                lower = latest
+
+    def _fetch_instant(self, filters: Filters, instant_ms: int, seen: set[str]) -> Iterator[Any]:
+        last_id: int | None = None
+        while True:
+            at_instant = {"propertyName": MODIFIED, "operator": "EQ", "value": str(instant_ms)}
+            window = [*filters, at_instant]
+            if last_id is not None:
+                window.append({"propertyName": OBJECT_ID, "operator": "GT", "value": str(last_id)})
+            capped = False
+            progressed = False
+            for results, page_capped in self._pages(window, OBJECT_ID):
+                capped = page_capped
+                for item in results:
+                    object_id = _object_id(item)
+                    if object_id is not None and (last_id is None or object_id > last_id):
+                        last_id = object_id
+                        progressed = True
+                    item_id = item.get("id") if isinstance(item, Mapping) else None
+                    if item_id is not None:
+                        if str(item_id) in seen:
+                            continue
+                        seen.add(str(item_id))
+                    yield item
+            if not capped:
+                return
+            if not progressed:
+                raise TransientError(
+                    f"HubSpot search reached its {self.cap}-result cap without numeric task ids "
+                    "to continue from"
+                )

@@ -1,0 +1,247 @@
+"""The connector's HTTP layer: one httpx client with the configured auth, a per-source
+rate limit, retries and 429 handling through :mod:`fragment_core.retries`, and error
+messages that name the option to fix and never a secret."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+import httpx
+
+from fragment_core.connectors.http.config import (
+    ApiKeyAuth,
+    BasicAuth,
+    BearerAuth,
+    HttpConfig,
+)
+from fragment_core.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    TransientError,
+)
+from fragment_core.retries import call_with_retries, error_for_status, transport_error
+
+__all__ = ["HttpSession", "RateLimiter"]
+
+REDACTED = "<redacted>"
+
+
+class _RedactSecrets(logging.Filter):
+    """Masks registered secret values in log records (httpx logs URLs with their query)."""
+
+    def __init__(self) -> None:
+        super().__init__("fragment-http-redact")
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
+        message = record.getMessage()
+        redacted = redact(message, self.secrets)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+_LOG_FILTER = _RedactSecrets()
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).addFilter(_LOG_FILTER)
+
+
+def redact(text: str, secrets: set[str] | list[str]) -> str:
+    """``text`` with every secret value replaced by ``<redacted>``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+class RateLimiter:
+    """At most ``per_minute`` requests a minute, evenly spaced; thread-safe."""
+
+    def __init__(self, per_minute: int | None) -> None:
+        self.interval = 60.0 / per_minute if per_minute else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        """Block until the next request may go."""
+        if not self.interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+        if slot > now:
+            time.sleep(slot - now)
+
+
+class HttpSession:
+    """Sends the connector's requests; ``requests_made`` counts them (retries included)."""
+
+    def __init__(self, config: HttpConfig, *, source: str) -> None:
+        self.config = config
+        self.where = f"source {source!r}"
+        self.requests_made = 0
+        self._limiter = RateLimiter(config.rate_limit)
+        self._origin = _origin(config.base_url)
+        headers = dict(config.headers)
+        params: dict[str, str] = {}
+        auth: httpx.Auth | None = None
+        self.secrets: set[str] = set()
+        match config.auth:
+            case BearerAuth(token=token):
+                headers["Authorization"] = f"Bearer {token.get_secret_value()}"
+                self.secrets.add(token.get_secret_value())
+            case BasicAuth(username=username, password=password):
+                auth = httpx.BasicAuth(username, password.get_secret_value())
+                self.secrets.add(password.get_secret_value())
+            case ApiKeyAuth(key=key, location="header", name=name):
+                headers[name] = key.get_secret_value()
+                self.secrets.add(key.get_secret_value())
+            case ApiKeyAuth(key=key, name=name):
+                params[name] = key.get_secret_value()
+                self.secrets.add(key.get_secret_value())
+        _LOG_FILTER.secrets |= self.secrets
+        self._client = httpx.Client(
+            base_url=config.base_url,
+            headers=headers,
+            params=params,
+            auth=auth,
+            timeout=config.timeout,
+            follow_redirects=True,
+        )
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        key: str,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        accept: frozenset[int] = frozenset(),
+        decode: bool = True,
+        retries: bool = True,
+        unreachable_is_config: bool = False,
+    ) -> tuple[httpx.Response, Any]:
+        """Send one request (retrying transient failures and 429s); return it and its JSON.
+
+        ``key`` is the option that chose the request (``options.backlog.path``); errors
+        name it. Statuses in ``accept`` are returned instead of raised.
+        """
+        if "://" in url and _origin(url) != self._origin:
+            raise ConfigurationError(
+                f"{key}: refusing to follow {_origin(url)} outside options.base_url "
+                f"({self._origin}): credentials are only sent to base_url"
+            )
+
+        # httpx replaces a URL's query with ``params``: move the query into params first
+        parts = urlsplit(url)
+        if parts.query:
+            url = urlunsplit(parts._replace(query=""))
+            params = {**_query_params(parts.query), **(params or {})}
+
+        def send() -> tuple[httpx.Response, Any]:
+            self._limiter.wait()
+            self.requests_made += 1
+            try:
+                response = self._client.request(
+                    method, url, params=params, json=body, headers=headers
+                )
+            except httpx.TransportError as exc:
+                if unreachable_is_config and isinstance(exc, httpx.ConnectError):
+                    raise ConfigurationError(
+                        f"options.base_url: cannot reach {self.config.base_url} "
+                        f"({self._redact(str(exc))}); check the host name and port",
+                        where=self.where,
+                    ) from None
+                error = transport_error(exc, where=self.where)
+                raise TransientError(
+                    self._redact(f"{method} {_path(url)}: {error.message}"), where=self.where
+                ) from None
+            if response.status_code in accept:
+                return response, None
+            self._raise_for_status(response, key)
+            return response, self._decode(response, key) if decode else None
+
+        if not retries:
+            return send()
+        return call_with_retries(send)
+
+    # -- helpers ------------------------------------------------------------------------
+    def _redact(self, text: str) -> str:
+        return redact(text, self.secrets)
+
+    def _raise_for_status(self, response: httpx.Response, key: str) -> None:
+        request = response.request
+        what = f"{request.method} {request.url.path}"
+        said = self._redact(response.text[:300].strip()) if response.content else ""
+        said = f"; the server said: {said}" if said else ""
+        error = error_for_status(
+            response.status_code, response.headers, f"{what}{said}", where=self.where
+        )
+        if error is None:
+            return
+        status = response.status_code
+        if isinstance(error, AuthenticationError):
+            raise AuthenticationError(
+                f"{what} was refused (HTTP {status}): the API at options.base_url "
+                f"({self.config.base_url}) rejected the credentials of options.auth "
+                f"(type {self.config.auth.type!r}); check the secret and its permissions"
+                f"{said}",
+                where=self.where,
+            )
+        if isinstance(error, ConfigurationError):
+            hint = (
+                f"no such path at {self.config.base_url}; check options.base_url and {key}"
+                if status in (404, 405)
+                else f"the request was refused; check {key}"
+            )
+            raise ConfigurationError(
+                f"{what} returned HTTP {status}: {hint}{said}", where=self.where
+            )
+        raise error
+
+    def _decode(self, response: httpx.Response, key: str) -> Any:
+        if not response.content:
+            return None
+        try:
+            return json.loads(response.content)
+        except ValueError:
+            what = f"{response.request.method} {response.request.url.path}"
+            if "json" in response.headers.get("content-type", ""):
+                raise TransientError(
+                    f"{what}: the JSON response was cut short or is invalid", where=self.where
+                ) from None
+            start = self._redact(response.text[:60])
+            raise ConfigurationError(
+                f"{what}: the response is not JSON ({response.headers.get('content-type')}: "
+                f"{start!r}); check options.base_url and {key}",
+                where=self.where,
+            ) from None
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return f"{parts.scheme}://{parts.hostname}:{port}"
+
+
+def _query_params(query: str) -> dict[str, str | list[str]]:
+    values = parse_qs(query, keep_blank_values=True)
+    return {k: v[0] if len(v) == 1 else v for k, v in values.items()}
+
+
+def _path(url: str) -> str:
+    return urlsplit(url).path or "/"

@@ -1,0 +1,65 @@
+"""Logging of the ``fragment`` CLI: rich on a terminal, plain text otherwise, or JSON lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import IO, Literal
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+LogFormat = Literal["text", "json"]
+
+#: Attributes every LogRecord has; anything else was passed with ``extra=`` and is kept.
+_STANDARD_ATTRS = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
+)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``ts``, ``level``, ``logger``, ``message`` and any extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                data[key] = value
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, default=str, ensure_ascii=False)
+
+
+def level_for(verbosity: int) -> int:
+    """``0`` -> WARNING, ``1`` (-v) -> INFO, ``2`` or more (-vv) -> DEBUG."""
+    return {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+
+
+def configure_logging(
+    verbosity: int = 0, log_format: LogFormat = "text", stream: IO[str] | None = None
+) -> logging.Handler:
+    """Send log records to ``stream`` (default stderr); replaces a handler set up earlier."""
+    stream = stream or sys.stderr
+    handler: logging.Handler
+    if log_format == "json":
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(JsonFormatter())
+    elif stream.isatty():
+        handler = RichHandler(console=Console(file=stream), show_path=False)
+    else:
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.set_name("fragment")
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == "fragment"]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level_for(verbosity))
+    return handler

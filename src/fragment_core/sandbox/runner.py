@@ -1,0 +1,222 @@
+"""Start a sandbox on a loopback port: in a thread, or as a ``python -m fragment_core``
+subprocess (its own GIL, and a process a test can kill)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import uvicorn
+from pydantic import SecretStr
+
+from fragment_core.sandbox.app import create_app
+from fragment_core.sandbox.faults import quiet_dropped_connections
+from fragment_core.sandbox.settings import (
+    DEFAULT_MAX_BATCH,
+    RateLimit,
+    SandboxSettings,
+    parse_duration,
+    parse_rate,
+)
+
+#: Environment variable the CLI reads the token from (keeps it out of process lists).
+TOKEN_ENV = "FRAGMENT_SANDBOX_TOKEN"
+#: First line the CLI prints, followed by the API's base URL.
+READY_PREFIX = "fragment sandbox listening on "
+
+
+@dataclass
+class SandboxHandle:
+    """A running sandbox: ``url`` is the API base (``.../api/v1``)."""
+
+    base_url: str
+    token: str = field(repr=False)
+    _stop: Any = field(repr=False, default=None)
+    app: Any = field(repr=False, default=None)
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/api/v1"
+
+    def stop(self) -> None:
+        """Stop the server (idempotent)."""
+        if self._stop is not None:
+            stop, self._stop = self._stop, None
+            stop()
+
+    def stats(self) -> dict[str, Any]:
+        """Requests, statuses, faults and task count so far (``GET /_sandbox/stats``)."""
+        return httpx.get(f"{self.base_url}/_sandbox/stats", timeout=10).json()
+
+    def client(self, **options: Any) -> Any:
+        """A :class:`~fragment_core.tasks_api.TasksClient` of this sandbox (rate limit off)."""
+        from fragment_core.tasks_api import TasksClient
+
+        options.setdefault("rate_limit", None)
+        return TasksClient(self.url, self.token, **options)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto=IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections (without it,
+    # Nagle + delayed ACK add ~40 ms to every response).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, port))
+    sock.listen(512)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(settings: SandboxSettings, sock: socket.socket) -> uvicorn.Server:
+    """A uvicorn server of the sandbox app, not yet started, for the bound ``sock``."""
+    quiet_dropped_connections()
+    config = uvicorn.Config(
+        create_app(settings),
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+    )
+    return uvicorn.Server(config)
+
+
+def _start_in_thread(settings: SandboxSettings, host: str, port: int) -> SandboxHandle:
+    sock = _bind(host, port)
+    server = serve(settings, sock)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="fragment-sandbox", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            sock.close()
+            raise RuntimeError("the sandbox did not start")
+        time.sleep(0.005)
+    bound_host, bound_port = sock.getsockname()[:2]
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+        server.config.app.state.store.close()
+
+    handle = SandboxHandle(
+        f"http://{_url_host(bound_host)}:{bound_port}",
+        settings.token.get_secret_value(),
+        stop,
+        server.config.app,
+    )
+    return handle
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _start_subprocess(
+    settings: SandboxSettings, host: str, port: int, timeout: float = 30.0
+) -> SandboxHandle:
+    args = [sys.executable, "-m", "fragment_core", "sandbox", "--host", host]
+    args += ["--port", str(port), "--db", settings.db, "--max-batch", str(settings.max_batch)]
+    if settings.rate_limit:
+        limit = settings.rate_limit
+        args += ["--rate-limit", f"{limit.requests}/{'s' if limit.period == 1 else 'min'}"]
+        if limit.period not in (1.0, 60.0):
+            raise ValueError("a subprocess sandbox takes rate limits per second or per minute")
+    if settings.faults:
+        args += ["--faults", str(settings.faults)]
+    if settings.seed is not None:
+        args += ["--seed", str(settings.seed)]
+    if settings.latency:
+        args += ["--latency", f"{settings.latency}s"]
+    args += ["--fault-retry-after", f"{settings.fault_retry_after:g}"]
+    env = {**os.environ, TOKEN_ENV: settings.token.get_secret_value()}
+    process = subprocess.Popen(
+        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+
+    def stop() -> None:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stdout:
+            process.stdout.close()
+
+    assert process.stdout is not None
+    base_url = None
+    deadline = time.monotonic() + timeout
+    line = process.stdout.readline()
+    if line.startswith(READY_PREFIX):
+        base_url = line.removeprefix(READY_PREFIX).strip().removesuffix("/api/v1")
+    if base_url is None:
+        stop()
+        raise RuntimeError(f"the sandbox subprocess did not start (exit code {process.poll()})")
+    handle = SandboxHandle(base_url, settings.token.get_secret_value(), stop)
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{base_url}/openapi.json", timeout=2).raise_for_status()
+            return handle
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    stop()
+    raise RuntimeError("the sandbox subprocess did not answer in time")
+
+
+@contextlib.contextmanager
+def run_sandbox(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    token: str | SecretStr | None = None,
+    db: str = ":memory:",
+    rate_limit: int | str | RateLimit | None = None,
+    faults: float = 0.0,
+    seed: int | None = None,
+    latency: float | str = 0.0,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    fault_retry_after: float = 1.0,
+    in_thread: bool = True,
+) -> Iterator[SandboxHandle]:
+    """Run a sandbox for the duration of the ``with`` block.
+
+    ``port=0`` picks a free port; ``token=None`` makes a random one (``handle.token``);
+    ``rate_limit`` is requests per minute or a ``"N/s"``-style text; ``latency`` is seconds
+    or ``"25ms"``. ``in_thread=False`` runs ``python -m fragment_core sandbox``.
+    """
+    if token is None:
+        token = secrets.token_urlsafe(24)
+    settings = SandboxSettings(
+        token=token if isinstance(token, SecretStr) else SecretStr(token),
+        db=str(db),
+        rate_limit=parse_rate(rate_limit),
+        faults=faults,
+        seed=seed,
+        latency=parse_duration(latency),
+        max_batch=max_batch,
+        fault_retry_after=fault_retry_after,
+    )
+    if in_thread:
+        handle = _start_in_thread(settings, host, port)
+    else:
+        handle = _start_subprocess(settings, host, port)
+    try:
+        yield handle
+    finally:
+        handle.stop()

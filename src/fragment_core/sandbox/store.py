@@ -1,0 +1,198 @@
+"""SQLite storage of the sandbox's tasks (a file in WAL mode, or in memory).
+
+Each task is one row: its read-model JSON as text, plus the columns lists sort and
+filter on. Lists page by keyset on ``(created_at, uid)`` or ``(updated_at, uid)``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+OrderBy = Literal["created_at", "updated_at"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    uid TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    archived INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_at, uid);
+CREATE INDEX IF NOT EXISTS tasks_updated ON tasks (updated_at, uid);
+"""
+
+_UPSERT = """
+INSERT INTO tasks (uid, status, archived, created_at, updated_at, body)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (uid) DO UPDATE SET
+    status = excluded.status, archived = excluded.archived,
+    updated_at = excluded.updated_at, body = excluded.body
+"""
+
+#: Custom-field keys a list filter may name (``fields.<key>=<value>``).
+FIELD_KEY = re.compile(r"^[A-Za-z0-9_\-]{1,100}$")
+
+
+class CursorError(ValueError):
+    """A ``cursor`` that this sandbox did not hand out."""
+
+
+def encode_cursor(order_by: OrderBy, stamp: str, uid: str) -> str:
+    """The opaque cursor after the row ``(stamp, uid)``."""
+    raw = json.dumps([order_by, stamp, uid], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, order_by: OrderBy) -> tuple[str, str]:
+    """``(stamp, uid)`` of a cursor made by :func:`encode_cursor` for ``order_by``."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        kind, stamp, uid = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise CursorError("not a cursor returned by this API") from exc
+    if kind != order_by or not isinstance(stamp, str) or not isinstance(uid, str):
+        raise CursorError(f"cursor was made for order_by={kind!r}, not {order_by!r}")
+    return stamp, uid
+
+
+@dataclass
+class TaskFilter:
+    """Filters of ``GET /tasks``; empty means everything."""
+
+    statuses: Sequence[str] = ()
+    updated_after: str | None = None
+    archived: bool | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if self.statuses:
+            clauses.append(f"status IN ({','.join('?' * len(self.statuses))})")
+            params.extend(self.statuses)
+        if self.updated_after is not None:
+            clauses.append("updated_at > ?")
+            params.append(self.updated_after)
+        if self.archived is not None:
+            clauses.append("archived = ?")
+            params.append(int(self.archived))
+        for key, value in self.fields.items():
+            path = f'$.fields."{key}"'
+            clauses.append(
+                "(CASE json_type(body, ?) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false'"
+                " ELSE CAST(json_extract(body, ?) AS TEXT) END) = ?"
+            )
+            params.extend([path, path, value])
+        return (" AND ".join(clauses) or "1=1"), params
+
+
+class TaskStore:
+    """Tasks in SQLite; safe to share between threads (one connection, one lock)."""
+
+    def __init__(self, db: str = ":memory:") -> None:
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(db, check_same_thread=False, isolation_level=None)
+        if db != ":memory:":
+            self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def get(self, uid: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._conn.execute("SELECT body FROM tasks WHERE uid = ?", (uid,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def get_many(self, uids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        wanted = list(dict.fromkeys(uids))
+        found: dict[str, dict[str, Any]] = {}
+        with self._lock:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for uid, body in self._conn.execute(
+                    f"SELECT uid, body FROM tasks WHERE uid IN ({marks})", chunk
+                ):
+                    found[uid] = json.loads(body)
+        return found
+
+    def save_many(self, tasks: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace ``tasks`` in one transaction."""
+        rows = [
+            (
+                task["uid"],
+                task["status"],
+                int(task["archived"]),
+                task["created_at"],
+                task["updated_at"],
+                json.dumps(task, separators=(",", ":")),
+            )
+            for task in tasks
+        ]
+        if not rows:
+            return
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                self._conn.executemany(_UPSERT, rows)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def delete(self, uid: str) -> bool:
+        with self._lock:
+            return self._conn.execute("DELETE FROM tasks WHERE uid = ?", (uid,)).rowcount > 0
+
+    def count(self, task_filter: TaskFilter | None = None) -> int:
+        where, params = (task_filter or TaskFilter()).where()
+        with self._lock:
+            row = self._conn.execute(f"SELECT count(*) FROM tasks WHERE {where}", params).fetchone()
+        return int(row[0])
+
+    def page(
+        self,
+        task_filter: TaskFilter,
+        *,
+        order_by: OrderBy = "created_at",
+        after: tuple[str, str] | None = None,
+        limit: int = 100,
+    ) -> tuple[list[str], str | None]:
+        """Up to ``limit`` task JSON texts after the keyset ``after``, and the next cursor."""
+        where, params = task_filter.where()
+        if after is not None:
+            where += f" AND ({order_by}, uid) > (?, ?)"
+            params.extend(after)
+        sql = (
+            f"SELECT {order_by}, uid, body FROM tasks WHERE {where}"
+            f" ORDER BY {order_by}, uid LIMIT ?"
+        )
+        with self._lock:
+            rows = self._conn.execute(sql, [*params, limit + 1]).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        cursor = encode_cursor(order_by, rows[-1][0], rows[-1][1]) if more else None
+        return [row[2] for row in rows], cursor
+
+    def by_status(self, status: str, limit: int) -> list[dict[str, Any]]:
+        """Unarchived tasks in ``status``, most urgent (earliest due) first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT body FROM tasks WHERE status = ? AND archived = 0"
+                " ORDER BY json_extract(body, '$.due_at'), uid LIMIT ?",
+                (status, limit),
+            ).fetchall()
+        return [json.loads(row[0]) for row in rows]

@@ -1,0 +1,138 @@
+"""Tables of the state store, and the schema version they describe.
+
+Only portable SQL types are used, so one schema serves SQLite and PostgreSQL. Every
+change to these tables bumps :data:`SCHEMA_VERSION` and adds a step to ``MIGRATIONS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from fragment_core.errors import ConfigurationError
+
+#: The version of the schema this code reads and writes.
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware datetime stored as UTC on every backend (SQLite keeps no zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+schema_version = sa.Table(
+    "fragment_schema_version",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+#: Per source: incremental cursor, last complete fetch, completion high-water mark.
+sources = sa.Table(
+    "fragment_sources",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("cursor", sa.Text, nullable=True),
+    sa.Column("last_complete_fetch", UTCDateTime(), nullable=True),
+    sa.Column("completions_seen_until", UTCDateTime(), nullable=True),
+    sa.Column("complete_runs", sa.Integer, nullable=False, default=0),
+)
+
+#: Per record: what the sync last wrote and what became of its task.
+records = sa.Table(
+    "fragment_records",
+    metadata,
+    sa.Column("source", sa.String(200), primary_key=True),
+    sa.Column("external_id", sa.String(500), primary_key=True),
+    sa.Column("uid", sa.String(36), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    # open | closing (sync close intent recorded, not yet confirmed) | closed | done
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("closed_by", sa.String(16), nullable=True),  # sync | operator
+    sa.Column("done_at", UTCDateTime(), nullable=True),
+    sa.Column("times_missing", sa.Integer, nullable=False, default=0),
+    sa.Index("ix_fragment_records_uid", "uid"),
+)
+
+#: The write-back outbox: intent recorded before ``on_complete`` is called.
+outbox = sa.Table(
+    "fragment_outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("uid", sa.String(36), nullable=False),
+    sa.Column("external_id", sa.String(500), nullable=False),
+    sa.Column("idempotency_key", sa.String(100), nullable=False, unique=True),
+    sa.Column("done_at", UTCDateTime(), nullable=True),
+    sa.Column("task_json", sa.Text, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # pending | done | failed
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("message", sa.Text, nullable=True),
+    sa.Column("next_attempt_at", UTCDateTime(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_fragment_outbox_source_state", "source", "state"),
+)
+
+#: Run history: one row per run, with its report.
+runs = sa.Table(
+    "fragment_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("report_json", sa.Text, nullable=False),
+    sa.Index("ix_fragment_runs_source", "source", "id"),
+)
+
+#: ``MIGRATIONS[n]`` upgrades a database at version ``n`` to ``n + 1``.
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {}
+
+
+def ensure_schema(engine: sa.Engine) -> int:
+    """Create the tables, or upgrade them to :data:`SCHEMA_VERSION`; return the version.
+
+    A database written by a newer fragment-core is refused rather than damaged.
+    """
+    with engine.begin() as conn:
+        metadata.create_all(conn, tables=[schema_version])
+        found = conn.execute(sa.select(schema_version.c.version)).scalar()
+        if found is None:
+            metadata.create_all(conn)
+            conn.execute(schema_version.insert().values(id=1, version=SCHEMA_VERSION))
+            return SCHEMA_VERSION
+        if found > SCHEMA_VERSION:
+            raise ConfigurationError(
+                f"state store schema version {found} is newer than this fragment-core "
+                f"understands ({SCHEMA_VERSION}); upgrade fragment-core",
+                where="[state] url",
+            )
+        while found < SCHEMA_VERSION:
+            MIGRATIONS[found](conn)
+            found += 1
+            conn.execute(schema_version.update().values(version=found))
+        metadata.create_all(conn)  # tables added since (no-op when present)
+        return found

@@ -1,0 +1,433 @@
+"""The state store: what the sync knows about each source, record, write-back and run.
+
+SQLAlchemy 2 Core over SQLite (WAL, the default) or PostgreSQL
+(``postgresql+psycopg://...``). Every method runs in its own transaction, so what a
+method wrote is durable when it returns: the applier commits after each chunk.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from fragment_core.errors import ConfigurationError
+from fragment_core.reports import SyncReport
+from fragment_core.state import schema
+from fragment_core.state.schema import outbox, records, runs, sources
+
+
+class RecordStatus(StrEnum):
+    """What became of a record's task, as far as the sync knows."""
+
+    OPEN = "open"
+    CLOSING = "closing"
+    """The sync decided to close it and recorded that before the PATCH (intent)."""
+    CLOSED = "closed"
+    """Closed by the sync because the record left the backlog."""
+    DONE = "done"
+    """Completed by an operator."""
+
+
+class OutboxState(StrEnum):
+    """State of one write-back."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RecordState:
+    """One record's row."""
+
+    external_id: str
+    uid: str
+    content_hash: str
+    status: RecordStatus = RecordStatus.OPEN
+    closed_by: str | None = None
+    done_at: datetime | None = None
+    times_missing: int = 0
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """One source's row."""
+
+    name: str
+    cursor: str | None = None
+    last_complete_fetch: datetime | None = None
+    completions_seen_until: datetime | None = None
+    complete_runs: int = 0
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One write-back, pending, done or failed."""
+
+    id: int
+    source: str
+    uid: str
+    external_id: str
+    idempotency_key: str
+    done_at: datetime | None
+    task_json: str
+    state: OutboxState
+    attempts: int
+    last_error: str | None
+    message: str | None
+    next_attempt_at: datetime | None
+
+
+def utcnow() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def _prepare_sqlite_path(url: sa.URL) -> None:
+    database = url.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+class StateStore:
+    """Read and write the sync state. Thread-safe (one engine, short transactions)."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            parsed = sa.make_url(url)
+        except sa.exc.ArgumentError as exc:
+            raise ConfigurationError(f"not a database URL: {exc}", where="[state] url") from None
+        self.url = parsed.render_as_string(hide_password=True)  # never the password
+        self.dialect = parsed.get_backend_name()
+        kwargs: dict[str, Any] = {}
+        if self.dialect == "sqlite":
+            _prepare_sqlite_path(parsed)
+            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+            if parsed.database in (None, "", ":memory:"):
+                kwargs["poolclass"] = sa.pool.StaticPool
+        elif self.dialect != "postgresql":
+            raise ConfigurationError(
+                f"unsupported database {self.dialect!r}: use sqlite:///PATH or "
+                "postgresql+psycopg://...",
+                where="[state] url",
+            )
+        self.engine = sa.create_engine(parsed, **kwargs)
+        if self.dialect == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.schema_version = schema.ensure_schema(self.engine)
+
+    def __repr__(self) -> str:
+        return f"<StateStore {self.url}>"
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    def _begin(self) -> Any:
+        return self.engine.begin()
+
+    def _insert(self, table: sa.Table) -> Any:
+        return (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(table)
+
+    # -- sources ----------------------------------------------------------------------------
+    def source_state(self, name: str) -> SourceState:
+        """The state of source ``name`` (defaults when it never ran)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(sources).where(sources.c.name == name)).first()
+        if row is None:
+            return SourceState(name=name)
+        return SourceState(
+            name=row.name,
+            cursor=row.cursor,
+            last_complete_fetch=row.last_complete_fetch,
+            completions_seen_until=row.completions_seen_until,
+            complete_runs=row.complete_runs or 0,
+        )
+
+    def update_source_state(self, name: str, **changes: Any) -> None:
+        """Set some of ``cursor``, ``last_complete_fetch``, ``completions_seen_until``,
+        ``complete_runs`` for source ``name``."""
+        allowed = {"cursor", "last_complete_fetch", "completions_seen_until", "complete_runs"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise TypeError(f"unknown source state keys: {sorted(unknown)}")
+        stmt = self._insert(sources).values({"name": name, "complete_runs": 0, **changes})
+        stmt = stmt.on_conflict_do_update(index_elements=["name"], set_=changes)
+        with self._begin() as conn:
+            conn.execute(stmt)
+
+    def source_names(self) -> list[str]:
+        """Every source the store knows of (from state or run history)."""
+        with self.engine.connect() as conn:
+            names = set(conn.execute(sa.select(sources.c.name)).scalars())
+            names.update(conn.execute(sa.select(runs.c.source).distinct()).scalars())
+        return sorted(names)
+
+    # -- records ----------------------------------------------------------------------------
+    def record_map(self, source: str) -> dict[str, tuple[str, str, int]]:
+        """``{external_id: (content_hash, status, times_missing)}`` for a source, one query."""
+        query = sa.select(
+            records.c.external_id,
+            records.c.content_hash,
+            records.c.status,
+            records.c.times_missing,
+        ).where(records.c.source == source)
+        with self.engine.connect() as conn:
+            return {row[0]: (row[1], row[2], row[3]) for row in conn.execute(query)}
+
+    def record(self, source: str, external_id: str) -> RecordState | None:
+        """One record's state, or ``None``."""
+        query = sa.select(records).where(
+            records.c.source == source, records.c.external_id == external_id
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _record_state(row)
+
+    def record_by_uid(self, source: str, uid: str) -> RecordState | None:
+        """One record's state found by its task uid, or ``None``."""
+        query = sa.select(records).where(records.c.source == source, records.c.uid == uid)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _record_state(row)
+
+    def records(self, source: str) -> list[RecordState]:
+        """Every record of a source (for tests and small tools; prefer :meth:`record_map`)."""
+        query = sa.select(records).where(records.c.source == source).order_by(records.c.external_id)
+        with self.engine.connect() as conn:
+            return [_record_state(row) for row in conn.execute(query)]
+
+    def save_records(self, source: str, states: Sequence[RecordState]) -> None:
+        """Insert or replace the rows of ``states`` in one transaction."""
+        if not states:
+            return
+        values = [
+            {
+                "source": source,
+                "external_id": s.external_id,
+                "uid": s.uid,
+                "content_hash": s.content_hash,
+                "status": str(s.status),
+                "closed_by": s.closed_by,
+                "done_at": s.done_at,
+                "times_missing": s.times_missing,
+            }
+            for s in states
+        ]
+        stmt = self._insert(records)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["source", "external_id"],
+            set_={
+                name: stmt.excluded[name]
+                for name in (
+                    "uid",
+                    "content_hash",
+                    "status",
+                    "closed_by",
+                    "done_at",
+                    "times_missing",
+                )
+            },
+        )
+        with self._begin() as conn:
+            conn.execute(stmt, values)
+
+    def set_status(
+        self,
+        source: str,
+        external_ids: Iterable[str],
+        status: RecordStatus,
+        *,
+        closed_by: str | None = None,
+        done_at: datetime | None = None,
+    ) -> None:
+        """Set the status (and who closed it) of existing records, in one transaction."""
+        ids = list(external_ids)
+        if not ids:
+            return
+        stmt = (
+            records.update()
+            .where(records.c.source == source, records.c.external_id == sa.bindparam("eid"))
+            .values(status=str(status), closed_by=closed_by, done_at=done_at, times_missing=0)
+        )
+        with self._begin() as conn:
+            conn.execute(stmt, [{"eid": eid} for eid in ids])
+
+    def set_times_missing(self, source: str, counts: dict[str, int]) -> None:
+        """Set ``times_missing`` of records, in one transaction."""
+        if not counts:
+            return
+        stmt = (
+            records.update()
+            .where(records.c.source == source, records.c.external_id == sa.bindparam("eid"))
+            .values(times_missing=sa.bindparam("n"))
+        )
+        with self._begin() as conn:
+            conn.execute(stmt, [{"eid": eid, "n": n} for eid, n in counts.items()])
+
+    # -- outbox -----------------------------------------------------------------------------
+    def add_write_back(
+        self,
+        *,
+        source: str,
+        uid: str,
+        external_id: str,
+        idempotency_key: str,
+        done_at: datetime | None,
+        task_json: str,
+    ) -> bool:
+        """Record a write-back intent; ``False`` when that completion is already there."""
+        now = utcnow()
+        stmt = (
+            self._insert(outbox)
+            .values(
+                source=source,
+                uid=uid,
+                external_id=external_id,
+                idempotency_key=idempotency_key,
+                done_at=done_at,
+                task_json=task_json,
+                state=str(OutboxState.PENDING),
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(outbox.c.id)
+        )
+        with self._begin() as conn:
+            return conn.execute(stmt).first() is not None
+
+    def due_write_backs(self, source: str, now: datetime | None = None) -> list[OutboxEntry]:
+        """Pending or failed write-backs of a source whose next attempt time has come."""
+        now = now or utcnow()
+        query = (
+            sa.select(outbox)
+            .where(
+                outbox.c.source == source,
+                outbox.c.state != str(OutboxState.DONE),
+                sa.or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now),
+            )
+            .order_by(outbox.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [_outbox_entry(row) for row in conn.execute(query)]
+
+    def write_backs(self, source: str, state: OutboxState | None = None) -> list[OutboxEntry]:
+        """Write-backs of a source, optionally in one state."""
+        query = sa.select(outbox).where(outbox.c.source == source).order_by(outbox.c.id)
+        if state is not None:
+            query = query.where(outbox.c.state == str(state))
+        with self.engine.connect() as conn:
+            return [_outbox_entry(row) for row in conn.execute(query)]
+
+    def finish_write_back(
+        self,
+        entry_id: int,
+        *,
+        state: OutboxState,
+        attempts: int,
+        message: str | None = None,
+        error: str | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> None:
+        """Record the outcome of a write-back attempt."""
+        with self._begin() as conn:
+            conn.execute(
+                outbox.update()
+                .where(outbox.c.id == entry_id)
+                .values(
+                    state=str(state),
+                    attempts=attempts,
+                    message=message,
+                    last_error=error,
+                    next_attempt_at=next_attempt_at,
+                    updated_at=utcnow(),
+                )
+            )
+
+    def write_back_counts(self, source: str) -> dict[str, int]:
+        """``{"pending": n, "failed": n, "done": n}`` for a source."""
+        query = (
+            sa.select(outbox.c.state, sa.func.count())
+            .where(outbox.c.source == source)
+            .group_by(outbox.c.state)
+        )
+        counts = {str(s): 0 for s in OutboxState}
+        with self.engine.connect() as conn:
+            for state, count in conn.execute(query):
+                counts[state] = count
+        return counts
+
+    # -- runs -------------------------------------------------------------------------------
+    def save_run(self, report: SyncReport) -> int:
+        """Store a finished run's report in the run history; return its id."""
+        with self._begin() as conn:
+            result = conn.execute(
+                runs.insert().values(
+                    source=report.source,
+                    started_at=report.started_at or utcnow(),
+                    finished_at=report.finished_at,
+                    mode=report.mode,
+                    outcome=str(report.outcome),
+                    report_json=json.dumps(report.to_dict(), default=str),
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    def last_runs(self, source: str, limit: int = 1) -> list[dict[str, Any]]:
+        """The latest runs of a source, newest first, as report dicts."""
+        query = (
+            sa.select(runs.c.report_json)
+            .where(runs.c.source == source)
+            .order_by(runs.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [json.loads(text) for text in conn.execute(query).scalars()]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _record_state(row: Any) -> RecordState:
+    return RecordState(
+        external_id=row.external_id,
+        uid=row.uid,
+        content_hash=row.content_hash,
+        status=RecordStatus(row.status),
+        closed_by=row.closed_by,
+        done_at=row.done_at,
+        times_missing=row.times_missing or 0,
+    )
+
+
+def _outbox_entry(row: Any) -> OutboxEntry:
+    return OutboxEntry(
+        id=row.id,
+        source=row.source,
+        uid=row.uid,
+        external_id=row.external_id,
+        idempotency_key=row.idempotency_key,
+        done_at=row.done_at,
+        task_json=row.task_json,
+        state=OutboxState(row.state),
+        attempts=row.attempts or 0,
+        last_error=row.last_error,
+        message=row.message,
+        next_attempt_at=row.next_attempt_at,
+    )

@@ -1,0 +1,194 @@
+"""Completions: find tasks an operator completed, and write them back through the outbox.
+
+1. :func:`detect_completions` lists this source's tasks that became DONE since the
+   high-water mark kept in state. Tasks the sync closed itself are skipped (no echo).
+   For each operator completion the write-back intent goes into the outbox *first*,
+   then the record is marked done (so a crash in between never loses a write-back).
+2. :func:`run_write_backs` calls ``connector.on_complete`` for each due outbox entry,
+   retrying transient errors with backoff, and records the outcome. A write-back that
+   keeps failing stays in the outbox (``failed``) and is retried on later runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import stamina
+
+from fragment_core.connector import Capability, Completion, Connector
+from fragment_core.errors import AuthenticationError, ConfigurationError, WriteBackError
+from fragment_core.reports import WriteBackOutcome
+from fragment_core.retries import backoff_hook
+from fragment_core.state import OutboxEntry, OutboxState, RecordState, RecordStatus, StateStore
+from fragment_core.state.store import utcnow
+from fragment_core.task import SOURCE_FIELD, RemoteTask, TaskStatus, format_datetime
+
+log = logging.getLogger(__name__)
+
+#: Re-read this far before the high-water mark (clock ties, late commits); dedup is by key.
+HIGH_WATER_OVERLAP = timedelta(seconds=5)
+#: Attempts within one run before the entry waits for a later run.
+ATTEMPTS_PER_RUN = 3
+#: After this many attempts in all, an entry is shown as ``failed`` (still retried).
+FAILED_AFTER = 5
+#: Longest wait between two runs' attempts of one entry.
+MAX_RETRY_DELAY = timedelta(hours=1)
+
+
+class TaskLister(Protocol):
+    """The part of :class:`fragment_core.tasks_api.TasksClient` completions use."""
+
+    def list_tasks(
+        self,
+        *,
+        status: TaskStatus | None = None,
+        updated_after: datetime | None = None,
+        fields: Any = None,
+        page_size: int | None = None,
+    ) -> Iterable[RemoteTask]: ...
+
+
+def idempotency_key(uid: uuid.UUID | str, done_at: datetime | None) -> str:
+    """The key shared by every attempt of one completion: uid + completion time."""
+    return f"{uid}:{format_datetime(done_at) if done_at else 'done'}"
+
+
+def detect_completions(
+    source: str, connector: Connector, client: TaskLister, store: StateStore
+) -> int:
+    """Record this source's new operator completions; return how many were new."""
+    state = store.source_state(source)
+    since = state.completions_seen_until
+    high_water = since
+    query_from = since - HIGH_WATER_OVERLAP if since else None
+    writes_back = Capability.WRITE_BACK in connector.capabilities()
+    new = 0
+    for task in client.list_tasks(
+        status=TaskStatus.DONE, updated_after=query_from, fields={SOURCE_FIELD: source}
+    ):
+        stamp = task.updated_at or task.done_at
+        if stamp is not None and (high_water is None or stamp > high_water):
+            high_water = stamp
+        if task.status != TaskStatus.DONE or task.source != source:
+            continue
+        external_id = task.external_id
+        if external_id is None:
+            continue
+        record = store.record(source, external_id)
+        if record is not None and record.status in (RecordStatus.CLOSING, RecordStatus.CLOSED):
+            continue  # the sync closed it: no echo
+        if (
+            record is not None
+            and record.status == RecordStatus.DONE
+            and record.done_at == task.done_at
+        ):
+            continue  # this completion is already recorded
+        if writes_back:
+            store.add_write_back(
+                source=source,
+                uid=str(task.uid),
+                external_id=external_id,
+                idempotency_key=idempotency_key(task.uid, task.done_at),
+                done_at=task.done_at,
+                task_json=task.model_dump_json(),
+            )
+        if record is None:  # written but not committed before a crash: adopt it
+            record = RecordState(external_id, str(task.uid), "")
+        store.save_records(
+            source,
+            [
+                RecordState(
+                    external_id,
+                    record.uid,
+                    record.content_hash,
+                    RecordStatus.DONE,
+                    closed_by="operator",
+                    done_at=task.done_at,
+                )
+            ],
+        )
+        new += 1
+    if high_water is not None and high_water != since:
+        store.update_source_state(source, completions_seen_until=high_water)
+    return new
+
+
+def _retry_delay(attempts: int) -> timedelta:
+    return min(timedelta(seconds=30) * 2 ** max(attempts - 1, 0), MAX_RETRY_DELAY)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return (
+        text
+        if isinstance(exc, WriteBackError | ConfigurationError)
+        else (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+    )
+
+
+def run_write_back(
+    entry: OutboxEntry, connector: Connector, store: StateStore, pm: Any = None
+) -> WriteBackOutcome:
+    """Call ``on_complete`` for one outbox entry (retrying transient errors); record it."""
+    task = RemoteTask.model_validate_json(entry.task_json)
+    completion = Completion(
+        source=entry.source,
+        external_id=entry.external_id,
+        uid=uuid.UUID(entry.uid),
+        done_at=entry.done_at,
+        outcome=dict(task.form_data or {}),
+        idempotency_key=entry.idempotency_key,
+    )
+    tries = 0
+    try:
+        for attempt in stamina.retry_context(
+            on=backoff_hook, attempts=ATTEMPTS_PER_RUN, wait_initial=0.1, wait_max=2.0, timeout=60
+        ):
+            with attempt:
+                tries += 1
+                message = connector.on_complete(task, completion)
+    except Exception as exc:
+        attempts = entry.attempts + tries
+        permanent = isinstance(exc, WriteBackError | ConfigurationError | AuthenticationError)
+        state = OutboxState.FAILED if permanent or attempts >= FAILED_AFTER else OutboxState.PENDING
+        error = _describe(exc)
+        store.finish_write_back(
+            entry.id,
+            state=state,
+            attempts=attempts,
+            error=error,
+            next_attempt_at=utcnow() + _retry_delay(attempts),
+        )
+        log.warning(
+            "write-back failed",
+            extra={"source": entry.source, "record": entry.external_id, "error": error},
+        )
+        outcome = WriteBackOutcome(
+            entry.source, completion.uid, entry.external_id, False, error, attempts
+        )
+    else:
+        attempts = entry.attempts + tries
+        store.finish_write_back(
+            entry.id, state=OutboxState.DONE, attempts=attempts, message=message or "written back"
+        )
+        outcome = WriteBackOutcome(
+            entry.source, completion.uid, entry.external_id, True, message or "", attempts
+        )
+    if pm is not None:
+        from fragment_core.plugins import notify_task_written_back
+
+        notify_task_written_back(pm, task, outcome)
+    return outcome
+
+
+def run_write_backs(
+    source: str, connector: Connector, store: StateStore, pm: Any = None
+) -> list[WriteBackOutcome]:
+    """Run every due write-back of a source; return their outcomes."""
+    if Capability.WRITE_BACK not in connector.capabilities():
+        return []
+    return [run_write_back(e, connector, store, pm) for e in store.due_write_backs(source)]

@@ -1,0 +1,314 @@
+"""One sync of one source: completions, fetch, map, plan, apply, write back, report.
+
+:func:`sync_source` is the whole run; it takes its collaborators as arguments (settings,
+connector, Tasks API client, state store, plugin manager) so the runner, the CLI and a
+Temporal activity all call the same code.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from fragment_core.config import SourceSettings
+from fragment_core.connector import Capability, Connector, Record
+from fragment_core.errors import BadRecordError, FragmentError
+from fragment_core.reports import RecordError, RunOutcome, SyncReport
+from fragment_core.state import StateStore
+from fragment_core.state.store import utcnow
+from fragment_core.sync.apply import ApplyResult, apply_plan
+from fragment_core.sync.completions import detect_completions, run_write_backs
+from fragment_core.sync.plan import MappedRecord, Plan, PlanPolicy, plan_sync
+
+log = logging.getLogger(__name__)
+
+FULL, INCREMENTAL = "full", "incremental"
+
+
+class Progress(Protocol):
+    """What a progress display is told during a run (all optional to act on)."""
+
+    def fetched(self, count: int) -> None: ...
+    def planned(self, plan: Plan) -> None: ...
+    def applied(self, count: int) -> None: ...
+
+
+class NoProgress:
+    """A progress display that shows nothing."""
+
+    def fetched(self, count: int) -> None:
+        """Records fetched so far."""
+
+    def planned(self, plan: Plan) -> None:
+        """The plan is ready."""
+
+    def applied(self, count: int) -> None:
+        """``count`` more plan items were applied."""
+
+
+@dataclass
+class _Fetch:
+    """A streamed fetch: yields mapped records, remembers whether it ran to its end."""
+
+    source: SourceSettings
+    connector: Connector
+    pm: Any
+    mode: str
+    cursor: str | None
+    progress: Progress
+    complete: bool = False
+    error: str | None = None
+    count: int = 0
+
+    def __iter__(self) -> Iterator[MappedRecord]:
+        connector = self.connector
+        try:
+            if self.mode == INCREMENTAL:
+                records = connector.fetch_changes(self.cursor)
+            else:
+                records = connector.fetch_backlog()
+            for record in records:
+                self.count += 1
+                if self.count % 100 == 0:
+                    self.progress.fetched(self.count)
+                yield self.map(record)
+        except Exception as exc:
+            self.error = _error_text(exc)
+            log.error("fetch failed", extra={"source": self.source.name, "error": self.error})
+            return
+        self.progress.fetched(self.count)
+        self.complete = True
+
+    def map(self, record: Record) -> MappedRecord:
+        """Map one record: to_task, the transform hooks, uid, hash; or a RecordError."""
+        name = self.source.name
+        connector = self.connector
+        try:
+            record_id = connector.record_id(record)
+        except Exception:
+            record_id = None
+        cursor = connector.cursor_value(record) if self.mode == INCREMENTAL else None
+        if self.mode == INCREMENTAL and not connector.is_open(record):
+            return MappedRecord(record_id, open=False, cursor=cursor)
+        try:
+            task = connector.to_task(record)
+            if self.pm is not None:
+                from fragment_core.plugins import transform_task
+
+                transformed = transform_task(self.pm, task, record, self.source)
+                if transformed is None:
+                    return MappedRecord(task.external_id, dropped=True, cursor=cursor)
+                task = transformed
+            task = task.for_source(name)
+            return MappedRecord(task.external_id, task, task.content_hash(), cursor=cursor)
+        except BadRecordError as exc:
+            error = RecordError(name, exc.record_id or record_id, exc.field, exc.message)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or None
+            error = RecordError(name, record_id, where, first["msg"])
+        except (ValueError, TypeError, KeyError, FragmentError) as exc:
+            error = RecordError(name, record_id, None, _error_text(exc))
+        log.warning("bad record: %s", error, extra={"source": name, "record": record_id})
+        return MappedRecord(error.record_id, error=error, cursor=cursor)
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, FragmentError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def choose_mode(
+    source: SourceSettings,
+    connector: Connector,
+    store: StateStore,
+    *,
+    full: bool = False,
+    now: datetime | None = None,
+) -> str:
+    """``incremental`` when the connector supports it, a cursor is stored and the last
+    complete full fetch is younger than ``full_every``; else ``full``."""
+    if full or Capability.INCREMENTAL not in connector.capabilities():
+        return FULL
+    state = store.source_state(source.name)
+    if state.cursor is None or state.last_complete_fetch is None:
+        return FULL
+    now = now or utcnow()
+    return INCREMENTAL if now - state.last_complete_fetch < source.full_every else FULL
+
+
+def plan_source(
+    source: SourceSettings,
+    connector: Connector,
+    store: StateStore,
+    *,
+    pm: Any = None,
+    full: bool = False,
+    force_close: bool = False,
+    progress: Progress | None = None,
+) -> tuple[Plan, _Fetch]:
+    """Fetch and map the source's records and plan against the state. Writes nothing."""
+    progress = progress or NoProgress()
+    mode = choose_mode(source, connector, store, full=full)
+    state = store.source_state(source.name)
+    fetch = _Fetch(source, connector, pm, mode, state.cursor, progress)
+    known = store.record_map(source.name)
+    policy = PlanPolicy(close=source.close, reopen=source.reopen, force_close=force_close)
+    plan = plan_sync(
+        source.name,
+        fetch,
+        known,
+        complete=lambda: fetch.complete,
+        mode=mode,
+        policy=policy,
+        previous_cursor=state.cursor,
+        write_backs_due=len(store.due_write_backs(source.name)),
+    )
+    if fetch.error:
+        plan.messages.insert(0, f"fetch failed: {fetch.error}")
+    progress.planned(plan)
+    return plan, fetch
+
+
+def sync_source(
+    source: SourceSettings,
+    connector: Connector,
+    client: Any,
+    store: StateStore,
+    *,
+    pm: Any = None,
+    dry_run: bool = False,
+    full: bool = False,
+    force_close: bool = False,
+    batch_size: int = 100,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+) -> SyncReport:
+    """Run one sync of ``source`` and return its report (stored in the run history).
+
+    Never raises for a failure of the source or the Tasks API: the report's ``outcome``
+    says how the run ended and ``messages`` why. ``dry_run`` plans and writes nothing.
+    """
+    progress = progress or NoProgress()
+    report = SyncReport(
+        source=source.name,
+        connector=connector.name,
+        dry_run=dry_run,
+        started_at=utcnow(),
+    )
+    requests_before = getattr(client, "requests_made", 0)
+    if not dry_run:
+        try:
+            new = detect_completions(source.name, connector, client, store)
+            if new:
+                log.info("operator completions found", extra={"source": source.name, "count": new})
+        except Exception as exc:
+            report.messages.append(f"could not list completed tasks: {_error_text(exc)}")
+
+    plan, _ = plan_source(
+        source, connector, store, pm=pm, full=full, force_close=force_close, progress=progress
+    )
+    report.mode = plan.mode
+    report.fetched = plan.fetched
+    report.unchanged = plan.unchanged
+    report.dropped = plan.dropped
+    report.withheld_closes = plan.withheld_closes
+    report.record_errors.extend(plan.record_errors)
+    report.messages.extend(plan.messages)
+
+    failed = not plan.complete
+    applied = ApplyResult()
+    if dry_run:
+        report.created, report.updated = len(plan.create), len(plan.update)
+        report.reopened, report.closed = len(plan.reopen), len(plan.close)
+    else:
+        try:
+            applied = apply_plan(
+                plan,
+                client,
+                store,
+                batch_size=batch_size,
+                stop=stop,
+                progress=progress.applied,
+            )
+        except Exception as exc:
+            failed = True
+            report.messages.append(f"writing to the Tasks API failed: {_error_text(exc)}")
+        report.created, report.updated = applied.created, applied.updated
+        report.reopened, report.closed = applied.reopened, applied.closed
+        report.record_errors.extend(applied.errors)
+        if applied.interrupted:
+            report.messages.append("interrupted: stopped after the chunk in flight; state saved")
+        elif not failed:
+            _commit_source_state(store, source.name, plan)
+        if not applied.interrupted:
+            outcomes = run_write_backs(source.name, connector, store, pm)
+            report.written_back = sum(o.ok for o in outcomes)
+            report.write_back_failed = sum(not o.ok for o in outcomes)
+            for o in outcomes:
+                if not o.ok:
+                    report.messages.append(
+                        f"write-back of record {o.external_id!r} failed "
+                        f"(attempt {o.attempts}, retried on later runs): {o.message}"
+                    )
+
+    report.requests = getattr(client, "requests_made", 0) - requests_before
+    report.outcome = _outcome(report, plan, failed=failed, interrupted=applied.interrupted)
+    report.finished_at = utcnow()
+    if not dry_run:
+        store.save_run(report)
+    if pm is not None:
+        from fragment_core.plugins import notify_sync_finished
+
+        for message in notify_sync_finished(pm, report):
+            report.messages.append(message)
+    log.info(
+        "sync finished",
+        extra={"source": source.name, "outcome": str(report.outcome), **_counts(report)},
+    )
+    return report
+
+
+def _commit_source_state(store: StateStore, name: str, plan: Plan) -> None:
+    """Cursor and last complete fetch: only after the writes they cover are committed."""
+    changes: dict[str, Any] = {}
+    if plan.complete:
+        if plan.next_cursor is not None:
+            changes["cursor"] = plan.next_cursor
+        if plan.mode == FULL:
+            changes["last_complete_fetch"] = utcnow()
+            changes["complete_runs"] = store.source_state(name).complete_runs + 1
+    if changes:
+        store.update_source_state(name, **changes)
+
+
+def _outcome(report: SyncReport, plan: Plan, *, failed: bool, interrupted: bool) -> RunOutcome:
+    if report.dry_run:
+        return RunOutcome.DRY_RUN
+    if failed:
+        return RunOutcome.FAILED
+    if plan.capped:
+        return RunOutcome.CAPPED
+    if interrupted or report.record_errors or report.write_back_failed:
+        return RunOutcome.PARTIAL
+    return RunOutcome.OK
+
+
+def _counts(report: SyncReport) -> dict[str, int]:
+    return {
+        "created": report.created,
+        "updated": report.updated,
+        "closed": report.closed,
+        "reopened": report.reopened,
+        "unchanged": report.unchanged,
+        "failed_records": report.failed_records,
+        "written_back": report.written_back,
+        "requests": report.requests,
+    }

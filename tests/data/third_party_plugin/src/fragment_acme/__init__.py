@@ -1,0 +1,1 @@
+"""A tiny third-party plugin used by the discovery test."""

@@ -1,0 +1,240 @@
+"""One sync of one source against the sandbox: change detection, safe closing, bad
+records, no echo, no resurrection, write-back retries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from fragment_core.config import ClosePolicy, SourceSettings
+from fragment_core.connector import Completion, Connector, ConnectorConfig, Record
+from fragment_core.errors import BadRecordError, TransientError, WriteBackError
+from fragment_core.reports import RunOutcome
+from fragment_core.sandbox.runner import run_sandbox
+from fragment_core.state import OutboxState, RecordStatus, StateStore
+from fragment_core.state.schema import outbox
+from fragment_core.sync.engine import sync_source
+from fragment_core.task import SOURCE_FIELD, RemoteTask, Task, TaskStatus, task_uid
+
+
+class ListConfig(ConnectorConfig):
+    pass
+
+
+class ListConnector(Connector[ListConfig]):
+    """Records from a list; the fetch can fail part-way; write-backs can fail."""
+
+    name = "list"
+
+    def __init__(self, source: str) -> None:
+        super().__init__(ListConfig(), source=source)
+        self.records: list[dict[str, Any]] = []
+        self.fail_at: int | None = None
+        self.write_back_errors: list[Exception] = []
+        self.completions: list[Completion] = []
+
+    def fetch_backlog(self) -> Iterator[Record]:
+        for index, record in enumerate(self.records):
+            if index == self.fail_at:
+                raise TransientError("the backend went away", where="list API")
+            yield record
+
+    def to_task(self, record: Record) -> Task:
+        if not record.get("title"):
+            raise BadRecordError("is empty", record_id=record["id"], field="title")
+        return Task.new(external_id=record["id"], title=record["title"])
+
+    def on_complete(self, task: RemoteTask, completion: Completion) -> str | None:
+        if self.write_back_errors:
+            raise self.write_back_errors.pop(0)
+        self.completions.append(completion)
+        return f"closed {completion.external_id}"
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Any]:
+    with run_sandbox() as handle:
+        yield handle
+
+
+@pytest.fixture
+def world(sandbox: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    class World:
+        name = f"src-{request.node.name[:40].replace('[', '-').replace(']', '')}"
+        client = sandbox.client()
+        store = StateStore("sqlite://")
+        connector = ListConnector(name)
+        settings = SourceSettings(name=name, connector="list")
+
+        def set_backlog(self, n: int, title: str = "t") -> None:
+            self.connector.records = [{"id": str(i), "title": f"{title} {i}"} for i in range(n)]
+
+        def sync(self, **kwargs: Any):
+            return sync_source(self.settings, self.connector, self.client, self.store, **kwargs)
+
+        def tasks(self) -> dict[str, RemoteTask]:
+            listed = list(self.client.list_tasks(fields={SOURCE_FIELD: self.name}))
+            assert len({t.uid for t in listed}) == len(listed)
+            return {t.external_id: t for t in listed}
+
+        def complete(self, external_id: str) -> None:
+            self.client.patch_task(
+                task_uid(self.name, external_id), {"status": "DONE", "form_data": {"ok": True}}
+            )
+
+    w = World()
+    yield w
+    w.client.close()
+    w.store.close()
+
+
+def test_first_sync_creates_and_an_unchanged_resync_writes_nothing(world: Any) -> None:
+    world.set_backlog(5)
+    first = world.sync()
+    assert (first.outcome, first.created, first.fetched) == (RunOutcome.OK, 5, 5)
+    assert {k: t.title for k, t in world.tasks().items()} == {str(i): f"t {i}" for i in range(5)}
+    second = world.sync()
+    assert (second.created, second.updated, second.unchanged) == (0, 0, 5)
+    assert second.requests == 1  # listing completions only: no write request
+    world.connector.records[2]["title"] = "edited"
+    third = world.sync()
+    assert third.updated == 1 and world.tasks()["2"].title == "edited"
+
+
+def test_a_fetch_that_raises_half_way_closes_nothing(world: Any) -> None:
+    world.set_backlog(8)
+    world.sync()
+    world.connector.fail_at = 3
+    report = world.sync()
+    assert report.outcome == RunOutcome.FAILED and report.closed == 0
+    assert any("backend went away" in m for m in report.messages)
+    assert all(t.status == TaskStatus.TODO for t in world.tasks().values())
+    assert world.store.source_state(world.name).complete_runs == 1
+
+
+def test_blast_radius_cap_closes_nothing_and_says_so(world: Any) -> None:
+    world.set_backlog(20)
+    world.sync()
+    world.set_backlog(5)
+    capped = world.sync()
+    assert capped.outcome == RunOutcome.CAPPED and capped.closed == 0
+    assert capped.withheld_closes == 15 and "blast-radius cap" in capped.messages[0]
+    assert sum(t.status == TaskStatus.DONE for t in world.tasks().values()) == 0
+    forced = world.sync(force_close=True)
+    assert forced.outcome == RunOutcome.OK and forced.closed == 15
+    assert sum(t.status == TaskStatus.DONE for t in world.tasks().values()) == 15
+    assert world.connector.completions == []  # closed by the sync: no echo
+
+
+def test_debounce_closes_after_k_complete_runs(world: Any) -> None:
+    world.settings = SourceSettings(
+        name=world.name, connector="list", close=ClosePolicy(debounce=2)
+    )
+    world.set_backlog(3)
+    world.sync()
+    world.connector.records.pop()
+    assert world.sync().closed == 0
+    assert world.store.record(world.name, "2").times_missing == 1
+    assert world.sync().closed == 1
+
+
+def test_bad_record_is_named_and_counts_as_seen(world: Any) -> None:
+    world.set_backlog(3)
+    world.sync()
+    world.connector.records[1]["title"] = ""
+    report = world.sync()
+    assert report.outcome == RunOutcome.PARTIAL and report.closed == 0
+    (error,) = report.record_errors
+    assert (error.source, error.record_id, error.field) == (world.name, "1", "title")
+    assert str(error) == f"source {world.name!r}, record '1', field 'title': is empty"
+    assert world.tasks()["1"].status == TaskStatus.TODO
+
+
+def test_operator_completion_is_written_back_once_and_not_resurrected(world: Any) -> None:
+    world.set_backlog(3)
+    world.sync()
+    world.complete("0")
+    report = world.sync()
+    assert report.written_back == 1 and report.reopened == 0
+    (completion,) = world.connector.completions
+    assert completion.external_id == "0" and completion.outcome == {"ok": True}
+    assert completion.idempotency_key.startswith(str(task_uid(world.name, "0")))
+    assert world.tasks()["0"].status == TaskStatus.DONE  # still listed, not reopened
+    again = world.sync()
+    assert again.written_back == 0 and len(world.connector.completions) == 1
+    world.connector.records[0]["title"] = "changed after completion"
+    changed = world.sync()
+    assert changed.reopened == 1 and world.tasks()["0"].status == TaskStatus.TODO
+    world.complete("0")
+    world.sync()
+    assert len(world.connector.completions) == 2  # a second completion, a second key
+    assert len({c.idempotency_key for c in world.connector.completions}) == 2
+
+
+def test_reopen_never(world: Any) -> None:
+    world.settings = SourceSettings(name=world.name, connector="list", reopen="never")
+    world.set_backlog(2)
+    world.sync()
+    world.complete("1")
+    world.sync()
+    world.connector.records[1]["title"] = "edited"
+    assert world.sync().reopened == 0
+    assert world.tasks()["1"].status == TaskStatus.DONE
+
+
+def test_failing_write_back_is_kept_and_retried_on_later_runs(world: Any) -> None:
+    world.set_backlog(2)
+    world.sync()
+    world.connector.write_back_errors = [
+        TransientError("vendor 503", where="vendor"),
+        TransientError("vendor 503", where="vendor"),
+        TransientError("vendor 503", where="vendor"),
+    ]
+    world.complete("1")
+    report = world.sync()
+    assert report.outcome == RunOutcome.PARTIAL and report.write_back_failed == 1
+    assert any("retried on later runs" in m for m in report.messages)
+    (entry,) = world.store.write_backs(world.name)
+    assert entry.state == OutboxState.PENDING and entry.attempts == 3
+    assert "vendor 503" in entry.last_error
+    assert world.sync().written_back == 0  # not due yet: backoff
+    with world.store.engine.begin() as conn:  # time passes
+        conn.execute(outbox.update().values(next_attempt_at=datetime.now(UTC) - timedelta(1)))
+    assert world.sync().written_back == 1
+    assert world.store.write_back_counts(world.name)["done"] == 1
+
+
+def test_permanent_write_back_failure_shows_as_failed(world: Any) -> None:
+    world.set_backlog(1)
+    world.sync()
+    world.connector.write_back_errors = [WriteBackError("ticket 0 is locked", where="vendor")]
+    world.complete("0")
+    report = world.sync()
+    assert report.write_back_failed == 1
+    (entry,) = world.store.write_backs(world.name, OutboxState.FAILED)
+    assert entry.last_error == "vendor: ticket 0 is locked" and entry.next_attempt_at is not None
+
+
+def test_sync_closed_task_is_never_written_back_even_after_a_crash(world: Any) -> None:
+    world.set_backlog(3)
+    world.sync()
+    # a crash right after the close PATCH, before the state said "closed"
+    world.store.set_status(world.name, ["2"], RecordStatus.CLOSING, closed_by="sync")
+    world.client.patch_task(task_uid(world.name, "2"), {"status": "DONE"})
+    world.connector.records.pop()
+    report = world.sync()
+    assert report.written_back == 0 and world.connector.completions == []
+    assert world.store.record(world.name, "2").status == RecordStatus.CLOSED
+
+
+def test_dry_run_writes_nothing(world: Any) -> None:
+    world.set_backlog(4)
+    report = world.sync(dry_run=True)
+    assert (report.outcome, report.created) == (RunOutcome.DRY_RUN, 4)
+    assert world.tasks() == {} and world.store.record_map(world.name) == {}
+    with world.store.engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from fragment_runs")).scalar() == 0
