@@ -63,6 +63,9 @@ def invoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Res
     """Run ``fragment ARGS`` in tmp_path with the built-ins plus the desk plugin."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("FRAGMENT_CONFIG", raising=False)
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))  # restored after the test
+    monkeypatch.setattr(root, "level", root.level)
 
     def run(*args: str, env: dict[str, str] | None = None) -> Result:
         pm = new_plugin_manager(entrypoints=False)
@@ -245,12 +248,15 @@ def test_check(invoke: Callable[..., Result], tmp_path: Path) -> None:
 
 def test_json_log_lines() -> None:
     stream = io.StringIO()
+    root = logging.getLogger()
+    level = root.level
+    handler = configure_logging(1, "json", stream=stream)
     try:
-        configure_logging(1, "json", stream=stream)
         logging.getLogger("fragment_core.test").info("synced %d tasks", 3, extra={"source": "x"})
         logging.getLogger("fragment_core.test").debug("not shown at -v")
     finally:
-        configure_logging(0, "text", stream=io.StringIO())
+        root.removeHandler(handler)
+        root.setLevel(level)
     line = json.loads(stream.getvalue())
     assert (line["level"], line["logger"], line["message"], line["source"]) == (
         "info", "fragment_core.test", "synced 3 tasks", "x",
@@ -263,3 +269,19 @@ def test_cli_docs_are_up_to_date() -> None:
     expected = generator["render"]()
     actual = (REPO / "docs" / "cli.md").read_text()
     assert actual == expected, "docs/cli.md is out of date: run python scripts/gen_cli_docs.py"
+
+
+def test_log_format_json_and_verbosity(invoke: Callable[..., Result], tmp_path: Path) -> None:
+    (tmp_path / "fragment.toml").write_text(CONFIG)
+    env = {"DESK_TOKEN": "desk-secret"}
+    result = invoke("--log-format", "json", "-v", "check", "support", env=env)
+    assert result.exit_code == 0
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [(x["level"], x["message"], x["source"], x["ok"]) for x in lines] == [
+        ("info", "check of source support: ok", "support", True)
+    ]
+    assert "desk-secret" not in result.stderr
+    result = invoke("check", "support", env=env)  # default: warnings only
+    assert result.stderr == ""
+    result = invoke("-v", "check", "support", env=env)  # text lines when not a terminal
+    assert result.stderr == "INFO fragment_core.cli: check of source support: ok\n"

@@ -41,7 +41,11 @@ def test_sample_matches_the_integration_guide(tmp_path: Path) -> None:
     first = tasks[0]
     assert first.external_id == "C-0001" and first.fields.title == "KYC review: Ada Lovelace"
     assert first.fields.url == "https://backoffice.example.com/customers/C-0001"
-    assert first.fields.custom == {"category": "KYC review", "name": "Ada Lovelace", "priority": "high"}
+    assert first.fields.custom == {
+        "category": "KYC review",
+        "name": "Ada Lovelace",
+        "priority": "high",
+    }
 
 
 def test_csv_columns_are_configurable(tmp_path: Path) -> None:
@@ -65,8 +69,10 @@ def test_csv_columns_are_configurable(tmp_path: Path) -> None:
 def test_jsonl_backlog_and_bad_lines(tmp_path: Path) -> None:
     path = tmp_path / "b.jsonl"
     path.write_text(
-        json.dumps({"id": 1, "title": "one", "score": 3}) + "\n{oops\n"
-        + json.dumps({"id": 2, "title": ""}) + "\n"
+        json.dumps({"id": 1, "title": "one", "score": 3})
+        + "\n{oops\n"
+        + json.dumps({"id": 2, "title": ""})
+        + "\n"
     )
     c = connector(path)
     records = list(c.fetch_backlog())

@@ -646,3 +646,53 @@ class TestHttpContract(ConnectorContract):
     @pytest.fixture
     def effect_count(self, office: Backoffice) -> Callable[[str], int]:
         return lambda external_id: office.api.effects[f"close:{external_id}"]
+
+
+# -- end to end: fake back-office -> sync -> sandbox -> completion -> write-back ----------------
+def test_end_to_end_sync_completion_and_write_back(
+    office: Backoffice, make: Callable[..., HttpConnector], sandbox: Any
+) -> None:
+    from fragment_core.config import SourceSettings
+    from fragment_core.state import StateStore
+    from fragment_core.sync.engine import sync_source
+    from fragment_core.task import SOURCE_FIELD, TaskStatus, task_uid
+
+    connector = make()
+    settings = SourceSettings(name="backoffice", connector="http")
+    client, store = sandbox.client(), StateStore("sqlite://")
+    try:
+
+        def sync(**kwargs: Any) -> Any:
+            return sync_source(settings, connector, client, store, **kwargs)
+
+        def tasks() -> dict[str, Any]:
+            listed = client.list_tasks(fields={SOURCE_FIELD: "backoffice"})
+            return {t.external_id: t for t in listed}
+
+        first = sync(full=True)
+        assert (first.created, first.fetched) == (6, 6), first.messages
+        assert tasks()["1"].fields["url"] == "https://backoffice.example.com/tickets/1"
+
+        client.patch_task(task_uid("backoffice", "2"), {"status": "DONE"})
+        second = sync(full=True)
+        assert second.written_back == 1, second.messages
+        assert office.api.effects["close:2"] == 1 and office.tickets["2"]["status"] == "closed"
+
+        office.tickets["3"].update(status="closed", updated_at="2025-06-01T00:00:00Z")
+        office.api.reset()
+        third = sync(full=True)
+        assert third.closed == 1 and tasks()["3"].status == TaskStatus.DONE
+        assert office.api.requests_to("PATCH", "/tickets/3") == []  # closed by the source
+        assert sum(office.api.effects.values()) == 0
+    finally:
+        client.close()
+        store.close()
+
+
+def test_max_pages_stops_a_runaway_fetch(office: Backoffice, make: Callable[..., HttpConnector]):
+    connector = make(
+        pagination={"type": "cursor", "cursor_path": "meta.next", "param": "cursor", "max_pages": 1}
+    )
+    with pytest.raises(ConfigurationError, match=r"options\.pagination\.max_pages"):
+        list(connector.fetch_backlog())
+    assert len(office.api.requests) == 1

@@ -136,7 +136,9 @@ def test_put_keeps_attributes_it_does_not_name(api):
 
 
 def test_put_with_a_different_uid_in_the_body_is_refused(api):
-    response = api.put(f"/tasks/{uuid.uuid4()}", json={"uid": str(uuid.uuid4()), "fields": {"title": "t"}})
+    response = api.put(
+        f"/tasks/{uuid.uuid4()}", json={"uid": str(uuid.uuid4()), "fields": {"title": "t"}}
+    )
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "uid"]
 
@@ -340,9 +342,7 @@ def test_operator_page_starts_and_completes_tasks(sandbox, api):
     started = httpx.post(f"{sandbox.base_url}/operator/tasks/{uid}/start")
     assert started.status_code == 303
     assert api.get(f"/tasks/{uid}").json()["status"] == "STARTED"
-    httpx.post(
-        f"{sandbox.base_url}/operator/tasks/{uid}/complete", data={"outcome": "refunded"}
-    )
+    httpx.post(f"{sandbox.base_url}/operator/tasks/{uid}/complete", data={"outcome": "refunded"})
     task = api.get(f"/tasks/{uid}").json()
     assert task["status"] == "DONE"
     assert task["form_data"] == {"outcome": "refunded"}
@@ -378,3 +378,15 @@ def test_cli_subprocess_sandbox(tmp_path):
         client = sandbox.client()
         assert client.me()["role"] == "super_admin"
         client.close()
+
+
+def test_cli_rejects_bad_options_naming_them():
+    from click.testing import CliRunner
+
+    from fragment_core.cli import cli
+
+    result = CliRunner().invoke(cli, ["sandbox", "--rate-limit", "fast"])
+    assert result.exit_code == 2
+    assert "--rate-limit" in result.output and "60/min" in result.output
+    result = CliRunner().invoke(cli, ["sandbox", "--latency", "soon"])
+    assert result.exit_code == 2 and "--latency" in result.output

@@ -18,8 +18,8 @@ from fragment_core.state import (
     RecordState,
     RecordStatus,
     StateStore,
+    schema,
 )
-from fragment_core.state import schema
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -15,9 +15,8 @@ def _task(n: int) -> Task:
 def test_a_thousand_upserts_through_faults_make_exactly_a_thousand_tasks(sandbox_factory):
     sandbox = sandbox_factory(faults=0.2, seed=20240601, fault_retry_after=0)
     tasks = [_task(n) for n in range(1000)]
-    with sandbox.client(retry_attempts=12, retry_wait_initial=0.001, retry_wait_max=0.01) as client:
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            written = list(pool.map(client.upsert_task, tasks))
+    with _clean_reader(sandbox) as client, ThreadPoolExecutor(max_workers=4) as pool:
+        written = list(pool.map(client.upsert_task, tasks))
     assert [t.uid for t in written] == [t.uid for t in tasks]
     stats = sandbox.stats()
     assert stats["faults"].get("drop_after", 0) > 10  # writes applied, then the line cut

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,8 @@ Examples:
   fragment --config prod.toml check     reach every source of prod.toml
   fragment plugins --json               installed plugins, as JSON
 """
+
+log = logging.getLogger(__name__)
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the output as JSON.")
 
@@ -309,6 +312,12 @@ def _check_source(source: SourceSettings, registry: Any) -> dict[str, Any]:
     except Exception as exc:  # a connector bug must not hide the other sources
         result["message"] = f"unexpected {type(exc).__name__}: {exc}"
     finally:
+        log.info(
+            "check of source %s: %s",
+            source.name,
+            "ok" if result["ok"] else "failed",
+            extra={"source": source.name, "ok": result["ok"]},
+        )
         if connector is not None:
             try:
                 connector.close()

@@ -37,6 +37,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str, ensure_ascii=False)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of each record (not at setup)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: IO[str]) -> None:
+        pass
+
+
 def level_for(verbosity: int) -> int:
     """``0`` -> WARNING, ``1`` (-v) -> INFO, ``2`` or more (-vv) -> DEBUG."""
     return {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
@@ -45,17 +60,17 @@ def level_for(verbosity: int) -> int:
 def configure_logging(
     verbosity: int = 0, log_format: LogFormat = "text", stream: IO[str] | None = None
 ) -> logging.Handler:
-    """Send log records to ``stream`` (default stderr); replaces a handler set up earlier."""
-    stream = stream or sys.stderr
+    """Send log records to ``stream`` (default: the current stderr); replaces an earlier one.
+
+    Returns the handler (remove it from the root logger to undo).
+    """
     handler: logging.Handler
-    if log_format == "json":
-        handler = logging.StreamHandler(stream)
-        handler.setFormatter(JsonFormatter())
-    elif stream.isatty():
-        handler = RichHandler(console=Console(file=stream), show_path=False)
+    if log_format == "text" and (stream or sys.stderr).isatty():
+        handler = RichHandler(console=Console(file=stream or sys.stderr), show_path=False)
     else:
-        handler = logging.StreamHandler(stream)
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler = _StderrHandler() if stream is None else logging.StreamHandler(stream)
+        formatter = logging.Formatter("%(levelname)s %(name)s: %(message)s")
+        handler.setFormatter(JsonFormatter() if log_format == "json" else formatter)
     handler.set_name("fragment")
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == "fragment"]:

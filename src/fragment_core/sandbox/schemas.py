@@ -24,7 +24,8 @@ def to_utc(value: datetime) -> datetime:
 
 def format_timestamp(value: datetime) -> str:
     """ISO-8601 UTC with microseconds and a ``Z`` (how the sandbox writes every timestamp)."""
-    return to_utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    text = to_utc(value).replace(tzinfo=None).isoformat(timespec="microseconds")
+    return text + "Z"  # isoformat, unlike strftime, pads years below 1000
 
 
 def check_json_value(value: Any, where: str) -> None:
