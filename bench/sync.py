@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.naive_sample = min(args.naive_sample, 200)
         args.latency_sample = min(args.latency_sample, 20)
-    console = Console()
+    console = Console(width=150)
     results = run(args, console)
     results["quick"] = args.quick
     print_tables(results, console)

@@ -139,14 +139,11 @@ class Vendor:
 
 
 def exercise(
-    sandbox: Any,
-    vendor: Vendor,
-    name: str,
-    inject: Callable[[], None],
-    expect: RunOutcome,
+    sandbox: Any, vendor: Vendor, inject: Callable[[], None], expect: RunOutcome
 ) -> SyncReport:
     """Sync, resolve 4 records, complete 1 task, inject the fault, sync; check the run
     did the exact thing or nothing; then converge and check the final state."""
+    name = vendor.connector.source
     store = StateStore("sqlite://")
     client = sandbox.client()
     source = SourceSettings(name=name, connector=vendor.connector.name)
@@ -208,7 +205,7 @@ def exercise(
 def backoffice(request: pytest.FixtureRequest) -> Iterator[Vendor]:
     office = Backoffice()
     with office.api:
-        connector = office.connector(f"http-{request.node.name[-40:]}")
+        connector = office.connector(f"http-{_name(request)}")
 
         def resolve(eid: str) -> None:
             office.tickets[eid] = "resolved"
@@ -230,14 +227,14 @@ def _name(request: pytest.FixtureRequest) -> str:
 @pytest.mark.parametrize(
     "scheme,wait",
     [
-        ("retry-after", 0.2),
-        ("retry-after-date", 1.0),
-        ("x-ratelimit-reset", 1.0),
-        ("ratelimit-reset", 1.0),
+        ("retry-after", 0.3),
+        ("retry-after-date", 1.5),
+        ("x-ratelimit-reset", 1.5),
+        ("ratelimit-reset", 1.5),
     ],
 )
 def test_http_429_storm_is_waited_out(
-    sandbox: Any, backoffice: Vendor, request: pytest.FixtureRequest, scheme: str, wait: float
+    sandbox: Any, backoffice: Vendor, scheme: str, wait: float
 ) -> None:
     api = backoffice.api
     hits: list[float] = []
@@ -246,11 +243,10 @@ def test_http_429_storm_is_waited_out(
         api.rate_limit_next(2, scheme=scheme, wait=wait, path="/tickets")
         hits.append(time.monotonic())
 
-    exercise(sandbox, backoffice, _name(request), inject, RunOutcome.OK)
-    # the hinted wait was honoured (two waits), not hammered through
-    limited = [r for r in api.requests if r.path == "/tickets"]
-    assert len(limited) >= 2
-    assert time.monotonic() - hits[0] >= 2 * min(wait, 0.5)
+    exercise(sandbox, backoffice, inject, RunOutcome.OK)
+    # the hinted waits were honoured, not hammered through (dates and unix times have
+    # whole-second resolution: each hinted wait is at least wait - 1 seconds)
+    assert time.monotonic() - hits[0] >= 2 * (wait if wait < 1 else wait - 1)
 
 
 @pytest.mark.parametrize(
@@ -266,12 +262,12 @@ def test_http_429_storm_is_waited_out(
     ids=["503", "502", "500", "timeout", "drop", "truncated-json"],
 )
 def test_http_transient_fault_is_retried(
-    sandbox: Any, backoffice: Vendor, request: pytest.FixtureRequest, fault: dict[str, Any]
+    sandbox: Any, backoffice: Vendor, fault: dict[str, Any]
 ) -> None:
     def inject() -> None:  # the second page fails twice, then answers
         backoffice.api.fail_next(2, path="/tickets", **fault)
 
-    exercise(sandbox, backoffice, _name(request), inject, RunOutcome.OK)
+    exercise(sandbox, backoffice, inject, RunOutcome.OK)
 
 
 @pytest.mark.parametrize(
@@ -288,7 +284,6 @@ def test_http_transient_fault_is_retried(
 def test_http_fault_outlasting_retries_fails_cleanly(
     sandbox: Any,
     backoffice: Vendor,
-    request: pytest.FixtureRequest,
     persistent: None,
     fault: Any,
 ) -> None:
@@ -301,7 +296,7 @@ def test_http_fault_outlasting_retries_fails_cleanly(
         else:
             api.fail_next(1000, path="/tickets", **fault)
 
-    exercise(sandbox, backoffice, _name(request), inject, RunOutcome.FAILED)
+    exercise(sandbox, backoffice, inject, RunOutcome.FAILED)
 
 
 def skip_first_page(api: FakeAPI) -> None:
@@ -310,7 +305,7 @@ def skip_first_page(api: FakeAPI) -> None:
 
 
 def test_http_short_page_is_not_taken_for_the_end(
-    sandbox: Any, backoffice: Vendor, request: pytest.FixtureRequest, persistent: None
+    sandbox: Any, backoffice: Vendor, persistent: None
 ) -> None:
     api = backoffice.api
     assert isinstance(api, ShortPages)
@@ -318,19 +313,17 @@ def test_http_short_page_is_not_taken_for_the_end(
     def inject() -> None:
         api.short_path, api.short_next = "/tickets", 1000
 
-    exercise(sandbox, backoffice, _name(request), inject, RunOutcome.FAILED)
+    exercise(sandbox, backoffice, inject, RunOutcome.FAILED)
 
 
-def test_http_one_short_page_is_retried(
-    sandbox: Any, backoffice: Vendor, request: pytest.FixtureRequest
-) -> None:
+def test_http_one_short_page_is_retried(sandbox: Any, backoffice: Vendor) -> None:
     api = backoffice.api
     assert isinstance(api, ShortPages)
 
     def inject() -> None:
         api.short_path, api.short_next = "/tickets", 1
 
-    exercise(sandbox, backoffice, _name(request), inject, RunOutcome.OK)
+    exercise(sandbox, backoffice, inject, RunOutcome.OK)
 
 
 # -- hubspot ------------------------------------------------------------------------------
@@ -354,17 +347,13 @@ def hubspot(request: pytest.FixtureRequest) -> Iterator[Vendor]:
             connector,
             fake.open_ids,
             resolve,
-            lambda: Counter(
-                {k.split(":", 1)[1]: v for k, v in fake.api.effects.items() if v}
-            ),
+            lambda: Counter({k.split(":", 1)[1]: v for k, v in fake.api.effects.items() if v}),
         )
         connector.close()
     assert not fake.invalid_requests, fake.invalid_requests
 
 
-def test_hubspot_secondly_429_storm_is_waited_out(
-    sandbox: Any, hubspot: Vendor, request: pytest.FixtureRequest
-) -> None:
+def test_hubspot_secondly_429_storm_is_waited_out(sandbox: Any, hubspot: Vendor) -> None:
     def inject() -> None:  # HubSpot's signal: 429, Retry-After and policyName SECONDLY
         body = {
             "status": "error",
@@ -375,12 +364,10 @@ def test_hubspot_secondly_429_storm_is_waited_out(
         }
         hubspot.api.rate_limit_next(3, scheme="retry-after", wait=0.2, body=body, path=SEARCH_PATH)
 
-    exercise(sandbox, hubspot, _name(request), inject, RunOutcome.OK)
+    exercise(sandbox, hubspot, inject, RunOutcome.OK)
 
 
-def test_hubspot_daily_limit_fails_cleanly(
-    sandbox: Any, hubspot: Vendor, request: pytest.FixtureRequest
-) -> None:
+def test_hubspot_daily_limit_fails_cleanly(sandbox: Any, hubspot: Vendor) -> None:
     def inject() -> None:  # no Retry-After: the daily quota is spent until the reset
         body = {
             "status": "error",
@@ -392,7 +379,7 @@ def test_hubspot_daily_limit_fails_cleanly(
         skip_first_page(hubspot.api)
         hubspot.api.fail_next(1000, status=429, body=body, path=SEARCH_PATH)
 
-    report = exercise(sandbox, hubspot, _name(request), inject, RunOutcome.FAILED)
+    report = exercise(sandbox, hubspot, inject, RunOutcome.FAILED)
     assert any("daily API limit" in m for m in report.messages)
 
 
@@ -408,12 +395,12 @@ def test_hubspot_daily_limit_fails_cleanly(
     ids=["502", "503", "timeout", "drop", "truncated-json"],
 )
 def test_hubspot_transient_fault_is_retried(
-    sandbox: Any, hubspot: Vendor, request: pytest.FixtureRequest, fault: dict[str, Any]
+    sandbox: Any, hubspot: Vendor, fault: dict[str, Any]
 ) -> None:
     def inject() -> None:
         hubspot.api.fail_next(2, path=SEARCH_PATH, **fault)
 
-    exercise(sandbox, hubspot, _name(request), inject, RunOutcome.OK)
+    exercise(sandbox, hubspot, inject, RunOutcome.OK)
 
 
 @pytest.mark.parametrize(
@@ -424,7 +411,6 @@ def test_hubspot_transient_fault_is_retried(
 def test_hubspot_fault_outlasting_retries_fails_cleanly(
     sandbox: Any,
     hubspot: Vendor,
-    request: pytest.FixtureRequest,
     persistent: None,
     fault: dict[str, Any],
 ) -> None:
@@ -432,11 +418,11 @@ def test_hubspot_fault_outlasting_retries_fails_cleanly(
         skip_first_page(hubspot.api)
         hubspot.api.fail_next(1000, path=SEARCH_PATH, **fault)
 
-    exercise(sandbox, hubspot, _name(request), inject, RunOutcome.FAILED)
+    exercise(sandbox, hubspot, inject, RunOutcome.FAILED)
 
 
 def test_hubspot_short_page_is_not_taken_for_the_end(
-    sandbox: Any, hubspot: Vendor, request: pytest.FixtureRequest, persistent: None
+    sandbox: Any, hubspot: Vendor, persistent: None
 ) -> None:
     api = hubspot.api
     assert isinstance(api, ShortPages)
@@ -444,7 +430,7 @@ def test_hubspot_short_page_is_not_taken_for_the_end(
     def inject() -> None:
         api.short_path, api.short_next = SEARCH_PATH, 1000
 
-    exercise(sandbox, hubspot, _name(request), inject, RunOutcome.FAILED)
+    exercise(sandbox, hubspot, inject, RunOutcome.FAILED)
 
 
 # -- file ---------------------------------------------------------------------------------
