@@ -285,3 +285,12 @@ def test_log_format_json_and_verbosity(invoke: Callable[..., Result], tmp_path: 
     assert result.stderr == ""
     result = invoke("-v", "check", "support", env=env)  # text lines when not a terminal
     assert result.stderr == "INFO fragment_core.cli: check of source support: ok\n"
+
+
+def test_connectors_show_prints_an_annotated_example_when_the_connector_has_one(
+    invoke: Callable[..., Result],
+) -> None:
+    result = invoke("connectors", "show", "http")
+    assert result.exit_code == 0, result.output
+    assert "# auth: type =" in result.output  # the comments of HttpConnector.example_toml
+    assert 'connector = "http"' in result.output

@@ -238,3 +238,51 @@ def test_dry_run_writes_nothing(world: Any) -> None:
     assert world.tasks() == {} and world.store.record_map(world.name) == {}
     with world.store.engine.connect() as conn:
         assert conn.execute(sa.text("select count(*) from fragment_runs")).scalar() == 0
+
+
+class ChangesConnector(ListConnector):
+    """Records carry a modification counter; fetch_changes returns those past the cursor."""
+
+    cursor_field = "modified"
+
+    def __init__(self, source: str) -> None:
+        super().__init__(source)
+        self.cursors_asked: list[str | None] = []
+
+    def fetch_backlog(self) -> Iterator[Record]:
+        yield from (r for r in self.records if r["state"] == "open")
+
+    def fetch_changes(self, cursor: str | None) -> Iterator[Record]:
+        self.cursors_asked.append(cursor)
+        yield from (r for r in self.records if cursor is None or r["modified"] > int(cursor))
+
+    def is_open(self, record: Record) -> bool:
+        return record["state"] == "open"
+
+
+def test_incremental_after_a_full_run_uses_the_stored_cursor(world: Any) -> None:
+    connector = ChangesConnector(world.name)
+    world.connector = connector
+    connector.records = [
+        {"id": str(i), "title": f"t {i}", "modified": i, "state": "open"} for i in range(1, 6)
+    ]
+    first = world.sync()
+    assert (first.mode, first.created) == ("full", 5)
+    assert world.store.source_state(world.name).cursor == "5"
+
+    connector.records[1] |= {"modified": 6, "title": "t 2 edited"}
+    connector.records[2] |= {"modified": 7, "state": "closed"}
+    second = world.sync()
+    assert second.mode == "incremental"
+    assert connector.cursors_asked == ["5"]
+    assert (second.updated, second.closed, second.created) == (1, 1, 0)
+    assert world.store.source_state(world.name).cursor == "7"
+    tasks = world.tasks()
+    assert tasks["2"].title == "t 2 edited"
+    assert tasks["3"].status is TaskStatus.DONE
+    assert connector.completions == []  # closed by the source: no echo
+
+    third = world.sync()
+    assert third.mode == "incremental"
+    assert (third.updated, third.closed, third.created) == (0, 0, 0)
+    assert connector.cursors_asked == ["5", "7"]

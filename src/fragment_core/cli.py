@@ -199,7 +199,10 @@ def connectors_show_command(ctx: click.Context, name: str, as_json: bool) -> Non
 
 
 def example_source_block(entry: ConnectorEntry) -> str:
-    """A ``[[sources]]`` TOML block for ``entry``, with its ``example_options``."""
+    """A ``[[sources]]`` TOML block for ``entry``: its ``example_toml`` when it has one,
+    else one built from its ``example_options``."""
+    if entry.cls.example_toml:
+        return entry.cls.example_toml
     lines = [
         "[[sources]]",
         f"name = {_toml_value(entry.name)}",

@@ -110,6 +110,8 @@ class Connector(Generic[ConfigT]):
     - ``cursor_field``: for incremental connectors, the record key whose maximum becomes
       the next cursor; override :meth:`cursor_value` if it is not a plain key.
     - ``example_options``: an example ``[sources.options]`` block for documentation.
+    - ``example_toml``: optionally, a complete annotated ``[[sources]]`` block; when set,
+      ``fragment connectors show`` prints it instead of one built from ``example_options``.
     - ``secret_options``: option names holding secrets (``SecretStr`` fields are found
       automatically; list others here).
 
@@ -122,6 +124,7 @@ class Connector(Generic[ConfigT]):
     id_field: ClassVar[str] = "id"
     cursor_field: ClassVar[str | None] = None
     example_options: ClassVar[dict[str, Any]] = {}
+    example_toml: ClassVar[str | None] = None
 
     def __init__(self, config: ConfigT, *, source: str = "") -> None:
         self.config: ConfigT = config

@@ -93,7 +93,12 @@ class _Fetch:
             record_id = connector.record_id(record)
         except Exception:
             record_id = None
-        cursor = connector.cursor_value(record) if self.mode == INCREMENTAL else None
+        # Full fetches record the cursor too, so the next run can go incremental: every
+        # record modified after the newest open one is fetched by fetch_changes(cursor).
+        try:
+            cursor = connector.cursor_value(record)
+        except Exception:
+            cursor = None
         if self.mode == INCREMENTAL and not connector.is_open(record):
             return MappedRecord(record_id, open=False, cursor=cursor)
         try:

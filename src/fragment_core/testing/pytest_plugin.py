@@ -3,6 +3,8 @@
 - ``fake_api``: a factory of started :class:`~fragment_core.testing.FakeAPI` servers,
   ``fake_api("hubspot")``, each stopped at teardown.
 - ``sandbox`` / ``sandbox_factory``: a running local Tasks API (see ``sandbox_fixtures``).
+- ``fragment_runner``: a configured runner for one source against ``sandbox`` (see
+  ``runner_fixtures``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from fragment_core.testing.fakeapi import FakeAPI
+from fragment_core.testing.runner_fixtures import fragment_runner  # noqa: F401
 from fragment_core.testing.sandbox_fixtures import sandbox, sandbox_factory  # noqa
 
 

@@ -143,6 +143,7 @@ class HubSpotConnector(Connector[HubSpotConfig]):
             properties=self.properties,
             page_size=self.config.page_size,
             cap=self.config.search_result_cap,
+            where=self.where,
         )
 
     def _with_associations(self, items: Iterable[Any]) -> Iterator[Any]:

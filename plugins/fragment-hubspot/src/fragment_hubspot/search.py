@@ -74,8 +74,10 @@ class WindowedSearch:
         properties: list[str],
         page_size: int,
         cap: int,
+        where: str | None = None,
     ) -> None:
         self.search = search
+        self.where = where
         self.properties = properties
         self.page_size = page_size
         self.cap = cap
@@ -97,6 +99,15 @@ class WindowedSearch:
             if not after:
                 yield list(results), False
                 return
+            if len(results) < self.page_size:
+                # HubSpot fills every page but the last: a short page with a next page
+                # means results went missing, so the fetch is not complete.
+                raise TransientError(
+                    f"HubSpot search returned {len(results)} results on a page of "
+                    f"{self.page_size} with more pages to follow (total {page.get('total')}): "
+                    "the fetch is incomplete",
+                    where=self.where,
+                )
             offset = _offset(after)
             if offset is not None and offset >= self.cap:
                 yield list(results), True
@@ -131,7 +142,8 @@ class WindowedSearch:
             if latest is None:
                 raise TransientError(
                     f"HubSpot search reached its {self.cap}-result cap and the results carry "
-                    f"no {MODIFIED} to continue from"
+                    f"no {MODIFIED} to continue from",
+                    where=self.where,
                 )
             if latest == lower:
                 # the whole window is one instant: page that instant by object id
@@ -167,5 +179,6 @@ class WindowedSearch:
             if not progressed:
                 raise TransientError(
                     f"HubSpot search reached its {self.cap}-result cap without numeric task ids "
-                    "to continue from"
+                    "to continue from",
+                    where=self.where,
                 )

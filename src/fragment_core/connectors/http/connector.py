@@ -16,7 +16,12 @@ from fragment_core.connectors.http.examples import EXAMPLE_OPTIONS, EXAMPLE_TOML
 from fragment_core.connectors.http.paging import PageRequest, first_request, next_request
 from fragment_core.connectors.http.paths import MISSING, lookup, placeholders, render, set_path
 from fragment_core.connectors.http.session import HttpSession
-from fragment_core.errors import BadRecordError, ConfigurationError, WriteBackError
+from fragment_core.errors import (
+    BadRecordError,
+    ConfigurationError,
+    TransientError,
+    WriteBackError,
+)
 from fragment_core.task import RemoteTask, Task, format_datetime
 
 __all__ = ["HttpConnector"]
@@ -51,7 +56,7 @@ class HttpConnector(Connector[HttpConfig]):
     name: ClassVar[str] = "http"
     Config: ClassVar[type[HttpConfig]] = HttpConfig
     example_options: ClassVar[dict[str, Any]] = EXAMPLE_OPTIONS
-    example_toml: ClassVar[str] = EXAMPLE_TOML
+    example_toml = EXAMPLE_TOML
     capabilities = _Capabilities()  # type: ignore[assignment]
 
     def __init__(self, config: HttpConfig | Mapping[str, Any], *, source: str = "") -> None:
@@ -152,7 +157,12 @@ class HttpConnector(Connector[HttpConfig]):
             )
             records = self._records(payload, current)
             yield from records
-            current = next_request(pagination, current, response, payload, records)
+            try:
+                current = next_request(pagination, current, response, payload, records)
+            except (ConfigurationError, TransientError) as exc:
+                if exc.where is not None:
+                    raise
+                raise type(exc)(exc.message, where=self.session.where) from None
 
     def _records(self, payload: Any, request: PageRequest) -> list[Any]:
         path = self.config.backlog.records_path

@@ -18,7 +18,7 @@ from fragment_core.connectors.http.config import (
     PagePagination,
 )
 from fragment_core.connectors.http.paths import MISSING, lookup, set_path
-from fragment_core.errors import ConfigurationError
+from fragment_core.errors import ConfigurationError, TransientError
 
 __all__ = ["PageRequest", "first_request", "next_request"]
 
@@ -74,22 +74,33 @@ def next_request(
     following = replace(request, number=request.number + 1)
     match pagination:
         case PagePagination():
-            if not records or (pagination.size and len(records) < pagination.size):
-                return None
             page = int(request.params[pagination.param])
-            if pagination.total_pages_path:
-                total = _number(payload, pagination.total_pages_path, "total_pages_path")
-                if page - pagination.start + 1 >= total:
-                    return None
+            total = (
+                _number(payload, pagination.total_pages_path, "total_pages_path")
+                if pagination.total_pages_path
+                else None
+            )
+            last = total is not None and page - pagination.start + 1 >= total
+            if not records or (pagination.size and len(records) < pagination.size):
+                if total is not None and not last:
+                    raise _short_page(request, len(records), f"{total} pages")
+                return None
+            if last:
+                return None
             return replace(following, params={**request.params, pagination.param: page + 1})
         case OffsetPagination():
-            if len(records) < pagination.limit:
-                return None
             offset = int(request.params[pagination.param]) + len(records)
-            if pagination.total_path:
-                total = _number(payload, pagination.total_path, "total_path")
-                if offset >= total:
-                    return None
+            total = (
+                _number(payload, pagination.total_path, "total_path")
+                if pagination.total_path
+                else None
+            )
+            if len(records) < pagination.limit:
+                if total is not None and offset < total:
+                    raise _short_page(request, len(records), f"{total} records")
+                return None
+            if total is not None and offset >= total:
+                return None
             return replace(following, params={**request.params, pagination.param: offset})
         case CursorPagination():
             cursor = lookup(payload, pagination.cursor_path)
@@ -116,6 +127,15 @@ def next_request(
                 )
             return replace(following, url=str(response.url.join(link)), params={})
     return None
+
+
+def _short_page(request: PageRequest, count: int, claimed: str) -> TransientError:
+    """A page shorter than a full one while the response claims more: the listing changed
+    or was cut short, so the fetch is not complete (and nothing may be closed)."""
+    return TransientError(
+        f"page {request.number} ({request.method} {request.url}) returned {count} records, "
+        f"a short page, but the response claims {claimed}: the fetch is incomplete"
+    )
 
 
 def _number(payload: Any, path: str, key: str) -> int:
