@@ -75,3 +75,16 @@ def test_call_with_retries_retries_transient_and_not_others() -> None:
     with pytest.raises(ConfigurationError):
         call_with_retries(broken)
     assert len(calls) == 1
+
+
+def test_pacer_spaces_calls_evenly() -> None:
+    import time
+
+    from fragment_core.retries import Pacer
+
+    pacer = Pacer.per_second(20)  # one call every 50 ms
+    start = time.monotonic()
+    for _ in range(5):
+        pacer.wait()
+    assert time.monotonic() - start >= 0.19  # the first goes at once, four waits follow
+    Pacer(None).wait()  # off: returns at once

@@ -365,6 +365,11 @@ def load_settings(
         ) from None
     except OSError as exc:
         raise ConfigurationError(f"cannot read: {exc.strerror or exc}", where=str(file)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(
+            f"not UTF-8 text: byte {exc.object[exc.start]:#04x} at offset {exc.start}",
+            where=str(file),
+        ) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

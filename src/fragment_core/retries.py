@@ -18,6 +18,7 @@ jitter (through stamina), waiting exactly the hinted time for :class:`RateLimite
 from __future__ import annotations
 
 import email.utils
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -148,3 +149,33 @@ def raise_for_response(response: httpx.Response, *, where: str) -> httpx.Respons
 def transport_error(exc: httpx.TransportError, *, where: str) -> TransientError:
     """Turn a connection error or timeout into a :class:`TransientError` (no URL secrets)."""
     return TransientError(f"{type(exc).__name__}: {exc}", where=where)
+
+
+class Pacer:
+    """Spaces calls evenly: at most one every ``60 / per_minute`` seconds (thread-safe).
+
+    The proactive side of rate budgets, for vendor limits stated as a rate (HubSpot's
+    search API: 4 requests a second; a back-office API's ``rate_limit`` option).
+    ``per_minute`` of ``None`` or 0 turns it off.
+    """
+
+    def __init__(self, per_minute: float | None) -> None:
+        self.interval = 60.0 / per_minute if per_minute else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def per_second(cls, rate: float | None) -> Pacer:
+        """A pacer allowing ``rate`` calls a second."""
+        return cls(rate * 60 if rate else None)
+
+    def wait(self) -> None:
+        """Block until the next call may go."""
+        if not self.interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+        if slot > now:
+            time.sleep(slot - now)

@@ -59,6 +59,9 @@ def normalize_value(value: Any) -> Any:
     Datetimes become UTC ISO strings; integral floats become ints; NaN/inf are refused;
     tuples become lists; mapping keys become strings.
     """
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:  # the common case, first
+        return value
     if isinstance(value, datetime):
         return format_datetime(value)
     if isinstance(value, date):
@@ -104,6 +107,17 @@ class TaskFields(BaseModel):
         return dict(self.__pydantic_extra__ or {})
 
 
+def _api_fields(fields: TaskFields) -> dict[str, Any]:
+    """The normalized ``fields`` of a body, ``None`` values left out."""
+    plain = {**fields.__dict__, **(fields.__pydantic_extra__ or {})}
+    try:
+        return {k: normalize_value(v) for k, v in plain.items() if v is not None}
+    except ValueError:
+        # a custom field holding a model or dataclass: let pydantic turn it into data first
+        dumped = fields.model_dump()
+        return {k: normalize_value(v) for k, v in dumped.items() if v is not None}
+
+
 class Task(BaseModel):
     """A task as we write it to the Tasks API (its write model).
 
@@ -147,25 +161,23 @@ class Task(BaseModel):
 
     def for_source(self, source: str) -> Task:
         """Return a copy with the derived uid and the source recorded in the fields."""
-        fields = self.fields.model_dump()
-        fields[SOURCE_FIELD] = source
-        return self.model_copy(
-            update={
-                "uid": task_uid(source, self.external_id),
-                "fields": TaskFields(**fields),
-            }
-        )
+        # The fields are valid already: copy them with the source added (an extra key)
+        # rather than validating them again.
+        fields = self.fields.model_copy(update={SOURCE_FIELD: source})
+        return self.model_copy(update={"uid": task_uid(source, self.external_id), "fields": fields})
 
     def to_api(self) -> dict[str, Any]:
         """The JSON body for PUT/POST: normalized, ``None`` values left out."""
         body: dict[str, Any] = {}
+        values = self.__dict__
         for name in type(self).model_fields:
-            value = getattr(self, name)
+            value = values[name]
             if value is None:
                 continue
             if name == "fields":
-                value = {k: v for k, v in value.model_dump().items() if v is not None}
-            body[name] = normalize_value(value)
+                body[name] = _api_fields(value)
+            else:
+                body[name] = normalize_value(value)
         return body
 
     def content_hash(self) -> str:

@@ -32,7 +32,13 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
 
 @click.command("sandbox")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8765, show_default=True, type=int, help="0 picks a free port.")
+@click.option(
+    "--port",
+    default=8765,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="0 picks a free port.",
+)
 @click.option(
     "--db", default=":memory:", show_default=True, help="SQLite file, or :memory: for none."
 )

@@ -9,8 +9,6 @@ model layer). urllib3's own retries are switched off: 429s and 5xx go through
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -35,7 +33,12 @@ from fragment_core.errors import (
     RateLimitedError,
     TransientError,
 )
-from fragment_core.retries import call_with_retries, error_for_status, retry_after_from_headers
+from fragment_core.retries import (
+    Pacer,
+    call_with_retries,
+    error_for_status,
+    retry_after_from_headers,
+)
 from fragment_hubspot.config import HubSpotConfig
 
 T = TypeVar("T")
@@ -46,26 +49,6 @@ POLICY_WAITS = {"SECONDLY": 1.0, "TEN_SECONDLY_ROLLING": 10.0}
 
 class TaskNotFoundError(ConfigurationError):
     """HubSpot answered 404: the task (or, for a search, the API path) does not exist."""
-
-
-class RequestPacer:
-    """Spaces calls at least ``1 / per_second`` seconds apart (thread-safe; 0 = off)."""
-
-    def __init__(self, per_second: float) -> None:
-        self.interval = 1.0 / per_second if per_second > 0 else 0.0
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        """Block until the next call is allowed."""
-        if not self.interval:
-            return
-        with self._lock:
-            now = time.monotonic()
-            delay = self._next - now
-            self._next = max(now, self._next) + self.interval
-        if delay > 0:
-            time.sleep(delay)
 
 
 def _error_body(raw: Any) -> dict[str, Any]:
@@ -165,7 +148,7 @@ class HubSpotClient:
         self._search_api = self._sdk.crm.objects.tasks.search_api
         self._basic_api = self._sdk.crm.objects.tasks.basic_api
         self._associations_api = self._sdk.crm.associations.v4.batch_api
-        self.search_pacer = RequestPacer(config.search_requests_per_second)
+        self.search_pacer = Pacer.per_second(config.search_requests_per_second)
 
     # -- plumbing -------------------------------------------------------------------------
     def _call(self, action: str, fn: Callable[[], Any]) -> dict[str, Any]:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -24,9 +22,9 @@ from fragment_core.errors import (
     ConfigurationError,
     TransientError,
 )
-from fragment_core.retries import call_with_retries, error_for_status, transport_error
+from fragment_core.retries import Pacer, call_with_retries, error_for_status, transport_error
 
-__all__ = ["HttpSession", "RateLimiter"]
+__all__ = ["HttpSession"]
 
 REDACTED = "<redacted>"
 
@@ -61,26 +59,6 @@ def redact(text: str, secrets: set[str] | list[str]) -> str:
     return text
 
 
-class RateLimiter:
-    """At most ``per_minute`` requests a minute, evenly spaced; thread-safe."""
-
-    def __init__(self, per_minute: int | None) -> None:
-        self.interval = 60.0 / per_minute if per_minute else 0.0
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        """Block until the next request may go."""
-        if not self.interval:
-            return
-        with self._lock:
-            now = time.monotonic()
-            slot = max(now, self._next)
-            self._next = slot + self.interval
-        if slot > now:
-            time.sleep(slot - now)
-
-
 class HttpSession:
     """Sends the connector's requests; ``requests_made`` counts them (retries included)."""
 
@@ -88,7 +66,7 @@ class HttpSession:
         self.config = config
         self.where = f"source {source!r}"
         self.requests_made = 0
-        self._limiter = RateLimiter(config.rate_limit)
+        self._limiter = Pacer(config.rate_limit)
         self._origin = _origin(config.base_url)
         headers = dict(config.headers)
         params: dict[str, str] = {}

@@ -1,0 +1,111 @@
+"""Rebuild a source's lost state from the Tasks API.
+
+When the state store knows nothing of a source (the database was deleted, or a fresh
+store points at a Tasks API the source already wrote to), the first run lists the
+source's tasks (``fields.sync_source``) and adopts them before doing anything else:
+
+* open tasks (TODO, STARTED) become open records; their content hash is unknown, so
+  the plan re-sends them once (an idempotent PUT: no duplicate) or closes them when
+  their record left the source;
+* done tasks become done records, and the completion high-water mark moves past them,
+  so no completion from before the loss is written back again and a task the sync had
+  closed is never mistaken for an operator's completion (no echo).
+
+What it cannot know: a completion that was still waiting for its write-back when the
+state was lost is adopted as done and not written back (see docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from fragment_core.state import RecordState, RecordStatus, StateStore
+from fragment_core.task import SOURCE_FIELD, RemoteTask, TaskStatus
+
+log = logging.getLogger(__name__)
+
+#: ``closed_by`` of a done record adopted by a rebuild (operator or sync: unknown).
+REBUILT = "rebuild"
+#: Records saved per transaction while adopting.
+CHUNK = 500
+
+
+class TaskLister(Protocol):
+    """The part of :class:`fragment_core.tasks_api.TasksClient` a rebuild uses."""
+
+    def list_tasks(self, *, fields: Any = None, page_size: int | None = None) -> Iterable[Any]: ...
+
+
+@dataclass
+class Rebuild:
+    """What a rebuild adopted."""
+
+    open: int = 0
+    done: int = 0
+
+    @property
+    def adopted(self) -> int:
+        """Tasks adopted in all."""
+        return self.open + self.done
+
+    def message(self) -> str:
+        """One line for the run's report."""
+        return (
+            f"state rebuilt from the Tasks API: adopted {self.adopted} tasks of this source "
+            f"({self.open} open, {self.done} done); done tasks are not written back again"
+        )
+
+
+def state_is_lost(store: StateStore, source: str) -> bool:
+    """Whether the store holds nothing at all of ``source`` (never ran, or state lost)."""
+    state = store.source_state(source)
+    if state.last_complete_fetch or state.completions_seen_until or state.cursor:
+        return False
+    if store.record_map(source):
+        return False
+    return not store.write_backs(source)
+
+
+def rebuild_state(source: str, client: TaskLister, store: StateStore) -> Rebuild:
+    """Adopt every task of ``source`` listed by the Tasks API into the state store."""
+    result = Rebuild()
+    high_water: datetime | None = None
+    chunk: list[RecordState] = []
+    for task in client.list_tasks(fields={SOURCE_FIELD: source}, page_size=1000):
+        remote: RemoteTask = task
+        external_id = remote.external_id
+        if external_id is None or remote.source != source:
+            continue
+        stamp = remote.updated_at or remote.done_at
+        if stamp is not None and (high_water is None or stamp > high_water):
+            high_water = stamp
+        if remote.status == TaskStatus.DONE:
+            result.done += 1
+            record = RecordState(
+                external_id,
+                str(remote.uid),
+                "",
+                RecordStatus.DONE,
+                closed_by=REBUILT,
+                done_at=remote.done_at,
+            )
+        else:
+            result.open += 1
+            record = RecordState(external_id, str(remote.uid), "", RecordStatus.OPEN)
+        chunk.append(record)
+        if len(chunk) >= CHUNK:
+            store.save_records(source, chunk)
+            chunk = []
+    store.save_records(source, chunk)
+    if high_water is not None:
+        store.update_source_state(source, completions_seen_until=high_water)
+    if result.adopted:
+        log.warning(
+            "state rebuilt from the Tasks API",
+            extra={"source": source, "open": result.open, "done": result.done},
+        )
+    return result
