@@ -40,7 +40,9 @@ def run_worker(mode: str, spec: dict[str, Any], token: str = "") -> dict[str, An
         check=False,
     )
     if proc.returncode != 0:
-        raise WorkerError(f"bench worker {mode!r} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+        raise WorkerError(
+            f"bench worker {mode!r} failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
+        )
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     if not lines:
         raise WorkerError(f"bench worker {mode!r} printed no result:\n{proc.stderr[-4000:]}")
@@ -71,6 +73,36 @@ class Stopwatch:
     def __exit__(self, *exc: object) -> None:
         self.wall = time.perf_counter() - self._wall
         self.cpu = cpu_seconds() - self._cpu
+
+
+def find_pid(marker: str) -> int | None:
+    """The pid of a process whose command line contains ``marker`` (Linux ``/proc``)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmdline:
+            return int(entry.name)
+    return None
+
+
+def process_cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of process ``pid`` so far (0 when unknown)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages (other work on the machine skews timings)."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def machine() -> dict[str, Any]:

@@ -47,9 +47,7 @@ def is_removed(index: int, config: BenchConfig) -> bool:
 def expected_changes(config: BenchConfig) -> tuple[int, int]:
     """``(edited, removed)`` records among ``config.count``, relative to no edit at all."""
     edited = sum(
-        1
-        for i in range(config.count)
-        if is_edited(i, config) and not is_removed(i, config)
+        1 for i in range(config.count) if is_edited(i, config) and not is_removed(i, config)
     )
     removed = sum(1 for i in range(config.count) if is_removed(i, config))
     return edited, removed

@@ -22,9 +22,9 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine, run_worker, write_results  # noqa: E402
+from _common import machine, run_worker, write_results
 
-from fragment_core.sandbox import run_sandbox  # noqa: E402
+from fragment_core.sandbox import run_sandbox
 
 
 def measure(size: int, *, full_sync: bool, batch_size: int, console: Console) -> dict[str, Any]:

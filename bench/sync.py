@@ -10,10 +10,12 @@ table and writes ``bench/results/<timestamp>.json``. See docs/performance.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import secrets
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +24,39 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine, run_worker, write_results  # noqa: E402
-from connector import BenchConfig, expected_changes  # noqa: E402
+from _common import (
+    find_pid,
+    load_average,
+    machine,
+    process_cpu_seconds,
+    run_worker,
+    write_results,
+)
+from connector import BenchConfig, expected_changes
 
-from fragment_core.sandbox import run_sandbox  # noqa: E402
+from fragment_core.sandbox import run_sandbox
 
 LATENCY_MS = 25
 BUDGET_PER_MINUTE = 60
 EDIT_EVERY = REMOVE_EVERY = 100  # 1% edited, 1% removed
 
 
-def _sandbox(tmp: Path, name: str, token: str, **options: Any) -> Any:
-    return run_sandbox(db=str(tmp / f"{name}.db"), token=token, in_thread=False, **options)
+@contextlib.contextmanager
+def _sandbox(tmp: Path, name: str, token: str, **options: Any) -> Iterator[Any]:
+    """A sandbox subprocess; ``handle.step(mode, spec)`` runs a worker against it and adds
+    the sandbox's CPU time during the step (``server_cpu_s``)."""
+    db = str(tmp / f"{name}.db")
+    with run_sandbox(db=db, token=token, in_thread=False, **options) as handle:
+        pid = find_pid(db)
+
+        def step(mode: str, spec: dict[str, Any]) -> dict[str, Any]:
+            before = process_cpu_seconds(pid)
+            result = run_worker(mode, {**spec, "url": handle.url}, token)
+            result["server_cpu_s"] = process_cpu_seconds(pid) - before
+            return result
+
+        handle.step = step
+        yield handle
 
 
 def _scaled_naive(result: dict[str, Any], records: int) -> dict[str, Any]:
@@ -50,6 +73,7 @@ def _scaled_naive(result: dict[str, Any], records: int) -> dict[str, Any]:
 def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     """Run every step; return the results (also what the JSON file holds)."""
     n, size = args.records, args.batch_size
+    load_before = load_average()
     token = secrets.token_urlsafe(24)
     naive_sample = min(n, args.naive_sample)
     latency_sample = min(n, args.latency_sample)
@@ -60,34 +84,32 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         base = {"count": n, "batch_size": size}
 
         with _sandbox(tmp, "ours", token) as sandbox:
-            spec = {**base, "url": sandbox.url, "state_url": f"sqlite:///{tmp / 'state.db'}"}
+            spec = {**base, "state_url": f"sqlite:///{tmp / 'state.db'}"}
             say(f"1. initial sync of {n:,} records")
-            steps["initial"] = run_worker("sync", {**spec, "profile": args.profile_initial}, token)
+            steps["initial"] = sandbox.step("sync", {**spec, "profile": args.profile_initial})
             say("4. re-sync, nothing changed")
-            steps["resync_unchanged"] = run_worker(
-                "sync", {**spec, "profile": args.profile_resync}, token
+            steps["resync_unchanged"] = sandbox.step(
+                "sync", {**spec, "profile": args.profile_resync}
             )
             say("5. re-sync, 1% edited and 1% removed")
             changed = {**spec, "edit_every": EDIT_EVERY, "remove_every": REMOVE_EVERY}
-            steps["resync_changed"] = run_worker("sync", changed, token)
+            steps["resync_changed"] = sandbox.step("sync", changed)
 
         with _sandbox(tmp, "naive", token) as sandbox:
             say(f"2. naive loop: {naive_sample:,} POSTs")
-            result = run_worker("naive", {"url": sandbox.url, "sample": naive_sample}, token)
-            steps["naive"] = _scaled_naive(result, n)
+            steps["naive"] = _scaled_naive(sandbox.step("naive", {"sample": naive_sample}), n)
 
         with _sandbox(tmp, "floor", token) as sandbox:
             say("3. floor: pre-built batches, bare client")
-            steps["floor"] = run_worker("floor", {**base, "url": sandbox.url}, token)
+            steps["floor"] = sandbox.step("floor", base)
 
         latency = f"{LATENCY_MS}ms"
         with _sandbox(tmp, "latency", token, latency=latency) as sandbox:
             say(f"6. initial sync with {latency} latency")
-            spec = {**base, "url": sandbox.url, "state_url": f"sqlite:///{tmp / 'lat.db'}"}
-            ours = run_worker("sync", spec, token)
+            ours = sandbox.step("sync", {**base, "state_url": f"sqlite:///{tmp / 'lat.db'}"})
         with _sandbox(tmp, "latency-naive", token, latency=latency) as sandbox:
             say(f"6. naive loop with {latency} latency: {latency_sample:,} POSTs")
-            naive = run_worker("naive", {"url": sandbox.url, "sample": latency_sample}, token)
+            naive = sandbox.step("naive", {"sample": latency_sample})
         steps["latency"] = {
             "latency_ms": LATENCY_MS,
             "initial": ours,
@@ -101,12 +123,11 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             say("7. initial sync under the budget (60/min, time scaled 60x)")
             spec = {
                 **base,
-                "url": sandbox.url,
                 "state_url": f"sqlite:///{tmp / 'budget.db'}",
                 "rate_limit": BUDGET_PER_MINUTE,
                 "rate_period": 1.0,
             }
-            scaled = run_worker("sync", spec, token)
+            scaled = sandbox.step("sync", spec)
             rate_limited = sandbox.stats()["rate_limited"]
         steps["budget"] = _budget(n, size, scaled, rate_limited)
 
@@ -118,6 +139,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         "naive_sample": naive_sample,
         "latency_sample": latency_sample,
         "machine": machine(),
+        "load_average": {"before": load_before, "after": load_average()},
         "steps": steps,
         "ratios": _ratios(steps),
         "targets": _targets(steps, n),
@@ -191,7 +213,12 @@ def _targets(steps: dict[str, Any], n: int) -> list[dict[str, Any]]:
     unchanged = steps["resync_unchanged"]
     budget = steps["budget"]
     rows: list[tuple[str, str, float, bool]] = [
-        ("loopback: naive/ours", ">= 10", ratios["naive_over_ours"], ratios["naive_over_ours"] >= 10),
+        (
+            "loopback: naive/ours",
+            ">= 10",
+            ratios["naive_over_ours"],
+            ratios["naive_over_ours"] >= 10,
+        ),
         ("loopback: ours/floor", "<= 2", ratios["ours_over_floor"], ratios["ours_over_floor"] <= 2),
         (
             f"{LATENCY_MS} ms latency: naive/ours",
@@ -232,9 +259,7 @@ def _targets(steps: dict[str, Any], n: int) -> list[dict[str, Any]]:
         ),
     ]
     rss = steps["initial"]["peak_rss_mb"]
-    rows.append(
-        (f"runner peak RSS at {n:,} records (MB)", "<= 250 at 100,000", rss, rss <= 250)
-    )
+    rows.append((f"runner peak RSS at {n:,} records (MB)", "<= 250 at 100,000", rss, rss <= 250))
     return [{"target": t, "wanted": w, "value": v, "met": m} for t, w, v, m in rows]
 
 
@@ -246,52 +271,90 @@ def _fmt_s(seconds: float) -> str:
     return f"{seconds:.2f} s"
 
 
+def _cpu(result: dict[str, Any], scale: float = 1.0) -> str:
+    if "cpu_s" not in result:
+        return ""
+    ours = result["cpu_s"] * scale
+    return f"{ours:.1f} s / {result.get('server_cpu_s', 0.0) * scale:.1f} s"
+
+
 def print_tables(results: dict[str, Any], console: Console) -> None:
     """The results as tables."""
     s, n = results["steps"], results["records"]
-    table = Table(title=f"fragment-core sync benchmark: {n:,} records, batch {results['batch_size']}")
-    for column in ("step", "wall", "requests", "tasks/s", "peak RSS", "note"):
+    table = Table(
+        title=f"fragment-core sync benchmark: {n:,} records, batch {results['batch_size']}"
+    )
+    for column in ("step", "wall", "requests", "tasks/s", "CPU ours/server", "peak RSS", "note"):
         table.add_column(column, justify="left" if column in ("step", "note") else "right")
 
     def row(step: str, r: dict[str, Any], wall: float, note: str = "", rate: str = "") -> None:
         rss = f"{r['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in r else ""
-        table.add_row(step, _fmt_s(wall), f"{r.get('requests', '')}", rate, rss, note)
+        requests = f"{r.get('requests', '')}"
+        table.add_row(step, _fmt_s(wall), requests, rate, _cpu(r), rss, note)
 
     i, nv, fl = s["initial"], s["naive"], s["floor"]
     row("1. initial sync", i, i["wall_s"], rate=f"{i['tasks_per_s']:,.0f}")
     note = f"{nv['sample']:,} timed, scaled" if nv["scaled"] else ""
     table.add_row(
-        "2. naive loop", _fmt_s(nv["projected_wall_s"]), f"{n:,}", f"{nv['tasks_per_s']:,.0f}",
-        f"{nv['peak_rss_mb']:.0f} MB", f"{nv['per_request_ms']:.2f} ms/request; {note}",
+        "2. naive loop",
+        _fmt_s(nv["projected_wall_s"]),
+        f"{n:,}",
+        f"{nv['tasks_per_s']:,.0f}",
+        _cpu(nv, scale=n / nv["sample"]),
+        f"{nv['peak_rss_mb']:.0f} MB",
+        f"{nv['per_request_ms']:.2f} ms/request; {note}",
     )
     row("3. floor (server alone)", fl, fl["wall_s"], rate=f"{fl['tasks_per_s']:,.0f}")
     u = s["resync_unchanged"]
     row(
-        "4. re-sync, no change", u, u["wall_s"],
+        "4. re-sync, no change",
+        u,
+        u["wall_s"],
         f"{u['write_requests']} writes; {u['share_of_initial']:.0%} of initial; "
         f"{u['cpu_us_per_record']:.1f} us CPU/record",
     )
     c = s["resync_changed"]
     row(
-        "5. re-sync, 1% edited 1% removed", c, c["wall_s"],
+        "5. re-sync, 1% edited 1% removed",
+        c,
+        c["wall_s"],
         f"{c['updated']} updated, {c['closed']} closed, {c['write_requests']} writes "
         f"(expected {c['expected_write_requests']})",
     )
     li, ln = s["latency"]["initial"], s["latency"]["naive"]
-    row(f"6. initial sync, {LATENCY_MS} ms latency", li, li["wall_s"], rate=f"{li['tasks_per_s']:,.0f}")
+    row(
+        f"6. initial sync, {LATENCY_MS} ms latency",
+        li,
+        li["wall_s"],
+        rate=f"{li['tasks_per_s']:,.0f}",
+    )
     table.add_row(
-        f"6. naive loop, {LATENCY_MS} ms latency", _fmt_s(ln["projected_wall_s"]), f"{n:,}",
-        f"{n / ln['projected_wall_s']:,.0f}", f"{ln['peak_rss_mb']:.0f} MB",
+        f"6. naive loop, {LATENCY_MS} ms latency",
+        _fmt_s(ln["projected_wall_s"]),
+        f"{n:,}",
+        f"{n / ln['projected_wall_s']:,.0f}",
+        _cpu(ln, scale=n / ln["sample"]),
+        f"{ln['peak_rss_mb']:.0f} MB",
         f"{ln['sample']:,} timed, scaled" if ln["scaled"] else "",
     )
     b = s["budget"]
     table.add_row(
-        "7. ours at 60 requests/min", _fmt_s(b["ours_projected_wall_s"]), f"{b['ours_requests']:,}",
-        "", "", f"projected; 60x-scaled run: {b['scaled_run']['rate_limited_429']} x 429",
+        "7. ours at 60 requests/min",
+        _fmt_s(b["ours_projected_wall_s"]),
+        f"{b['ours_requests']:,}",
+        "",
+        "",
+        "",
+        f"projected; 60x-scaled run: {b['scaled_run']['rate_limited_429']} x 429",
     )
     table.add_row(
-        "7. naive at 60 requests/min", _fmt_s(b["naive_projected_wall_s"]),
-        f"{b['naive_requests']:,}", "", "", "projected",
+        "7. naive at 60 requests/min",
+        _fmt_s(b["naive_projected_wall_s"]),
+        f"{b['naive_requests']:,}",
+        "",
+        "",
+        "",
+        "projected",
     )
     console.print(table)
 

@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
-
 from _common import SOURCE, TOKEN_ENV, Stopwatch, peak_rss_mb
 from connector import BenchConfig, BenchConnector, make_record, plugin_manager, records
+
 from fragment_core.config import SourceSettings
 from fragment_core.state import RecordState, StateStore
 from fragment_core.tasks_api import BatchResult, TasksClient
@@ -182,11 +182,11 @@ def run_naive(spec: dict[str, Any]) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {os.environ[TOKEN_ENV]}"}
     count = spec["sample"]
     failures = 0
-    with httpx.Client(base_url=spec["url"], headers=headers, timeout=30) as http:
-        with Stopwatch() as sw:
-            for index in range(count):
-                response = http.post("/tasks", json=naive_body(make_record(index)))
-                failures += response.status_code != 200
+    http = httpx.Client(base_url=spec["url"], headers=headers, timeout=30)
+    with http, Stopwatch() as sw:
+        for index in range(count):
+            response = http.post("/tasks", json=naive_body(make_record(index)))
+            failures += response.status_code != 200
     return {
         "requests": count,
         "failures": failures,
@@ -216,11 +216,11 @@ def run_floor(spec: dict[str, Any]) -> dict[str, Any]:
         "Content-Type": "application/json",
     }
     failures = 0
-    with httpx.Client(base_url=spec["url"], headers=headers, timeout=60) as http:
-        with Stopwatch() as sw:
-            for body in bodies:
-                response = http.put("/tasks/batch", content=body)
-                failures += response.status_code != 200
+    http = httpx.Client(base_url=spec["url"], headers=headers, timeout=60)
+    with http, Stopwatch() as sw:
+        for body in bodies:
+            response = http.put("/tasks/batch", content=body)
+            failures += response.status_code != 200
     return {
         "requests": len(bodies),
         "expected_requests": math.ceil(connector.config.count / size),

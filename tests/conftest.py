@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,15 +48,17 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "PostgreSQL server binaries (initdb, pg_ctl) not found: install the 'postgresql' "
             "package or set FRAGMENT_TEST_POSTGRES_URL"
         )
-    base = tmp_path_factory.mktemp("pg")
-    data = base / "data"
     run_as: list[str] = []
     if os.geteuid() == 0:  # postgres refuses to run as root
         run_as = ["runuser", "-u", "postgres", "--"]
+        # Not under pytest's basetemp: every pytest session start resets the per-user
+        # temp root to 0700, which would lock the postgres user out mid-session when
+        # another pytest runs concurrently on this machine.
+        base = Path(tempfile.mkdtemp(prefix="fragment-pg-"))
         os.chmod(base, 0o777)
-        for parent in Path(base).parents:
-            if str(parent).startswith(str(Path(tmp_path_factory.getbasetemp()).parent)):
-                os.chmod(parent, os.stat(parent).st_mode | 0o755)
+    else:
+        base = tmp_path_factory.mktemp("pg")
+    data = base / "data"
     port = _free_port()
     subprocess.run(
         [*run_as, initdb, "-D", str(data), "-U", "fragment", "--auth=trust", "-E", "UTF8"],
@@ -93,3 +96,5 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             [*run_as, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
             capture_output=True,
         )
+        if run_as:
+            shutil.rmtree(base, ignore_errors=True)

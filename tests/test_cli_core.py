@@ -264,6 +264,26 @@ def test_json_log_lines() -> None:
     assert len(stream.getvalue().splitlines()) == 1
 
 
+def test_text_log_lines_carry_their_extras() -> None:
+    # stamina logs "stamina.retry_scheduled" with the attempt and cause only as extras.
+    stream = io.StringIO()
+    root = logging.getLogger()
+    level = root.level
+    handler = configure_logging(0, "text", stream=stream)
+    try:
+        logging.getLogger("stamina").warning(
+            "stamina.retry_scheduled",
+            extra={"stamina.attempt": 2, "stamina.caused_by": "TransientError('HTTP 503')"},
+        )
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    assert stream.getvalue() == (
+        "WARNING stamina: stamina.retry_scheduled"
+        " (stamina.attempt=2, stamina.caused_by=TransientError('HTTP 503'))\n"
+    )
+
+
 def test_cli_docs_are_up_to_date() -> None:
     generator = runpy.run_path(str(REPO / "scripts" / "gen_cli_docs.py"))
     expected = generator["render"]()
@@ -284,7 +304,9 @@ def test_log_format_json_and_verbosity(invoke: Callable[..., Result], tmp_path: 
     result = invoke("check", "support", env=env)  # default: warnings only
     assert result.stderr == ""
     result = invoke("-v", "check", "support", env=env)  # text lines when not a terminal
-    assert result.stderr == "INFO fragment_core.cli: check of source support: ok\n"
+    assert result.stderr == (
+        "INFO fragment_core.cli: check of source support: ok (source=support, ok=True)\n"
+    )
 
 
 def test_connectors_show_prints_an_annotated_example_when_the_connector_has_one(

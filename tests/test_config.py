@@ -190,6 +190,20 @@ def test_duplicate_source_names(tmp_path: Path, registry: ConnectorRegistry) -> 
     )
 
 
+def test_every_broken_source_is_reported_at_once(
+    tmp_path: Path, registry: ConnectorRegistry
+) -> None:
+    text = TASKS_API + SOURCE.format(name="support", connector="desk")
+    text += '[sources.options]\ntoken = "x"\n'
+    text += SOURCE.format(name="ok", connector="desk") + '[sources.options]\nsubdomain = "x"\n'
+    text += 'token = "x"\n' + SOURCE.format(name="kyc", connector="zendesk")
+    assert error_of(write(tmp_path, text), registry).splitlines() == [
+        'fragment.toml: sources[0] "support" (desk): options.subdomain: field required',
+        'fragment.toml: sources[2] "kyc" (zendesk): connector: connector \'zendesk\' is not '
+        "installed; it is provided by the package fragment-zendesk: pip install fragment-zendesk",
+    ]
+
+
 def test_missing_env_var_names_variable_and_key(
     tmp_path: Path, registry: ConnectorRegistry
 ) -> None:

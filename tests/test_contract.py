@@ -4,6 +4,7 @@ connector fails the test meant to catch it (with a message that says what is wro
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -317,6 +318,16 @@ def test_secret_in_repr_or_logs_is_caught(
         caplog,
     )
 
+    caplog.clear()
+    fails(
+        "lists no secret, but the Config has secret options: token",
+        test,
+        make(toy_api),
+        make(toy_api, token=BAD_TOKEN),
+        [],
+        caplog,
+    )
+
 
 def test_wrong_malformed_record_errors_are_caught(toy_api: FakeAPI) -> None:
     class Crashes(ToyConnector):
@@ -383,3 +394,18 @@ def test_every_connector_package_runs_the_contract_suite() -> None:
         if not any("(ConnectorContract)" in p.read_text() for p in tests.rglob("test_*.py")):
             missing.append(pyproject.parent.name)
     assert missing == [], f"packages without a ConnectorContract subclass in tests/: {missing}"
+
+
+def test_every_built_in_connector_runs_the_contract_suite() -> None:
+    """Each connector fragment-core ships (file, http) has a ConnectorContract subclass."""
+    from pathlib import Path
+
+    from fragment_core.plugins import get_registry
+
+    tests = Path(__file__).resolve().parent
+    text = "\n".join(p.read_text() for p in tests.glob("test_*.py"))
+    built_in = [e.cls.__name__ for e in get_registry().all() if e.plugin.builtin]
+    assert {"FileConnector", "HttpConnector"} <= set(built_in)
+    subclass = r"\(ConnectorContract\):\n(?:.*\n){0,3}\s+connector_class = "
+    missing = [name for name in built_in if not re.search(rf"{subclass}{name}\b", text)]
+    assert missing == [], f"built-in connectors without a ConnectorContract subclass: {missing}"

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import click
+import pytest
 
 from fragment_core import hookspecs
 from fragment_core.cli import cli
@@ -114,3 +115,43 @@ def test_tutorial_lists_the_generated_files(tmp_path: Path) -> None:
     assert "class AcmeTicketsConnector(Connector[AcmeTicketsConfig])" in tutorial
     connector = tmp_path / "fragment-acme-tickets/src/fragment_acme_tickets/connector.py"
     assert "class AcmeTicketsConnector(Connector[AcmeTicketsConfig])" in connector.read_text()
+
+
+def python_blocks(page: str) -> list[str]:
+    """The fenced ``python`` code blocks of a docs page, in order."""
+    return re.findall(r"```python\n(.*?)```", (DOCS / page).read_text(), flags=re.DOTALL)
+
+
+def test_hook_plugin_example_runs_through_the_plugin_manager(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The guide's priority plugin registers, runs in the transform chain, and its test passes."""
+    import importlib
+
+    from fragment_core.plugins import PluginInfo, new_plugin_manager, transform_task
+    from fragment_core.task import Task
+
+    plugin_code, *_, test_code = python_blocks("writing-a-hook-plugin.md")
+    package = tmp_path / "acme_fragment_hooks"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "plugin.py").write_text(plugin_code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugin = importlib.import_module("acme_fragment_hooks.plugin")
+
+    pm = new_plugin_manager(entrypoints=False)
+    pm.register_plugin(plugin, PluginInfo(name="acme_hooks", module=plugin.__name__))
+    pm.check_pending()
+    urgent = Task.new(external_id="1", title="Possible FRAUD", url="https://x.test/1")
+    routine = Task.new(external_id="2", title="Address change", url="https://x.test/2")
+    for task, priority in ((urgent, 1), (routine, 3)):
+        result = transform_task(pm, task, {}, None)  # type: ignore[arg-type]
+        assert result is not None and result.fields.custom["priority"] == priority
+        assert result.fields.title == task.fields.title
+
+    namespace: dict[str, object] = {}
+    exec(compile(test_code, "writing-a-hook-plugin.md", "exec"), namespace)
+    tests = [f for name, f in namespace.items() if name.startswith("test_") and callable(f)]
+    assert tests, "the guide's 'Test it' block defines no test"
+    for test in tests:
+        test()

@@ -199,3 +199,20 @@ def test_fake_api_fixture_starts_and_stops(fake_api) -> None:
     assert httpx.get(first.url_for("/ping")).json() == {"pong": True}
     assert first.port != second.port
     assert "vendor" in repr(first)
+
+
+def test_kit_is_a_pytest11_plugin_loaded_by_installing_core(
+    pytestconfig: pytest.Config,
+) -> None:
+    """Installing fragment-core is enough: the kit's fixtures come from its entry point."""
+    from importlib.metadata import entry_points
+
+    from fragment_core.testing import pytest_plugin
+
+    plugins = {ep.name: ep.value for ep in entry_points(group="pytest11")}
+    assert plugins.get("fragment") == "fragment_core.testing.pytest_plugin"
+    assert pytestconfig.pluginmanager.is_registered(pytest_plugin)
+    fixtures = pytestconfig.pluginmanager.get_plugin("fragment")
+    assert fixtures is pytest_plugin
+    for name in ("fake_api", "sandbox", "sandbox_factory", "fragment_runner"):
+        assert callable(getattr(pytest_plugin, name)), f"fixture {name} missing from the plugin"

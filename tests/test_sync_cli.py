@@ -92,3 +92,76 @@ def test_status_and_run_once(setup: tuple[Any, Path, Path]) -> None:
 
 def token_not_in(text: str, token: str) -> bool:
     return token not in text
+
+
+def test_sync_help_lists_the_exit_codes() -> None:
+    result = CliRunner().invoke(cli, ["sync", "--help"])
+    assert result.exit_code == 0
+    assert "see the docs" not in result.output
+    for line in ("0  ok", "1  failed", "2  the configuration", "3  capped", "4  partial"):
+        assert line in result.output
+
+
+def test_log_format_json_on_sync(setup: tuple[Any, Path, Path]) -> None:
+    sandbox, config, _ = setup
+    result = CliRunner().invoke(
+        cli, ["--log-format", "json", "-v", "--config", str(config), "sync", "kyc"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    finished = [r for r in lines if r["message"] == "sync finished"]
+    assert finished and finished[0]["source"] == "kyc" and finished[0]["level"] == "info"
+    assert finished[0]["outcome"] == "ok" and finished[0]["counts"]["created"] == 20
+    assert sandbox.token not in result.stderr
+
+
+def test_progress_bar_on_a_terminal(
+    setup: tuple[Any, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, config, _ = setup
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    result = invoke(config, "sync", "kyc")
+    assert result.exit_code == 0, result.output
+    assert "kyc: fetching" in result.output and "kyc: writing" in result.output
+    assert "20/20" in result.output
+    monkeypatch.delenv("FORCE_COLOR")
+    monkeypatch.delenv("TTY_COMPATIBLE")
+    plain = invoke(config, "sync", "kyc")
+    assert "kyc: fetching" not in plain.output
+
+
+def test_status_shows_lag_and_pending_and_failed_write_backs(
+    setup: tuple[Any, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fragment_core.state import OutboxState, StateStore
+
+    _, config, _ = setup
+    assert invoke(config, "sync", "kyc").exit_code == 0
+    store = StateStore(f"sqlite:///{(config.parent / 'state.db').as_posix()}")
+    for key in ("k1", "k2"):
+        store.add_write_back(
+            source="kyc",
+            uid=f"uid-{key}",
+            external_id=f"C-{key}",
+            idempotency_key=key,
+            done_at=None,
+            task_json="{}",
+        )
+    (failed, _) = store.write_backs("kyc")
+    store.finish_write_back(failed.id, state=OutboxState.FAILED, attempts=5, error="HTTP 500")
+    store.close()
+    (row,) = json.loads(invoke(config, "status", "--json").output)
+    assert row["write_backs"] == {"pending": 1, "done": 0, "failed": 1}
+    assert 0 <= row["lag_seconds"] < 60
+    assert row["failed_write_backs"][0] | {"next_attempt_at": None} == {
+        "external_id": "C-k1",
+        "attempts": 5,
+        "error": "HTTP 500",
+        "next_attempt_at": None,
+    }
+    monkeypatch.setenv("COLUMNS", "160")  # one table row per line
+    table = invoke(config, "status").output
+    assert "1 pending, 1 failed" in table
+    assert "write-back of record C-k1 failing after 5 attempts: HTTP 500" in table
+    assert "s ago" in table

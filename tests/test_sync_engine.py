@@ -3,6 +3,7 @@ records, no echo, no resurrection, write-back retries."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -286,3 +287,48 @@ def test_incremental_after_a_full_run_uses_the_stored_cursor(world: Any) -> None
     assert third.mode == "incremental"
     assert (third.updated, third.closed, third.created) == (0, 0, 0)
     assert connector.cursors_asked == ["5", "7"]
+
+
+def test_the_whole_cycle_on_a_postgres_state_store(world: Any, postgres_url: str) -> None:
+    name = f"sync{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    url = postgres_url.rsplit("/", 1)[0] + "/" + name
+    assert url.startswith("postgresql+psycopg://")
+    world.store.close()
+    world.store = StateStore(url)
+    world.set_backlog(12)
+    assert world.sync().created == 12
+    assert world.sync().unchanged == 12  # hashes survived the round trip
+    world.complete("3")
+    world.store.close()
+    world.store = StateStore(url)  # a new process: the state is all in Postgres
+    world.set_backlog(11)  # record 11 leaves the backlog
+    report = world.sync()
+    assert (report.written_back, report.closed, report.created) == (1, 1, 0)
+    assert [c.external_id for c in world.connector.completions] == ["3"]
+    assert world.store.record(world.name, "11").status is RecordStatus.CLOSED
+    assert world.store.write_back_counts(world.name) == {"pending": 0, "done": 1, "failed": 0}
+    assert world.store.last_runs(world.name)[0]["closed"] == 1
+    tasks = world.tasks()
+    assert len(tasks) == 12 and tasks["11"].status is TaskStatus.DONE
+
+
+def test_completions_are_listed_from_the_stored_high_water_mark(world: Any) -> None:
+    world.set_backlog(3)
+    world.sync()
+    world.complete("0")
+    assert world.sync().written_back == 1
+    mark = world.store.source_state(world.name).completions_seen_until
+    assert mark is not None and mark >= world.tasks()["0"].updated_at
+    # a mark in the future hides a new completion: proof the list is filtered by it
+    world.store.update_source_state(
+        world.name, completions_seen_until=datetime.now(UTC) + timedelta(days=1)
+    )
+    world.complete("1")
+    assert world.sync().written_back == 0
+    world.store.update_source_state(world.name, completions_seen_until=mark)
+    assert world.sync().written_back == 1
+    assert [c.external_id for c in world.connector.completions] == ["0", "1"]

@@ -214,3 +214,15 @@ def test_connection_refused_is_transient(sandbox_factory):
         client.me()
     assert client.requests_made == 2
     client.close()
+
+
+def test_rate_budget_holds_each_window_a_margin_longer():
+    from fragment_core.tasks_api import RateBudget
+
+    budget = RateBudget(2, period=0.2)  # margin: 5% of the period
+    assert budget.margin == pytest.approx(0.01)
+    assert RateBudget(60).margin == 1.0  # at most a second
+    start = time.monotonic()
+    for _ in range(3):
+        budget.acquire()
+    assert time.monotonic() - start >= 0.2 + 0.01  # the third waited the window and margin

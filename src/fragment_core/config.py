@@ -269,16 +269,24 @@ class _Loader:
             raise self.fail("", "path", "unknown key")
         settings = self.validate(Settings, top, "", "")
         seen: dict[str, int] = {}
+        problems: list[str] = []  # every broken source is reported, not only the first
         for index, raw_source in enumerate(raw_sources):
-            source = self.load_source(index, raw_source)
-            if source.name in seen:
-                raise self.fail(
-                    f'sources[{index}] "{source.name}" ({source.connector})',
-                    "name",
-                    f'duplicate source name "{source.name}" (also sources[{seen[source.name]}])',
-                )
+            try:
+                source = self.load_source(index, raw_source)
+                if source.name in seen:
+                    raise self.fail(
+                        f'sources[{index}] "{source.name}" ({source.connector})',
+                        "name",
+                        f'duplicate source name "{source.name}"'
+                        f" (also sources[{seen[source.name]}])",
+                    )
+            except ConfigurationError as exc:
+                problems.append(str(exc))
+                continue
             seen[source.name] = index
             settings.sources.append(source)
+        if problems:
+            raise ConfigurationError("\n".join(problems))
         settings.path = self.path
         return settings
 

@@ -109,11 +109,14 @@ class Connector(Generic[ConfigT]):
       it is not a plain key.
     - ``cursor_field``: for incremental connectors, the record key whose maximum becomes
       the next cursor; override :meth:`cursor_value` if it is not a plain key.
-    - ``example_options``: an example ``[sources.options]`` block for documentation.
+    - ``example_options``: an example ``[sources.options]`` block for documentation
+      (``fragment connectors show`` prints a ``[[sources]]`` block built from it).
     - ``example_toml``: optionally, a complete annotated ``[[sources]]`` block; when set,
       ``fragment connectors show`` prints it instead of one built from ``example_options``.
-    - ``secret_options``: option names holding secrets (``SecretStr`` fields are found
-      automatically; list others here).
+
+    Capabilities are not declared: overriding :meth:`fetch_changes` gives ``incremental``
+    and overriding :meth:`on_complete` gives ``write_back`` (see :meth:`capabilities`).
+    Declare secret options as :class:`pydantic.SecretStr` so they are never printed.
 
     Methods to override: :meth:`fetch_backlog` and :meth:`to_task` (required),
     :meth:`fetch_changes`, :meth:`on_complete`, :meth:`check`, :meth:`is_open`.
@@ -160,8 +163,12 @@ class Connector(Generic[ConfigT]):
         """Yield records changed since ``cursor`` (open or not; see :meth:`is_open`).
 
         Optional: overriding it gives the connector the ``incremental`` capability. The
-        runner computes the next cursor as the largest :meth:`cursor_value` it saw, and
-        stores it only after the writes it covers are committed.
+        runner keeps the largest :meth:`cursor_value` of every fetch, full or incremental
+        (numbers compare as numbers, anything else as text: use one fixed format such as
+        ISO 8601 UTC), and stores it only after the writes it covers are committed. It
+        calls this method only when a cursor is stored and the last complete full fetch
+        is younger than the source's ``full_every``. Fetching "at or after" the cursor is
+        safe: an unchanged record makes no write.
         """
         raise NotImplementedError(f"{type(self).__name__} does not support incremental fetch")
 

@@ -19,6 +19,27 @@ _STANDARD_ATTRS = frozenset(
 )
 
 
+def _extras(record: logging.LogRecord) -> dict[str, object]:
+    """What was passed with ``extra=`` (e.g. stamina's attempt and cause of a retry)."""
+    return {
+        key: value
+        for key, value in vars(record).items()
+        if key not in _STANDARD_ATTRS and not key.startswith("_")
+    }
+
+
+class TextFormatter(logging.Formatter):
+    """The message followed by its extras as ``key=value``, so lines such as stamina's
+    ``stamina.retry_scheduled`` say which attempt failed and why."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        extras = _extras(record)
+        if extras:
+            text += " (" + ", ".join(f"{k}={v}" for k, v in extras.items()) + ")"
+        return text
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ``ts``, ``level``, ``logger``, ``message`` and any extras."""
 
@@ -28,10 +49,8 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
+            **_extras(record),
         }
-        for key, value in vars(record).items():
-            if key not in _STANDARD_ATTRS and not key.startswith("_"):
-                data[key] = value
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
         return json.dumps(data, default=str, ensure_ascii=False)
@@ -67,9 +86,10 @@ def configure_logging(
     handler: logging.Handler
     if log_format == "text" and (stream or sys.stderr).isatty():
         handler = RichHandler(console=Console(file=stream or sys.stderr), show_path=False)
+        handler.setFormatter(TextFormatter("%(message)s"))
     else:
         handler = _StderrHandler() if stream is None else logging.StreamHandler(stream)
-        formatter = logging.Formatter("%(levelname)s %(name)s: %(message)s")
+        formatter = TextFormatter("%(levelname)s %(name)s: %(message)s")
         handler.setFormatter(JsonFormatter() if log_format == "json" else formatter)
     handler.set_name("fragment")
     root = logging.getLogger()

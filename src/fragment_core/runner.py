@@ -32,14 +32,7 @@ def open_tasks_client(settings: Settings) -> Any:
     """A Tasks API client configured from ``[tasks_api]``."""
     from fragment_core.tasks_api import TasksClient
 
-    api = settings.tasks_api
-    return TasksClient(
-        api.url,
-        api.token,
-        rate_limit=api.rate_limit,
-        batch_size=api.batch_size,
-        timeout=api.timeout,
-    )
+    return TasksClient.from_settings(settings.tasks_api)
 
 
 class Runner:

@@ -70,28 +70,40 @@ class BatchResult:
     errors: list[ItemError] = field(default_factory=list)
 
 
-class RateBudget:
-    """At most ``limit`` requests in any ``period`` seconds, shared by all threads."""
+#: Each window is held this share of its period longer (at most :data:`MAX_BUDGET_MARGIN`
+#: seconds): requests counted here reach the server a little later, and not all equally
+#: late, so a budget equal to the server's would otherwise overrun it now and then (429).
+BUDGET_MARGIN = 0.05
+MAX_BUDGET_MARGIN = 1.0
 
-    def __init__(self, limit: int, period: float = 60.0) -> None:
+
+class RateBudget:
+    """At most ``limit`` requests in any ``period`` seconds, shared by all threads.
+
+    ``margin`` (seconds) is added to each window; by default 5% of the period, at most 1 s.
+    """
+
+    def __init__(self, limit: int, period: float = 60.0, margin: float | None = None) -> None:
         if limit < 1:
             raise ValueError("a rate budget needs a limit of at least 1 request")
         self.limit = limit
         self.period = period
+        self.margin = min(period * BUDGET_MARGIN, MAX_BUDGET_MARGIN) if margin is None else margin
         self._times: deque[float] = deque()
         self._lock = threading.Lock()
 
     def acquire(self) -> None:
         """Block until one more request fits in the budget, and count it."""
+        window = self.period + self.margin
         while True:
             with self._lock:
                 now = time.monotonic()
-                while self._times and self._times[0] <= now - self.period:
+                while self._times and self._times[0] <= now - window:
                     self._times.popleft()
                 if len(self._times) < self.limit:
                     self._times.append(now)
                     return
-                wait = self._times[0] + self.period - now
+                wait = self._times[0] + window - now
             time.sleep(wait)
 
 

@@ -32,6 +32,18 @@ completion_note = "Completed in Fragment."
 """
 
 
+def _write_config(tmp_path: Path, sandbox: Any, hubspot: FakeHubSpot) -> Path:
+    config = tmp_path / "fragment.toml"
+    config.write_text(
+        CONFIG.format(
+            tasks_url=sandbox.url,
+            state=(tmp_path / "state.db").as_posix(),
+            hubspot_url=hubspot.api.base_url,
+        )
+    )
+    return config
+
+
 def _sync(config: Path, env: dict[str, str]) -> dict[str, Any]:
     result = CliRunner().invoke(
         cli, ["--config", str(config), "sync", "crm", "--json"], env=env, catch_exceptions=False
@@ -48,14 +60,7 @@ def test_sync_then_complete_in_fragment_writes_back_once(
 ) -> None:
     ids = hubspot.add_tasks(5)
     broken = hubspot.add_task(hs_timestamp="whenever")
-    config = tmp_path / "fragment.toml"
-    config.write_text(
-        CONFIG.format(
-            tasks_url=sandbox.url,
-            state=(tmp_path / "state.db").as_posix(),
-            hubspot_url=hubspot.api.base_url,
-        )
-    )
+    config = _write_config(tmp_path, sandbox, hubspot)
     env = {"FRAGMENT_TOKEN": sandbox.token, "HUBSPOT_TOKEN": hubspot.token}
 
     first = _sync(config, env)
@@ -87,14 +92,7 @@ def test_sync_then_complete_in_fragment_writes_back_once(
 def test_fragment_check_says_what_is_wrong(
     hubspot: FakeHubSpot, sandbox: Any, tmp_path: Path
 ) -> None:
-    config = tmp_path / "fragment.toml"
-    config.write_text(
-        CONFIG.format(
-            tasks_url=sandbox.url,
-            state=(tmp_path / "state.db").as_posix(),
-            hubspot_url=hubspot.api.base_url,
-        )
-    )
+    config = _write_config(tmp_path, sandbox, hubspot)
     env = {"FRAGMENT_TOKEN": sandbox.token, "HUBSPOT_TOKEN": "pat-na1-rotated-long-ago"}
     result = CliRunner().invoke(cli, ["--config", str(config), "check"], env=env)
     assert result.exit_code != 0

@@ -8,7 +8,7 @@ import pytest
 from fragment_hubspot import HubSpotConnector
 from fragment_hubspot.testing import ACCOUNT_PATH, SEARCH_PATH, FakeHubSpot
 
-from fragment_core.errors import AuthenticationError, BadRecordError
+from fragment_core.errors import AuthenticationError, BadRecordError, ConfigurationError
 
 
 @pytest.mark.parametrize("policy", ["SECONDLY", "TEN_SECONDLY_ROLLING"])
@@ -77,9 +77,23 @@ def test_check_without_account_info_scope_suggests_portal_id() -> None:
             HubSpotConnector(fake.config()).check()
         fake.api.reset()
         connector = HubSpotConnector(fake.config(portal_id=99, app_host="app-eu1.hubspot.com"))
-        summary = connector.check()
-        assert not fake.api.requests_to("GET", ACCOUNT_PATH)
+        summary = connector.check()  # the portal id cannot be verified: trusted
+        assert fake.api.requests_to("GET", ACCOUNT_PATH)  # tried; 403 without oauth
+        fake.api.reset()
+        assert len(list(connector.fetch_backlog())) == 2
+        assert not fake.api.requests_to("GET", ACCOUNT_PATH)  # sync needs no account-info
     assert summary == "HubSpot account 99 (app-eu1.hubspot.com): 2 open tasks match"
+
+
+def test_check_names_a_portal_id_of_another_account(hubspot: FakeHubSpot) -> None:
+    connector = HubSpotConnector(hubspot.config(portal_id=1111, app_host="app.hubspot.com"))
+    with pytest.raises(ConfigurationError) as info:
+        connector.check()
+    assert "portal_id is 1111 but the access token belongs to HubSpot account 4242" in str(
+        info.value
+    )
+    right = HubSpotConnector(hubspot.config(portal_id=4242, app_host="app.hubspot.com"))
+    assert right.check().startswith("HubSpot account 4242")
 
 
 def test_check_reports_the_account_from_account_info(hubspot: FakeHubSpot) -> None:

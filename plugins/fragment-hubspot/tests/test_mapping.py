@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fragment_hubspot import HubSpotConnector
@@ -54,6 +54,26 @@ def test_incremental_fetch_returns_tasks_modified_since_the_cursor(hubspot: Fake
     (window,) = body["filterGroups"][0]["filters"]
     assert window["propertyName"] == "hs_lastmodifieddate" and window["operator"] == "GTE"
     assert connector.cursor_value(records[fresh]) > cursor
+
+
+def test_incremental_fetch_overlaps_the_cursor_for_late_indexed_changes(
+    hubspot: FakeHubSpot,
+) -> None:
+    # HubSpot's search index can show a change seconds late: a task modified before the
+    # cursor may appear only after the run that set the cursor
+    (first,) = hubspot.add_tasks(1)
+    connector = HubSpotConnector(hubspot.config(cursor_overlap_seconds=30), source="crm")
+    cursor = connector.cursor_value(next(iter(connector.fetch_backlog())))
+    assert cursor is not None
+    at_cursor = datetime.fromisoformat(cursor.replace("Z", "+00:00"))
+    late = hubspot.add_task(modified=at_cursor - timedelta(seconds=20))
+    too_old = hubspot.add_task(modified=at_cursor - timedelta(seconds=40))
+
+    ids = {r["id"] for r in connector.fetch_changes(cursor)}
+    assert late in ids and first in ids and too_old not in ids
+
+    exact = HubSpotConnector(hubspot.config(cursor_overlap_seconds=0), source="crm")
+    assert {r["id"] for r in exact.fetch_changes(cursor)} == {first}
 
 
 def test_is_open_applies_the_configured_filters_to_changes(hubspot: FakeHubSpot) -> None:

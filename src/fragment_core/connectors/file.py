@@ -80,7 +80,7 @@ class FileConfig(ConnectorConfig):
     outcome_column: str | None = Field(
         default=None, description="Column the write-back sets to the operator's outcome (JSON)."
     )
-    encoding: str = "utf-8"
+    encoding: str = Field(default="utf-8", description="Text encoding of the file.")
 
     @model_validator(mode="after")
     def _known_format(self) -> FileConfig:
@@ -117,7 +117,9 @@ class FileConnector(Connector[FileConfig]):
         """Every row of the file (with its line number under ``_line``) and the columns."""
         path = self.config.path
         if not path.exists():
-            raise ConfigurationError(f"the backlog file {str(path)!r} does not exist")
+            raise ConfigurationError(
+                f"the backlog file {str(path)!r} does not exist", where=self._where()
+            )
         with path.open(newline="", encoding=self.config.encoding) as handle:
             if self.config.format == "csv":
                 reader = csv.DictReader(handle)

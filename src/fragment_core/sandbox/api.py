@@ -7,7 +7,7 @@ import json
 import secrets
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -37,6 +37,8 @@ from fragment_core.sandbox.store import (
     decode_cursor,
 )
 from fragment_core.task import TaskStatus
+
+ItemT = TypeVar("ItemT")
 
 _bearer = HTTPBearer(auto_error=False, description="API token: Authorization: Bearer <token>")
 
@@ -100,13 +102,24 @@ def build_router(settings: SandboxSettings, store: TaskStore) -> APIRouter:
     put_adapter = TypeAdapter(TaskPutItem)
     patch_adapter = TypeAdapter(TaskPatchItem)
 
-    def check_batch(body: BatchRequest) -> None:
+    def parse_batch(
+        body: BatchRequest, adapter: TypeAdapter[ItemT]
+    ) -> tuple[list[tuple[int, ItemT]], list[dict[str, Any]]]:
+        """The valid items with their positions, and a 422 error for each invalid one."""
         if len(body.items) > settings.max_batch:
             raise validation_error(
                 ["body", "items"],
                 f"a batch holds at most {settings.max_batch} items, got {len(body.items)}",
                 "too_long",
             )
+        parsed: list[tuple[int, ItemT]] = []
+        errors: list[dict[str, Any]] = []
+        for index, item in enumerate(body.items):
+            try:
+                parsed.append((index, adapter.validate_python(item)))
+            except ValidationError as exc:
+                errors.append(_error(index, _raw_uid(item), 422, _item_message(exc)))
+        return parsed, errors
 
     def load(uid: uuid.UUID) -> dict[str, Any]:
         task = store.get(str(uid))
@@ -125,16 +138,9 @@ def build_router(settings: SandboxSettings, store: TaskStore) -> APIRouter:
     @router.post("/tasks/batch", response_model=BatchResponse, tags=["tasks"])
     async def create_batch(body: BatchRequest) -> Response:
         """Create many tasks; an item with a taken uid or invalid content is refused alone."""
-        check_batch(body)
+        parsed, errors = parse_batch(body, write_adapter)
         now = tasks.now_text()
         written: list[dict[str, Any]] = []
-        errors: list[dict[str, Any]] = []
-        parsed: list[tuple[int, TaskWrite]] = []
-        for index, item in enumerate(body.items):
-            try:
-                parsed.append((index, write_adapter.validate_python(item)))
-            except ValidationError as exc:
-                errors.append(_error(index, _raw_uid(item), 422, _item_message(exc)))
         uids = {index: (w.uid or uuid.uuid4()) for index, w in parsed}
         existing = store.get_many(str(uid) for uid in uids.values())
         for index, write in parsed:
@@ -150,19 +156,12 @@ def build_router(settings: SandboxSettings, store: TaskStore) -> APIRouter:
     @router.put("/tasks/batch", response_model=BatchResponse, tags=["tasks"])
     async def upsert_batch(body: BatchRequest) -> Response:
         """Create or replace many tasks by uid (idempotent); invalid items refused alone."""
-        check_batch(body)
+        parsed, errors = parse_batch(body, put_adapter)
         now = tasks.now_text()
-        errors: list[dict[str, Any]] = []
-        parsed: list[TaskPutItem] = []
-        for index, item in enumerate(body.items):
-            try:
-                parsed.append(put_adapter.validate_python(item))
-            except ValidationError as exc:
-                errors.append(_error(index, _raw_uid(item), 422, _item_message(exc)))
-        current = store.get_many(str(w.uid) for w in parsed)
+        current = store.get_many(str(w.uid) for _, w in parsed)
         results: list[dict[str, Any]] = []
         changed: dict[str, dict[str, Any]] = {}
-        for write in parsed:
+        for _, write in parsed:
             uid = str(write.uid)
             old = current.get(uid)
             if old is None:
@@ -180,15 +179,8 @@ def build_router(settings: SandboxSettings, store: TaskStore) -> APIRouter:
     )
     async def patch_batch(body: BatchRequest) -> Response:
         """Update many tasks by uid; an unknown uid or invalid item is refused alone."""
-        check_batch(body)
+        parsed, errors = parse_batch(body, patch_adapter)
         now = tasks.now_text()
-        errors: list[dict[str, Any]] = []
-        parsed: list[tuple[int, TaskPatchItem]] = []
-        for index, item in enumerate(body.items):
-            try:
-                parsed.append((index, patch_adapter.validate_python(item)))
-            except ValidationError as exc:
-                errors.append(_error(index, _raw_uid(item), 422, _item_message(exc)))
         current = store.get_many(str(p.uid) for _, p in parsed)
         results: list[dict[str, Any]] = []
         changed: dict[str, dict[str, Any]] = {}

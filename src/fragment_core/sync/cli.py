@@ -18,6 +18,7 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,18 @@ class _PlanKeeper(NoProgress):
 def sync_command(
     ctx: click.Context, source: str, dry_run: bool, full: bool, force_close: bool, as_json: bool
 ) -> None:
-    """Run one sync of SOURCE, then print a summary (exit codes: see the docs)."""
+    """Run one sync of SOURCE, then print a summary.
+
+    On a terminal a progress bar shows records fetched, then plan items written.
+
+    \b
+    Exit codes:
+      0  ok (or --dry-run)
+      1  failed: the fetch, the credentials or the Tasks API stopped the run; nothing closed
+      2  the configuration or a plugin is wrong (nothing ran)
+      3  capped: closes withheld by the blast-radius cap (see --force-close)
+      4  partial: applied, but some records or write-backs failed
+    """
     settings = load_config_from_context(ctx)
     src = _source(settings, source)
     pm = plugin_manager_from_context(ctx)
@@ -182,9 +194,13 @@ def status_rows(settings: Settings, store: StateStore) -> list[dict[str, Any]]:
     names = [s.name for s in settings.sources]
     names += [n for n in store.source_names() if n not in names]
     rows = []
+    now = datetime.now(UTC)
     for name in names:
         state = store.source_state(name)
         runs = store.last_runs(name, limit=1)
+        lag = (
+            (now - state.last_complete_fetch).total_seconds() if state.last_complete_fetch else None
+        )
         failed = store.write_backs(name, OutboxState.FAILED)
         rows.append(
             {
@@ -194,6 +210,7 @@ def status_rows(settings: Settings, store: StateStore) -> list[dict[str, Any]]:
                 "last_complete_fetch": (
                     state.last_complete_fetch.isoformat() if state.last_complete_fetch else None
                 ),
+                "lag_seconds": round(lag, 1) if lag is not None else None,
                 "cursor": state.cursor,
                 "write_backs": store.write_back_counts(name),
                 "failed_write_backs": [

@@ -276,7 +276,7 @@ def sync_source(
             report.messages.append(message)
     log.info(
         "sync finished",
-        extra={"source": source.name, "outcome": str(report.outcome), **_counts(report)},
+        extra={"source": source.name, "outcome": str(report.outcome), "counts": _counts(report)},
     )
     return report
 

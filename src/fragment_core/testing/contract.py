@@ -18,7 +18,7 @@
         def malformed_records(self) -> list[Record]: ...  # each must raise BadRecordError
 
         @pytest.fixture
-        def secrets(self) -> list[str]: ...           # secret values used in the configs
+        def secrets(self) -> list[str]: ...           # secret values used ([] if it has none)
 
         @pytest.fixture
         def effect_count(self, tickets_api): ...      # external_id -> write-back effects seen
@@ -29,7 +29,7 @@ Every ``test_*`` method below then runs against the connector.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -39,23 +39,40 @@ from fragment_core.connector import Capability, Completion, Connector, Record
 from fragment_core.errors import AuthenticationError, BadRecordError, ConfigurationError
 from fragment_core.task import SOURCE_FIELD, RemoteTask, Task, TaskStatus, task_uid
 
-__all__ = ["ConnectorContract", "completion_for", "undocumented_fields"]
+__all__ = ["ConnectorContract", "completion_for", "secret_fields", "undocumented_fields"]
+
+
+def _properties(schema: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """``(dotted name, property)`` for the properties of a JSON Schema and of its ``$defs``."""
+    nodes = [("", schema)] + [
+        (f"{name}.", definition) for name, definition in (schema.get("$defs") or {}).items()
+    ]
+    for prefix, node in nodes:
+        if isinstance(node, dict):
+            for name, prop in (node.get("properties") or {}).items():
+                yield f"{prefix}{name}", prop
 
 
 def undocumented_fields(schema: dict[str, Any]) -> list[str]:
     """Dotted names of the properties of a JSON Schema (and its ``$defs``) lacking a description."""
-    missing: list[str] = []
+    return [
+        name
+        for name, prop in _properties(schema)
+        if not isinstance(prop, dict) or not str(prop.get("description", "")).strip()
+    ]
 
-    def walk(node: dict[str, Any], prefix: str) -> None:
-        for name, prop in (node.get("properties") or {}).items():
-            if not isinstance(prop, dict) or not str(prop.get("description", "")).strip():
-                missing.append(f"{prefix}{name}")
 
-    walk(schema, "")
-    for def_name, definition in (schema.get("$defs") or {}).items():
-        if isinstance(definition, dict):
-            walk(definition, f"{def_name}.")
-    return missing
+def secret_fields(schema: dict[str, Any]) -> list[str]:
+    """Dotted names of the secret (``SecretStr``) properties of a JSON Schema and its ``$defs``."""
+    return [
+        name
+        for name, prop in _properties(schema)
+        if isinstance(prop, dict)
+        and any(
+            isinstance(v, dict) and v.get("format") == "password"
+            for v in [prop, *(prop.get("anyOf") or [])]
+        )
+    ]
 
 
 def completion_for(connector: Connector[Any], task: Task) -> tuple[RemoteTask, Completion]:
@@ -236,8 +253,17 @@ class ConnectorContract:
         secrets: list[str],
         caplog: pytest.LogCaptureFixture,
     ) -> None:
-        """No secret in reprs, config dumps, error messages, or logs of check and fetch."""
-        assert secrets and all(s for s in secrets), "the `secrets` fixture lists no secret"
+        """No secret in reprs, config dumps, error messages, or logs of check and fetch.
+
+        A connector whose Config has no secret option (no ``SecretStr``) may list none.
+        """
+        secret_options = secret_fields(self.connector_class.Config.model_json_schema())
+        if not secrets:
+            assert not secret_options, (
+                f"the `secrets` fixture lists no secret, but the Config has secret options: "
+                f"{', '.join(secret_options)}; list the values used for them"
+            )
+        assert all(secrets), "the `secrets` fixture lists an empty value"
         caplog.set_level(logging.DEBUG)
         connector.check()
         records = self._fetch(connector)

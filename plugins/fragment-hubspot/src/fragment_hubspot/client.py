@@ -161,7 +161,20 @@ class HubSpotClient:
             raise self._translate(exc, action) from None
         except urllib3.exceptions.HTTPError as exc:
             raise TransientError(
-                f"could not reach HubSpot to {action}: {type(exc).__name__}", where=self.where
+                f"could not reach HubSpot to {action}: {type(exc).__name__}; "
+                f"check base_url ({self.config.base_url}) and the network",
+                where=self.where,
+            ) from None
+        except AttributeError as exc:
+            # On a TLS failure the SDK raises ApiException(status=0, body=None) and then
+            # trips over that body itself (``e.body.decode``): report the TLS failure.
+            cause = exc.__context__
+            if getattr(cause, "status", None) != 0:
+                raise
+            reason = " ".join(str(getattr(cause, "reason", "") or "").split())
+            raise TransientError(
+                f"could not reach HubSpot to {action}: {reason or 'connection failed'}",
+                where=self.where,
             ) from None
         raw = response.data
         try:
@@ -292,7 +305,9 @@ class HubSpotClient:
                 )
             except httpx.TransportError as exc:
                 raise TransientError(
-                    f"could not reach HubSpot to read the account details: {type(exc).__name__}",
+                    "could not reach HubSpot to read the account details: "
+                    f"{type(exc).__name__}; check base_url ({self.config.base_url}) and the "
+                    "network",
                     where=self.where,
                 ) from None
             if response.status_code >= 400:

@@ -67,6 +67,12 @@ class HubSpotConfig(ConnectorConfig):
         ge=0,
         description="Search calls per second this source allows itself (HubSpot: ~4-5); 0 = off.",
     )
+    cursor_overlap_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="Incremental fetches start this many seconds before the cursor, for "
+        "changes HubSpot's search index showed late (unchanged tasks cost no writes).",
+    )
     completion_note: str | None = Field(
         default=None,
         description="Text appended to the task body on write-back; placeholders "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from fragment_core.connector import Completion, Connector, Record
@@ -19,6 +19,7 @@ from fragment_hubspot.config import HubSpotConfig
 from fragment_hubspot.search import (
     MODIFIED,
     WindowedSearch,
+    modified_at,
     parse_hubspot_time,
     to_epoch_ms,
 )
@@ -186,7 +187,8 @@ class HubSpotConnector(Connector[HubSpotConfig]):
         yield from self._with_associations(self._search().fetch(filters))
 
     def fetch_changes(self, cursor: str | None) -> Iterator[Record]:
-        """Tasks modified at or after ``cursor`` (an ISO time), open or not.
+        """Tasks modified at or after ``cursor`` (an ISO time) less ``cursor_overlap_seconds``
+        (search results lag behind changes), open or not.
 
         Without a cursor: the open backlog. Owner/queue/type/priority filters are checked
         locally by :meth:`is_open`, so a task moved out of them leaves the backlog.
@@ -204,6 +206,7 @@ class HubSpotConnector(Connector[HubSpotConfig]):
                 where=self.where,
             )
         self.portal()
+        since -= timedelta(seconds=self.config.cursor_overlap_seconds)
         items = self._search().fetch([], since_ms=to_epoch_ms(since))
         yield from self._with_associations(items)
 
@@ -225,13 +228,7 @@ class HubSpotConnector(Connector[HubSpotConfig]):
 
     def cursor_value(self, record: Record) -> str | None:
         """hs_lastmodifieddate, normalized (UTC, milliseconds) so strings sort as times."""
-        properties = record.get("properties") if isinstance(record, Mapping) else None
-        if not isinstance(properties, Mapping):
-            return None
-        try:
-            parsed = parse_hubspot_time(properties.get(MODIFIED))
-        except ValueError:
-            return None
+        parsed = modified_at(record)
         return None if parsed is None else format_datetime(parsed)
 
     def to_task(self, record: Record) -> Task:
@@ -331,6 +328,8 @@ class HubSpotConnector(Connector[HubSpotConfig]):
     def check(self) -> str:
         """Reach the account and the task search; say what is wrong in actionable words."""
         portal_id, app_host = self.portal()
+        if self.config.portal_id is not None:
+            self._check_portal_id(self.config.portal_id)
         open_filter = {"propertyName": "hs_task_status", "operator": "NEQ", "value": COMPLETED}
         page = self.client.search(
             {
@@ -342,6 +341,22 @@ class HubSpotConnector(Connector[HubSpotConfig]):
         total = page.get("total")
         count = f"{total} open tasks match" if total is not None else "task search works"
         return f"HubSpot account {portal_id} ({app_host}): {count}"
+
+    def _check_portal_id(self, portal_id: int) -> None:
+        """A configured portal_id must be the token's account (else every link is wrong)."""
+        try:
+            details = self.client.account_details()
+        except AuthenticationError as exc:
+            if "lacks the scope" in exc.message:
+                return  # without the oauth scope the id cannot be verified: trust it
+            raise
+        actual = details.get("portalId")
+        if actual is not None and str(actual) != str(portal_id):
+            raise ConfigurationError(
+                f"portal_id is {portal_id} but the access token belongs to HubSpot account "
+                f"{actual}; set portal_id = {actual} (or remove it) in the source options",
+                where=self.where,
+            )
 
     def close(self) -> None:
         """Drop the SDK clients."""

@@ -39,15 +39,31 @@ def to_epoch_ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
-def _modified_ms(item: Any) -> int | None:
+def modified_at(item: Any) -> datetime | None:
+    """A search result's hs_lastmodifieddate, or ``None`` when missing or unreadable."""
     properties = item.get("properties") if isinstance(item, Mapping) else None
     if not isinstance(properties, Mapping):
         return None
     try:
-        parsed = parse_hubspot_time(properties.get(MODIFIED))
-    except ValueError:
+        return parse_hubspot_time(properties.get(MODIFIED))
+    except (ValueError, OverflowError, OSError):
         return None
+
+
+def _modified_ms(item: Any) -> int | None:
+    parsed = modified_at(item)
     return None if parsed is None else to_epoch_ms(parsed)
+
+
+def _first_sighting(item: Any, seen: set[str]) -> bool:
+    """False for a result whose id was already yielded (ids are remembered here)."""
+    item_id = item.get("id") if isinstance(item, Mapping) else None
+    if item_id is None:
+        return True
+    if str(item_id) in seen:
+        return False
+    seen.add(str(item_id))
+    return True
 
 
 def _offset(after: str) -> int | None:
@@ -131,12 +147,8 @@ class WindowedSearch:
                     ms = _modified_ms(item)
                     if ms is not None and (latest is None or ms > latest):
                         latest = ms
-                    item_id = item.get("id") if isinstance(item, Mapping) else None
-                    if item_id is not None:
-                        if str(item_id) in seen:
-                            continue
-                        seen.add(str(item_id))
-                    yield item
+                    if _first_sighting(item, seen):
+                        yield item
             if not capped:
                 return
             if latest is None:
@@ -168,12 +180,8 @@ class WindowedSearch:
                     if object_id is not None and (last_id is None or object_id > last_id):
                         last_id = object_id
                         progressed = True
-                    item_id = item.get("id") if isinstance(item, Mapping) else None
-                    if item_id is not None:
-                        if str(item_id) in seen:
-                            continue
-                        seen.add(str(item_id))
-                    yield item
+                    if _first_sighting(item, seen):
+                        yield item
             if not capped:
                 return
             if not progressed:

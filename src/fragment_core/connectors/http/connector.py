@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -88,16 +89,17 @@ class HttpConnector(Connector[HttpConfig]):
     # -- fetching ---------------------------------------------------------------------
     def fetch_backlog(self) -> Iterator[Record]:
         """Every open record: the backlog request, page after page."""
+        yield from self._fetch(self._backlog_request(), key="options.backlog.path")
+
+    def _backlog_request(self) -> PageRequest:
+        """The backlog request as configured (before pagination)."""
         backlog = self.config.backlog
-        yield from self._fetch(
-            PageRequest(
-                method=backlog.method,
-                url=backlog.path,
-                params=dict(backlog.params),
-                body=copy.deepcopy(backlog.body),
-                headers=dict(backlog.headers),
-            ),
-            key="options.backlog.path",
+        return PageRequest(
+            method=backlog.method,
+            url=backlog.path,
+            params=dict(backlog.params),
+            body=copy.deepcopy(backlog.body),
+            headers=dict(backlog.headers),
         )
 
     def fetch_changes(self, cursor: str | None) -> Iterator[Record]:
@@ -109,22 +111,16 @@ class HttpConnector(Connector[HttpConfig]):
         if incremental is None:
             yield from self.fetch_backlog()
             return
-        backlog = self.config.backlog
-        params = dict(backlog.params if incremental.params is None else incremental.params)
-        body = copy.deepcopy(backlog.body)
+        request = self._backlog_request()
+        params = request.params if incremental.params is None else dict(incremental.params)
+        body = request.body
         if cursor is not None:
             if incremental.location == "query":
                 params[incremental.param] = cursor
             else:
                 body = body or {}
                 set_path(body, incremental.param, cursor)
-        request = PageRequest(
-            method=backlog.method,
-            url=incremental.path or backlog.path,
-            params=params,
-            body=body,
-            headers=dict(backlog.headers),
-        )
+        request = replace(request, url=incremental.path or request.url, params=params, body=body)
         yield from self._fetch(request, key="options.incremental.path")
 
     def _fetch(self, request: PageRequest, *, key: str) -> Iterator[Record]:
@@ -349,18 +345,8 @@ class HttpConnector(Connector[HttpConfig]):
             method, url, key = "GET", config.check_path, "options.check_path"
             request = PageRequest(method=method, url=url)
         else:
-            backlog = config.backlog
             key = "options.backlog.path"
-            request = first_request(
-                config.pagination,
-                PageRequest(
-                    method=backlog.method,
-                    url=backlog.path,
-                    params=dict(backlog.params),
-                    body=copy.deepcopy(backlog.body),
-                    headers=dict(backlog.headers),
-                ),
-            )
+            request = first_request(config.pagination, self._backlog_request())
         response, payload = self.session.request(
             request.method,
             request.url,
