@@ -2,8 +2,9 @@
 
 ``python bench/worker.py MODE SPEC_JSON`` prints one JSON line: what was done, wall and
 CPU time, and this process's peak RSS. The sandbox token comes from the environment.
-Modes: ``sync`` (our engine), ``plan`` (the planner alone), ``seed`` (write state rows
-without the Tasks API), ``naive`` (one POST per task) and ``floor`` (pre-built batches).
+Modes: ``sync`` (our engine), ``plan`` (the planner alone), ``map`` (the connector's
+own cost), ``seed`` (write state rows without the Tasks API), ``naive`` (one POST per
+task) and ``floor`` (pre-built batches).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -21,33 +22,27 @@ from connector import BenchConfig, BenchConnector, make_record, plugin_manager, 
 
 from fragment_core.config import SourceSettings
 from fragment_core.state import RecordState, StateStore
-from fragment_core.tasks_api import BatchResult, TasksClient
+from fragment_core.tasks_api import TasksClient
 
 
 class CountingClient:
-    """A :class:`TasksClient` that also counts its write and list requests (public API only)."""
+    """A :class:`TasksClient` that tells list requests from write requests (public API only).
+
+    Listing (completions) runs before the applier, one request at a time, so its requests
+    are counted exactly; every other request of a sync is a write.
+    """
 
     def __init__(self, client: TasksClient) -> None:
         self.client = client
-        self.write_requests = 0
         self.list_requests = 0
 
     @property
     def requests_made(self) -> int:
         return self.client.requests_made
 
-    def _counted(self, call: Callable[[], BatchResult]) -> BatchResult:
-        before = self.client.requests_made
-        try:
-            return call()
-        finally:
-            self.write_requests += self.client.requests_made - before
-
-    def upsert_tasks(self, tasks: Sequence[Any]) -> BatchResult:
-        return self._counted(lambda: self.client.upsert_tasks(tasks))
-
-    def patch_tasks(self, items: Sequence[Any]) -> BatchResult:
-        return self._counted(lambda: self.client.patch_tasks(items))
+    @property
+    def write_requests(self) -> int:
+        return self.client.requests_made - self.list_requests
 
     def list_tasks(self, **filters: Any) -> Any:
         before = self.client.requests_made
@@ -153,6 +148,24 @@ def run_plan(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def run_map(spec: dict[str, Any]) -> dict[str, Any]:
+    """What the connector itself costs: fetch and ``to_task`` only; then with our uid
+    and hash on top (what every record costs before the planner looks at it)."""
+    source, connector, _ = _source(spec)
+    with Stopwatch() as connector_only:
+        for record in connector.fetch_backlog():
+            connector.to_task(record)
+    with Stopwatch() as with_hash:
+        for record in connector.fetch_backlog():
+            connector.to_task(record).for_source(source.name).content_hash()
+    count = max(connector.config.count, 1)
+    return {
+        "connector_cpu_us_per_record": connector_only.cpu / count * 1e6,
+        "with_uid_and_hash_cpu_us_per_record": with_hash.cpu / count * 1e6,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
 def run_seed(spec: dict[str, Any]) -> dict[str, Any]:
     """Write the state a completed initial sync would leave, without the Tasks API."""
     source, connector, _ = _source(spec)
@@ -236,6 +249,7 @@ MODES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "sync": run_sync,
     "plan": run_plan,
     "seed": run_seed,
+    "map": run_map,
     "naive": run_naive,
     "floor": run_floor,
 }

@@ -199,7 +199,7 @@ def test_every_broken_source_is_reported_at_once(
     text += 'token = "x"\n' + SOURCE.format(name="kyc", connector="zendesk")
     assert error_of(write(tmp_path, text), registry).splitlines() == [
         'fragment.toml: sources[0] "support" (desk): options.subdomain: field required',
-        'fragment.toml: sources[2] "kyc" (zendesk): connector: connector \'zendesk\' is not '
+        "fragment.toml: sources[2] \"kyc\" (zendesk): connector: connector 'zendesk' is not "
         "installed; it is provided by the package fragment-zendesk: pip install fragment-zendesk",
     ]
 

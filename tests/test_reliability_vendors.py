@@ -228,9 +228,9 @@ def _name(request: pytest.FixtureRequest) -> str:
     "scheme,wait",
     [
         ("retry-after", 0.3),
-        ("retry-after-date", 1.5),
-        ("x-ratelimit-reset", 1.5),
-        ("ratelimit-reset", 1.5),
+        ("retry-after-date", 2.0),
+        ("x-ratelimit-reset", 2.0),
+        ("ratelimit-reset", 2.0),
     ],
 )
 def test_http_429_storm_is_waited_out(
@@ -245,8 +245,8 @@ def test_http_429_storm_is_waited_out(
 
     exercise(sandbox, backoffice, inject, RunOutcome.OK)
     # the hinted waits were honoured, not hammered through (dates and unix times have
-    # whole-second resolution: each hinted wait is at least wait - 1 seconds)
-    assert time.monotonic() - hits[0] >= 2 * (wait if wait < 1 else wait - 1)
+    # whole-second resolution: each hinted wait is a little over wait - 1 seconds)
+    assert time.monotonic() - hits[0] >= 2 * (wait if wait < 1 else wait - 1.1)
 
 
 @pytest.mark.parametrize(

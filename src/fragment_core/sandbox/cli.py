@@ -30,7 +30,16 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
         raise click.BadParameter(str(exc)) from exc
 
 
-@click.command("sandbox")
+SANDBOX_EXAMPLES = """\b
+Examples:
+  fragment sandbox --token dev-token                   API at http://127.0.0.1:8765/api/v1
+  fragment sandbox --port 0 --db sandbox.db            a free port; tasks kept in a file
+  fragment sandbox --rate-limit 60/min --latency 25ms  behave like the real API
+  fragment sandbox --faults 0.1 --seed 7               10% of requests fail, reproducibly
+"""
+
+
+@click.command("sandbox", epilog=SANDBOX_EXAMPLES)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port",

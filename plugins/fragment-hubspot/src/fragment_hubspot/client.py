@@ -194,7 +194,17 @@ class HubSpotClient:
         if not exc.status:  # the SDK's own transport failure (status 0)
             return TransientError(f"could not reach HubSpot to {action}", where=self.where)
         headers = dict(exc.headers or {})
-        return translate_error(exc.status, headers, exc.body, where=self.where, action=action)
+        body = self._redact(exc.body)
+        return translate_error(exc.status, headers, body, where=self.where, action=action)
+
+    def _redact(self, raw: Any) -> Any:
+        """An error body with the access token masked (HubSpot may echo what it was sent)."""
+        token = self.config.access_token.get_secret_value()
+        if isinstance(raw, bytes):
+            return raw.replace(token.encode(), b"<redacted>") if token else raw
+        if isinstance(raw, str):
+            return raw.replace(token, "<redacted>") if token else raw
+        return raw
 
     def _retrying(self, action: str, fn: Callable[[], Any]) -> dict[str, Any]:
         return call_with_retries(self._call, action, fn)
@@ -314,7 +324,7 @@ class HubSpotClient:
                 raise translate_error(
                     response.status_code,
                     response.headers,
-                    response.content,
+                    self._redact(response.content),
                     where=self.where,
                     action="read the account details",
                 )
