@@ -232,7 +232,7 @@ def test_check(invoke: Callable[..., Result], tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.output == (
         "✓ support (desk): reached acme.desk.test\n"
-        "✗ legacy (desk): AuthenticationError: token rejected by desk (401)\n"
+        "✗ legacy (desk): credentials rejected: token rejected by desk (401)\n"
     )
     result = invoke("check", "support", "--json", env=env)
     assert result.exit_code == 0

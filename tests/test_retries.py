@@ -88,3 +88,20 @@ def test_pacer_spaces_calls_evenly() -> None:
         pacer.wait()
     assert time.monotonic() - start >= 0.19  # the first goes at once, four waits follow
     Pacer(None).wait()  # off: returns at once
+
+
+def test_retry_policy_bounds_attempts_in_its_context() -> None:
+    from fragment_core.retries import RetryPolicy, retry_policy
+
+    calls = []
+
+    def down() -> None:
+        calls.append(1)
+        raise TransientError("unreachable")
+
+    with (
+        retry_policy(RetryPolicy(attempts=2, wait_initial=0, wait_max=0)),
+        pytest.raises(TransientError),
+    ):
+        call_with_retries(down)
+    assert len(calls) == 2

@@ -22,9 +22,17 @@ from fragment_core.cli_support import (
     stdout_console,
 )
 from fragment_core.config import CONFIG_ENV, SourceSettings, build_connector
-from fragment_core.errors import ConfigurationError, FragmentError
+from fragment_core.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    FragmentError,
+    PluginError,
+    RateLimitedError,
+    TransientError,
+)
 from fragment_core.logs import configure_logging
 from fragment_core.plugins import ConnectorEntry
+from fragment_core.retries import QUICK, retry_policy
 from fragment_core.sandbox.cli import sandbox_command
 from fragment_core.sync.cli import demo_command, run_command, status_command, sync_command
 from fragment_core.testing.scaffold import new_connector_command
@@ -303,15 +311,26 @@ def check_command(ctx: click.Context, source: str | None, as_json: bool) -> None
         ctx.exit(1)
 
 
+#: How ``fragment check`` names each kind of failure, in words rather than class names.
+_CHECK_LABELS: dict[type[FragmentError], str] = {
+    AuthenticationError: "credentials rejected",
+    ConfigurationError: "configuration",
+    TransientError: "unreachable or failing",
+    RateLimitedError: "rate limited",
+    PluginError: "plugin",
+}
+
+
 def _check_source(source: SourceSettings, registry: Any) -> dict[str, Any]:
     result = {"source": source.name, "connector": source.connector, "ok": False, "message": ""}
     connector = None
     try:
         connector = build_connector(source, registry)
-        result["message"] = connector.check()
+        with retry_policy(QUICK):  # a person is waiting: report an unreachable host fast
+            result["message"] = connector.check()
         result["ok"] = True
     except FragmentError as exc:
-        result["message"] = f"{type(exc).__name__}: {exc}"
+        result["message"] = f"{_CHECK_LABELS.get(type(exc), 'error')}: {exc}"
     except Exception as exc:  # a connector bug must not hide the other sources
         result["message"] = f"unexpected {type(exc).__name__}: {exc}"
     finally:

@@ -20,7 +20,10 @@ from __future__ import annotations
 import email.utils
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import ParamSpec, TypeVar
 
@@ -94,14 +97,50 @@ def backoff_hook(exc: BaseException) -> bool | timedelta:
     return isinstance(exc, TransientError)
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard :func:`call_with_retries` tries before giving up."""
+
+    attempts: int = 8
+    timeout: float = 600.0
+    wait_initial: float = 0.2
+    wait_max: float = 30.0
+
+
+#: The default policy: patient, for unattended syncs.
+DEFAULT = RetryPolicy()
+#: The policy in force in this context (thread / task); see :func:`retry_policy`.
+_policy: ContextVar[RetryPolicy] = ContextVar("fragment_retry_policy", default=DEFAULT)  # noqa: B039
+
+#: Few, short retries: for interactive commands such as ``fragment check``, where a person
+#: waits for the answer and an unreachable host should be reported in seconds.
+QUICK = RetryPolicy(attempts=2, timeout=15.0, wait_initial=0.2, wait_max=2.0)
+
+
+@contextmanager
+def retry_policy(policy: RetryPolicy) -> Iterator[RetryPolicy]:
+    """Use ``policy`` for every :func:`call_with_retries` in this context."""
+    token = _policy.set(policy)
+    try:
+        yield policy
+    finally:
+        _policy.reset(token)
+
+
 def call_with_retries(
     fn: Callable[P, T],
     *args: P.args,
     **kwargs: P.kwargs,
 ) -> T:
-    """Call ``fn``, retrying :class:`TransientError` (default 8 attempts, 10 minutes)."""
+    """Call ``fn``, retrying :class:`TransientError` under the current :class:`RetryPolicy`
+    (by default 8 attempts within 10 minutes)."""
+    policy = _policy.get()
     for attempt in stamina.retry_context(
-        on=backoff_hook, attempts=8, timeout=600, wait_initial=0.2, wait_max=30.0
+        on=backoff_hook,
+        attempts=policy.attempts,
+        timeout=policy.timeout,
+        wait_initial=policy.wait_initial,
+        wait_max=policy.wait_max,
     ):
         with attempt:
             return fn(*args, **kwargs)
