@@ -2,15 +2,16 @@
 
     python bench/memory.py [--sizes 10000 100000 1000000] [--full-sync-max 100000]
 
-For each size, in fresh child processes: the initial sync and a no-change re-sync
-through a sandbox (up to ``--full-sync-max`` records), or above that the planner alone
-(fetch, map and diff against state seeded on disk, no Tasks API). Prints a table and
-writes ``bench/results/memory-<timestamp>.json``.
+For each size, in fresh child processes: the planner alone (fetch, map and diff against
+state on disk, no Tasks API; initial and no-change), and up to ``--full-sync-max``
+records the whole sync through a sandbox (initial and no-change re-sync). Prints peak
+RSS and its growth per extra record, and writes ``bench/results/memory-<timestamp>.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import secrets
 import sys
 import tempfile
@@ -28,28 +29,45 @@ from fragment_core.sandbox import run_sandbox
 
 
 def measure(size: int, *, full_sync: bool, batch_size: int, console: Console) -> dict[str, Any]:
-    """Peak RSS of an initial sync and of a no-change re-sync of ``size`` records."""
+    """Peak RSS of ``size`` records: the planner alone (initial and no-change), and the
+    whole sync through a sandbox (initial and no-change) when ``full_sync``."""
     token = secrets.token_urlsafe(24)
+    row: dict[str, Any] = {"records": size}
     with tempfile.TemporaryDirectory(prefix="fragment-bench-mem-") as tmp_name:
         tmp = Path(tmp_name)
-        state = {"state_url": f"sqlite:///{tmp / 'state.db'}", "count": size}
+        state = {"state_url": f"sqlite:///{tmp / 'planner.db'}", "count": size}
+        console.log(f"{size:,}: planner alone, initial (empty state)")
+        row["planner_initial"] = run_worker("plan", state)
+        console.log(f"{size:,}: seeding the state on disk")
+        run_worker("seed", state)
+        console.log(f"{size:,}: planner alone, no change")
+        row["planner_unchanged"] = run_worker("plan", state)
         if full_sync:
             with run_sandbox(db=str(tmp / "sandbox.db"), token=token, in_thread=False) as sb:
-                spec = {**state, "url": sb.url, "batch_size": batch_size}
+                spec = {
+                    "state_url": f"sqlite:///{tmp / 'sync.db'}",
+                    "count": size,
+                    "url": sb.url,
+                    "batch_size": batch_size,
+                }
                 console.log(f"{size:,}: initial sync")
-                initial = run_worker("sync", spec, token)
+                row["sync_initial"] = run_worker("sync", spec, token)
                 console.log(f"{size:,}: no-change re-sync")
-                resync = run_worker("sync", spec, token)
-            what = "sync"
-        else:
-            console.log(f"{size:,}: planner alone, initial (empty state)")
-            initial = run_worker("plan", state)
-            console.log(f"{size:,}: seeding the state on disk")
-            run_worker("seed", state)
-            console.log(f"{size:,}: planner alone, no change")
-            resync = run_worker("plan", state)
-            what = "planner alone"
-    return {"records": size, "measured": what, "initial": initial, "resync_unchanged": resync}
+                row["sync_unchanged"] = run_worker("sync", spec, token)
+    return row
+
+
+def _growth(rows: list[dict[str, Any]], key: str) -> list[str]:
+    """Extra RSS per extra record between consecutive sizes, in bytes."""
+    shown = [""]
+    for before, after in itertools.pairwise(rows):
+        if key not in before or key not in after:
+            shown.append("")
+            continue
+        extra = after[key]["peak_rss_mb"] - before[key]["peak_rss_mb"]
+        per_record = extra * 1024 * 1024 / (after["records"] - before["records"])
+        shown.append(f"{per_record:,.0f} B")
+    return shown
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,17 +92,24 @@ def main(argv: list[str] | None = None) -> int:
         )
         for size in sorted(args.sizes)
     ]
-    table = Table(title="runner peak RSS")
-    for column in ("records", "measured", "initial", "no-change re-sync", "initial wall"):
-        table.add_column(column, justify="left" if column == "measured" else "right")
-    for row in rows:
-        table.add_row(
-            f"{row['records']:,}",
-            row["measured"],
-            f"{row['initial']['peak_rss_mb']:.0f} MB",
-            f"{row['resync_unchanged']['peak_rss_mb']:.0f} MB",
-            f"{row['initial']['wall_s']:.1f} s",
-        )
+    table = Table(title="runner peak RSS (MB) and growth per extra record")
+    columns = [
+        ("sync_initial", "sync, initial"),
+        ("sync_unchanged", "sync, no change"),
+        ("planner_initial", "planner, initial"),
+        ("planner_unchanged", "planner, no change"),
+    ]
+    table.add_column("records", justify="right")
+    for _, title in columns:
+        table.add_column(title, justify="right")
+        table.add_column("growth", justify="right")
+    growth = {key: _growth(rows, key) for key, _ in columns}
+    for index, row in enumerate(rows):
+        cells = [f"{row['records']:,}"]
+        for key, _ in columns:
+            cells.append(f"{row[key]['peak_rss_mb']:.0f}" if key in row else "-")
+            cells.append(growth[key][index])
+        table.add_row(*cells)
     console.print(table)
     results = {"benchmark": "memory", "machine": machine(), "sizes": rows}
     path = write_results(results, args.results_dir, prefix="memory-")

@@ -25,6 +25,7 @@ from fragment_core.sandbox.runner import run_sandbox
 from fragment_core.state import SCHEMA_VERSION, RecordStatus, StateStore
 from fragment_core.sync.engine import sync_source
 from fragment_core.task import SOURCE_FIELD, RemoteTask, Task, TaskStatus, task_uid
+from fragment_core.tasks_api import TasksClient
 
 
 class ListConfig(ConnectorConfig):
@@ -132,6 +133,28 @@ def test_deleted_state_is_rebuilt_from_the_tasks_api(sandbox: Any, tmp_path: Pat
     done = {eid for eid, t in tasks.items() if t.status == TaskStatus.DONE}
     assert done == {"1", "2", "3", "10", "11", "12", "13", "5", "6"}
     assert w.store.record(w.name, "6").status == RecordStatus.DONE
+    w.close()
+
+
+def test_a_rebuild_that_cannot_list_writes_nothing(sandbox: Any, tmp_path: Path) -> None:
+    w = World(sandbox, tmp_path, "rebuild-refused", n=5)
+    w.sync()
+    w.complete("1")
+    assert w.sync().written_back == 1
+    w.store.close()
+    _delete_database(w.path)
+    w.reopen_store()
+    good = w.client
+    w.client = TasksClient(sandbox.url, "not-the-token", rate_limit=None)
+    refused = w.sync()
+    assert refused.outcome == RunOutcome.FAILED and refused.requests == 1
+    assert "could not be rebuilt from the Tasks API" in " ".join(refused.messages)
+    assert w.store.record_map(w.name) == {}  # nothing adopted half-way, nothing written
+    w.client.close()
+    w.client = good
+    rebuilt = w.sync()
+    assert rebuilt.outcome == RunOutcome.OK and "adopted 5 tasks" in " ".join(rebuilt.messages)
+    assert w.connector.effects == Counter({"1": 1})
     w.close()
 
 

@@ -19,6 +19,7 @@ from fragment_core.sandbox.runner import run_sandbox
 from fragment_core.state import OutboxState, StateStore
 from fragment_core.sync.engine import sync_source
 from fragment_core.task import SOURCE_FIELD, RemoteTask, Task, TaskStatus, task_uid
+from fragment_core.tasks_api import TasksClient
 
 SOURCE = "faulty-10k"
 SEED = 20261128
@@ -137,4 +138,22 @@ def test_ten_thousand_records_through_twenty_percent_faults(tmp_path: Any) -> No
         str(OutboxState.FAILED): 0,
         str(OutboxState.DONE): 300,
     }
+    store.close()
+
+
+def test_a_refused_token_fails_the_run_and_writes_nothing(tmp_path: Any) -> None:
+    connector = BacklogConnector()
+    connector.records = {f"R{n}": f"Record {n}" for n in range(5)}
+    source = SourceSettings(name=SOURCE, connector="backlog")
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+    with run_sandbox() as sandbox, sandbox.client() as client:
+        assert sync_source(source, connector, client, store).created == 5
+        connector.records["R9"] = "New"  # something to write, if the run went on
+        with TasksClient(sandbox.url, "revoked-token", rate_limit=None) as revoked:
+            report = sync_source(source, connector, revoked, store)
+            assert revoked.requests_made == 1  # one refused request, not retried
+        assert report.outcome == RunOutcome.FAILED and report.created == 0
+        assert "the Tasks API refused the credentials" in " ".join(report.messages)
+        assert "revoked-token" not in " ".join(report.messages)
+        assert sandbox.stats()["tasks"] == 5 and store.record(SOURCE, "R9") is None
     store.close()

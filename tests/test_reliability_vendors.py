@@ -482,9 +482,13 @@ def test_file_fault_closes_nothing(sandbox: Any, tmp_path: Path, fmt: str, fault
     assert report.closed == 0, report.messages
     expected = RunOutcome.PARTIAL if fault == "cut-mid-line" else RunOutcome.FAILED
     assert report.outcome == expected, report.messages
-    assert any(vendor.path.name in m for m in report.messages) or any(
-        vendor.path.name in str(e) for e in report.record_errors
-    ), (report.messages, report.record_errors)
+    if fault == "cut-mid-line":  # the cut line is a bad record of this source, by line
+        assert [str(e) for e in report.record_errors] == [
+            f"source {name!r}: line {RECORDS} is not JSON: Expecting ':' delimiter"
+        ]
+        assert any("without a readable id: closed none" in m for m in report.messages)
+    else:  # the fetch failed, and says which file
+        assert any(vendor.path.name in m for m in report.messages), report.messages
     tasks = list(client.list_tasks(fields={SOURCE_FIELD: name}))
     assert len(tasks) == RECORDS and all(t.status == TaskStatus.TODO for t in tasks)
     vendor.path.write_bytes(good)

@@ -110,7 +110,7 @@ class RetryPolicy:
 #: The default policy: patient, for unattended syncs.
 DEFAULT = RetryPolicy()
 #: The policy in force in this context (thread / task); see :func:`retry_policy`.
-_policy: ContextVar[RetryPolicy] = ContextVar("fragment_retry_policy", default=DEFAULT)  # noqa: B039
+_policy: ContextVar[RetryPolicy] = ContextVar("fragment_retry_policy", default=DEFAULT)
 
 #: Few, short retries: for interactive commands such as ``fragment check``, where a person
 #: waits for the answer and an unreachable host should be reported in seconds.

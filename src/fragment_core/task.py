@@ -186,11 +186,15 @@ class Task(BaseModel):
         Key order, float formatting (``1.0`` vs ``1``) and time zones of equal instants
         never change it.
         """
-        body = self.to_api()
-        body.pop("uid", None)
-        body.pop("status", None)
-        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+        return body_hash(self.to_api())
+
+
+def body_hash(body: dict[str, Any]) -> str:
+    """:meth:`Task.content_hash` of the task whose :meth:`Task.to_api` body is ``body``
+    (for callers that need the body too: it is built once)."""
+    content = {k: v for k, v in body.items() if k != "uid" and k != "status"}
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 class RemoteTask(BaseModel):

@@ -9,13 +9,14 @@ never mistaken for an operator's completion, even after a crash.
 from __future__ import annotations
 
 import threading
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol, TypeVar
 
 from fragment_core.reports import RecordError
 from fragment_core.state import RecordState, RecordStatus, StateStore
-from fragment_core.state.store import utcnow
 from fragment_core.sync.plan import Plan, PlannedClose, PlannedWrite
 from fragment_core.task import TaskStatus
 from fragment_core.tasks_api import BatchResult
@@ -139,11 +140,15 @@ def _close_chunk(
     batch = client.patch_tasks([{"uid": c.uid, "status": TaskStatus.DONE.value} for c in chunk])
     refused = {uid: msg for uid, msg in _refused(batch).items()}
     missing_ok = {str(e.uid) for e in batch.errors if e.status == 404}  # gone: nothing to close
-    closed = []
+    # The Tasks API's own done_at is kept: a later completion of the same task (by an
+    # operator, after a reopen this state never saw committed) has a newer one.
+    done_at = {str(t.uid): t.done_at for t in batch.items}
+    closed: dict[datetime | None, list[str]] = defaultdict(list)
     for c in chunk:
         if c.uid in refused and c.uid not in missing_ok:
             result.errors.append(RecordError(source, c.external_id, None, refused[c.uid]))
         else:
-            closed.append(c.external_id)
-    store.set_status(source, closed, RecordStatus.CLOSED, closed_by="sync", done_at=utcnow())
-    return len(closed)
+            closed[done_at.get(c.uid)].append(c.external_id)
+    for when, ids in closed.items():
+        store.set_status(source, ids, RecordStatus.CLOSED, closed_by="sync", done_at=when)
+    return sum(len(ids) for ids in closed.values())

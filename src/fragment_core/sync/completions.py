@@ -79,8 +79,8 @@ def detect_completions(
         if external_id is None:
             continue
         record = store.record(source, external_id)
-        if record is not None and record.status in (RecordStatus.CLOSING, RecordStatus.CLOSED):
-            continue  # the sync closed it: no echo
+        if record is not None and _closed_by_the_sync(record, task):
+            continue  # no echo
         if (
             record is not None
             and record.status == RecordStatus.DONE
@@ -115,6 +115,21 @@ def detect_completions(
     if high_water is not None and high_water != since:
         store.update_source_state(source, completions_seen_until=high_water)
     return new
+
+
+def _closed_by_the_sync(record: RecordState, task: RemoteTask) -> bool:
+    """The sync closed this task (or is closing it), and no one completed it since.
+
+    A completion newer than the sync's close means a reopen landed in the Tasks API but
+    a crash kept it out of the state, and then an operator completed the task.
+    """
+    if record.status == RecordStatus.CLOSING:
+        return True
+    if record.status != RecordStatus.CLOSED:
+        return False
+    if record.done_at is None or task.done_at is None:
+        return True  # when in doubt, no echo
+    return task.done_at <= record.done_at
 
 
 def _retry_delay(attempts: int) -> timedelta:

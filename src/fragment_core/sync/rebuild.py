@@ -71,10 +71,15 @@ def state_is_lost(store: StateStore, source: str) -> bool:
 
 
 def rebuild_state(source: str, client: TaskLister, store: StateStore) -> Rebuild:
-    """Adopt every task of ``source`` listed by the Tasks API into the state store."""
+    """Adopt every task of ``source`` listed by the Tasks API into the state store.
+
+    The whole listing is read before anything is written, and the completion high-water
+    mark is written first: a rebuild cut short leaves a state that never repeats a
+    write-back (tasks not adopted yet are re-sent by the plan, idempotently).
+    """
     result = Rebuild()
     high_water: datetime | None = None
-    chunk: list[RecordState] = []
+    adopted: list[RecordState] = []
     for task in client.list_tasks(fields={SOURCE_FIELD: source}, page_size=1000):
         remote: RemoteTask = task
         external_id = remote.external_id
@@ -85,24 +90,23 @@ def rebuild_state(source: str, client: TaskLister, store: StateStore) -> Rebuild
             high_water = stamp
         if remote.status == TaskStatus.DONE:
             result.done += 1
-            record = RecordState(
-                external_id,
-                str(remote.uid),
-                "",
-                RecordStatus.DONE,
-                closed_by=REBUILT,
-                done_at=remote.done_at,
+            adopted.append(
+                RecordState(
+                    external_id,
+                    str(remote.uid),
+                    "",
+                    RecordStatus.DONE,
+                    closed_by=REBUILT,
+                    done_at=remote.done_at,
+                )
             )
         else:
             result.open += 1
-            record = RecordState(external_id, str(remote.uid), "", RecordStatus.OPEN)
-        chunk.append(record)
-        if len(chunk) >= CHUNK:
-            store.save_records(source, chunk)
-            chunk = []
-    store.save_records(source, chunk)
+            adopted.append(RecordState(external_id, str(remote.uid), "", RecordStatus.OPEN))
     if high_water is not None:
         store.update_source_state(source, completions_seen_until=high_water)
+    for start in range(0, len(adopted), CHUNK):
+        store.save_records(source, adopted[start : start + CHUNK])
     if result.adopted:
         log.warning(
             "state rebuilt from the Tasks API",
