@@ -113,6 +113,29 @@ step = st.one_of(
         ("complete", "r0", None),
     ]
 )
+@example(  # the same lost reopen commit, then the record leaves again: its task must close
+    steps=[
+        ("add", "r0", "a"),
+        ("sync", None, None),
+        ("remove", "r0", None),
+        ("sync", None, None),
+        ("add", "r0", "a"),
+        ("crash", 1, True),
+        ("remove", "r0", None),
+    ]
+)
+@example(  # an operator's completion, the record changes, the reopen's commit is lost
+    steps=[
+        ("add", "r0", "a"),
+        ("sync", None, None),
+        ("complete", "r0", None),
+        ("sync", None, None),
+        ("edit", "r0", "b"),
+        ("crash", 1, True),
+        ("sync", None, None),
+        ("complete", "r0", None),
+    ]
+)
 def test_random_histories_keep_every_invariant(sandbox: Any, steps: list[tuple]) -> None:
     name = f"p{uuid.uuid4().hex[:10]}"
     source = SourceSettings(

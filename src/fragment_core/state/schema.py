@@ -66,6 +66,7 @@ records = sa.Table(
     sa.Column("uid", sa.String(36), nullable=False),
     sa.Column("content_hash", sa.String(64), nullable=False),
     # open | closing (sync close intent recorded, not yet confirmed) | closed | done
+    # | reopening (reopen intent recorded, not yet confirmed; counted as open)
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("closed_by", sa.String(16), nullable=True),  # sync | operator
     sa.Column("done_at", UTCDateTime(), nullable=True),

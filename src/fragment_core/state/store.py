@@ -32,6 +32,9 @@ class RecordStatus(StrEnum):
     """The sync decided to close it and recorded that before the PATCH (intent)."""
     CLOSED = "closed"
     """Closed by the sync because the record left the backlog."""
+    REOPENING = "reopening"
+    """The sync decided to reopen it and recorded that before the PUT (intent); counted as
+    open. ``closed_by`` and ``done_at`` of the close it undoes are kept."""
     DONE = "done"
     """Completed by an operator."""
 
@@ -257,6 +260,19 @@ class StateStore:
             records.update()
             .where(records.c.source == source, records.c.external_id == sa.bindparam("eid"))
             .values(status=str(status), closed_by=closed_by, done_at=done_at, times_missing=0)
+        )
+        with self._begin() as conn:
+            conn.execute(stmt, [{"eid": eid} for eid in ids])
+
+    def mark_reopening(self, source: str, external_ids: Iterable[str]) -> None:
+        """Record the intent to reopen tasks, keeping who closed them and when."""
+        ids = list(external_ids)
+        if not ids:
+            return
+        stmt = (
+            records.update()
+            .where(records.c.source == source, records.c.external_id == sa.bindparam("eid"))
+            .values(status=str(RecordStatus.REOPENING), times_missing=0)
         )
         with self._begin() as conn:
             conn.execute(stmt, [{"eid": eid} for eid in ids])

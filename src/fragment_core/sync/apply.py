@@ -117,6 +117,8 @@ def _put_chunk(
         w.task.model_copy(update={"status": TaskStatus.TODO}) if kind == "reopened" else w.task
         for w in chunk
     ]
+    if kind == "reopened":  # intent first: a crash after the PUT leaves it counted as open
+        store.mark_reopening(source, [w.external_id for w in chunk])
     refused = _refused(client.upsert_tasks(tasks))
     written = []
     for w in chunk:

@@ -83,10 +83,10 @@ def detect_completions(
             continue  # no echo
         if (
             record is not None
-            and record.status == RecordStatus.DONE
+            and record.status in (RecordStatus.DONE, RecordStatus.REOPENING)
             and record.done_at == task.done_at
         ):
-            continue  # this completion is already recorded
+            continue  # this completion is already recorded (a reopen may not have landed)
         if writes_back:
             store.add_write_back(
                 source=source,
@@ -125,7 +125,9 @@ def _closed_by_the_sync(record: RecordState, task: RemoteTask) -> bool:
     """
     if record.status == RecordStatus.CLOSING:
         return True
-    if record.status != RecordStatus.CLOSED:
+    if record.status == RecordStatus.REOPENING and record.closed_by != "sync":
+        return False  # an operator's completion being reopened: see the DONE check
+    if record.status not in (RecordStatus.CLOSED, RecordStatus.REOPENING):
         return False
     if record.done_at is None or task.done_at is None:
         return True  # when in doubt, no echo

@@ -26,6 +26,10 @@ from fragment_core.task import Task, task_uid
 
 #: Record statuses as stored (see :class:`fragment_core.state.RecordStatus`).
 OPEN, CLOSING, CLOSED, DONE = "open", "closing", "closed", "done"
+#: A reopen was decided and may or may not have landed: treated as open, and re-sent.
+REOPENING = "reopening"
+#: Statuses whose task is (or may be) open in the Tasks API.
+OPEN_LIKE = (OPEN, REOPENING)
 
 #: ``{external_id: (content_hash, status, times_missing)}``: the state the planner reads.
 KnownRecords = Mapping[str, tuple[str, str, int]]
@@ -174,7 +178,7 @@ def plan_sync(
         seen.add(eid)
         state = known.get(eid)
         if not item.open:
-            if state is not None and state[1] in (OPEN, CLOSING):
+            if state is not None and state[1] in (*OPEN_LIKE, CLOSING):
                 explicit_closes.append(PlannedClose(eid, str(task_uid(source, eid))))
             continue
         if item.task is None or item.content_hash is None:
@@ -195,7 +199,7 @@ def plan_sync(
                 plan.reopen.append(_write(eid, item))
             else:
                 unchanged += 1
-        else:  # closing/closed by the sync, and back in the backlog
+        else:  # closing/closed by the sync and back, or a reopen not known to have landed
             plan.reopen.append(_write(eid, item))
 
     if callable(complete):
@@ -226,7 +230,7 @@ def _plan_absence(
     complete: bool,
 ) -> None:
     if not complete:
-        if any(status in (OPEN, CLOSING) for _, status, _ in known.values()):
+        if any(status in (*OPEN_LIKE, CLOSING) for _, status, _ in known.values()):
             plan.messages.append("the fetch did not complete: no task was closed")
         return
     candidates: list[PlannedClose] = []
@@ -234,13 +238,13 @@ def _plan_absence(
     open_count = 0
     debounce = policy.close.debounce
     for eid, (_, status, times_missing) in known.items():
-        if status == OPEN:
+        if status in OPEN_LIKE:
             open_count += 1
         if eid in seen:
             continue
         if status == CLOSING:  # an earlier run decided; finish it
             retries.append(PlannedClose(eid, str(task_uid(source, eid))))
-        elif status == OPEN:
+        elif status in OPEN_LIKE:
             if times_missing + 1 >= debounce:
                 candidates.append(PlannedClose(eid, str(task_uid(source, eid))))
             else:
