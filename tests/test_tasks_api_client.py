@@ -216,13 +216,39 @@ def test_connection_refused_is_transient(sandbox_factory):
     client.close()
 
 
-def test_rate_budget_holds_each_window_a_margin_longer():
+def test_rate_budget_counts_a_request_from_its_answer():
     from fragment_core.tasks_api import RateBudget
 
-    budget = RateBudget(2, period=0.2)  # margin: 5% of the period
-    assert budget.margin == pytest.approx(0.01)
-    assert RateBudget(60).margin == 1.0  # at most a second
+    budget = RateBudget(2, period=0.2)
     start = time.monotonic()
-    for _ in range(3):
-        budget.acquire()
-    assert time.monotonic() - start >= 0.2 + 0.01  # the third waited the window and margin
+    first, second = budget.acquire(), budget.acquire()
+    time.sleep(0.1)  # the first request takes 100 ms to answer
+    budget.settle(first)
+    budget.settle(second)
+    budget.acquire()  # its window starts at the answer, not at the send
+    assert time.monotonic() - start >= 0.1 + 0.2
+
+
+def test_rate_budget_waits_while_every_place_is_in_flight():
+    from fragment_core.tasks_api import RateBudget
+
+    budget = RateBudget(1, period=0.05)
+    slot = budget.acquire()
+    threading.Timer(0.15, budget.settle, args=(slot,)).start()
+    start = time.monotonic()
+    budget.acquire()  # the one place is held until the answer, then for the period
+    assert time.monotonic() - start >= 0.15 + 0.05
+
+
+def test_client_at_the_servers_own_budget_gets_no_429(sandbox_factory):
+    sandbox = sandbox_factory(rate_limit="10/s", latency="20ms")
+    with sandbox.client(rate_limit=10, rate_period=1.0, retry_attempts=1) as client:
+        threads = [
+            threading.Thread(target=lambda: [client.me() for _ in range(6)]) for _ in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert client.requests_made == 24
+    assert "429" not in sandbox.stats()["statuses"]

@@ -197,6 +197,51 @@ def body_hash(body: dict[str, Any]) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
+class TaskBody:
+    """A task in its wire form: the body of :meth:`Task.to_api`, kept as compact JSON.
+
+    A fifth of the memory of a :class:`Task` (a plan may hold a whole backlog's writes),
+    and it goes to the Tasks API without being serialized again: writers that take a
+    :class:`Task` take a ``TaskBody`` too (``to_api``, ``uid`` and ``external_id``).
+    """
+
+    __slots__ = ("_json", "external_id", "uid")
+
+    def __init__(self, body: dict[str, Any], *, external_id: str, uid: uuid.UUID | None) -> None:
+        self._json = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        self.external_id = external_id
+        self.uid = uid
+
+    @classmethod
+    def of(cls, task: Task) -> TaskBody:
+        """The wire form of ``task``."""
+        return cls(task.to_api(), external_id=task.external_id, uid=task.uid)
+
+    def to_api(self) -> dict[str, Any]:
+        """The JSON body, as :meth:`Task.to_api` returned it."""
+        return json.loads(self._json)
+
+    def task(self) -> Task:
+        """The task again (equal content, equal :meth:`Task.content_hash`)."""
+        return Task.model_validate_json(self._json)
+
+    def with_status(self, status: TaskStatus) -> TaskBody:
+        """A copy whose body sets ``status``."""
+        return TaskBody(
+            {**self.to_api(), "status": status.value}, external_id=self.external_id, uid=self.uid
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TaskBody):
+            return NotImplemented
+        return self._json == other._json
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"TaskBody(external_id={self.external_id!r}, uid={self.uid!r})"
+
+
 class RemoteTask(BaseModel):
     """A task as the Tasks API returns it (its read model; unknown keys are kept)."""
 

@@ -12,10 +12,11 @@
 
 from __future__ import annotations
 
+import functools
+import math
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,7 +29,7 @@ from pydantic import SecretStr
 from fragment_core import __version__
 from fragment_core.errors import ConfigurationError, FragmentError
 from fragment_core.retries import backoff_hook, error_for_status, transport_error
-from fragment_core.task import RemoteTask, Task, TaskStatus, normalize_value
+from fragment_core.task import RemoteTask, Task, TaskBody, TaskStatus, normalize_value
 
 USER_AGENT = f"fragment-core/{__version__}"
 
@@ -64,47 +65,60 @@ class ItemError:
 
 @dataclass
 class BatchResult:
-    """Items written, and items refused, by one or more batch requests."""
+    """Items written, and items refused, by one or more batch requests.
 
-    items: list[RemoteTask] = field(default_factory=list)
+    ``items`` are read into :class:`RemoteTask` models when first asked for (a sync
+    writing a large backlog only looks at the errors).
+    """
+
     errors: list[ItemError] = field(default_factory=list)
+    raw_items: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    """The items as the API answered them (JSON)."""
 
-
-#: Each window is held this share of its period longer (at most :data:`MAX_BUDGET_MARGIN`
-#: seconds): requests counted here reach the server a little later, and not all equally
-#: late, so a budget equal to the server's would otherwise overrun it now and then (429).
-BUDGET_MARGIN = 0.05
-MAX_BUDGET_MARGIN = 1.0
+    @functools.cached_property
+    def items(self) -> list[RemoteTask]:
+        """The items written, as the API answered them."""
+        return [RemoteTask.model_validate(item) for item in self.raw_items]
 
 
 class RateBudget:
     """At most ``limit`` requests in any ``period`` seconds, shared by all threads.
 
-    ``margin`` (seconds) is added to each window; by default 5% of the period, at most 1 s.
+    A request's place in the window starts when its answer arrives (:meth:`settle`), not
+    when it was sent: the server counted it somewhere in between, and requests in flight
+    are not all equally late, so counting from the send could overrun the server's
+    window now and then (a 429) when the budget equals the server's.
     """
 
-    def __init__(self, limit: int, period: float = 60.0, margin: float | None = None) -> None:
+    #: How often a caller re-checks a budget whose every place is held by a request in flight.
+    POLL = 0.01
+
+    def __init__(self, limit: int, period: float = 60.0) -> None:
         if limit < 1:
             raise ValueError("a rate budget needs a limit of at least 1 request")
         self.limit = limit
         self.period = period
-        self.margin = min(period * BUDGET_MARGIN, MAX_BUDGET_MARGIN) if margin is None else margin
-        self._times: deque[float] = deque()
+        self._slots: list[list[float]] = []  # [start]; inf while the request is in flight
         self._lock = threading.Lock()
 
-    def acquire(self) -> None:
-        """Block until one more request fits in the budget, and count it."""
-        window = self.period + self.margin
+    def acquire(self) -> list[float]:
+        """Block until one more request fits in the budget, count it, and return its place
+        (give it to :meth:`settle` once the request is answered or failed)."""
         while True:
             with self._lock:
                 now = time.monotonic()
-                while self._times and self._times[0] <= now - window:
-                    self._times.popleft()
-                if len(self._times) < self.limit:
-                    self._times.append(now)
-                    return
-                wait = self._times[0] + window - now
-            time.sleep(wait)
+                self._slots = [s for s in self._slots if s[0] > now - self.period]
+                if len(self._slots) < self.limit:
+                    slot = [math.inf]
+                    self._slots.append(slot)
+                    return slot
+                oldest = min(s[0] for s in self._slots)
+            time.sleep(self.POLL if oldest == math.inf else oldest + self.period - now)
+
+    def settle(self, slot: list[float]) -> None:
+        """The request of ``slot`` is over: its place in the window starts now."""
+        with self._lock:
+            slot[0] = time.monotonic()
 
 
 def _server_message(response: httpx.Response) -> str:
@@ -216,14 +230,16 @@ class TasksClient:
         self, method: str, path: str, body: Any, params: Mapping[str, Any] | None
     ) -> httpx.Response:
         where = f"Tasks API {method} {path}"
-        if self.budget is not None:
-            self.budget.acquire()
+        slot = self.budget.acquire() if self.budget is not None else None
         with self._count_lock:
             self.requests_made += 1
         try:
             response = self._http.request(method, path, json=body, params=params)
         except httpx.TransportError as exc:
             raise transport_error(exc, where=where) from None
+        finally:
+            if slot is not None:
+                self.budget.settle(slot)  # type: ignore[union-attr]
         if response.status_code < 400:
             return response
         message = self._redact(_server_message(response))
@@ -343,8 +359,10 @@ class TasksClient:
 
     # -- batches -------------------------------------------------------------------------
 
-    def upsert_tasks(self, tasks: Sequence[Task]) -> BatchResult:
-        """``PUT /tasks/batch`` in chunks of ``batch_size``; every task needs its uid."""
+    def upsert_tasks(self, tasks: Sequence[Task | TaskBody]) -> BatchResult:
+        """``PUT /tasks/batch`` in chunks of ``batch_size``; every task needs its uid.
+
+        A :class:`~fragment_core.task.TaskBody` is sent as it is (already serialized)."""
         bodies = [task.to_api() for task in tasks]
         for index, task in enumerate(tasks):
             self._uid_of(task, f"upsert_tasks item {index}")
@@ -370,7 +388,7 @@ class TasksClient:
         for start in range(0, len(bodies), self.batch_size):
             chunk = bodies[start : start + self.batch_size]
             answer = self._request_batch(method, chunk)
-            result.items.extend(RemoteTask.model_validate(item) for item in answer["items"])
+            result.raw_items.extend(answer["items"])
             for error in answer.get("errors", []):
                 uid = error.get("uid")
                 result.errors.append(
@@ -401,7 +419,7 @@ class TasksClient:
         return answer
 
     @staticmethod
-    def _uid_of(task: Task, what: str) -> uuid.UUID:
+    def _uid_of(task: Task | TaskBody, what: str) -> uuid.UUID:
         if task.uid is None:
             raise ValueError(
                 f"{what}: the task (external_id {task.external_id!r}) has no uid;"

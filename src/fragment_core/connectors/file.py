@@ -120,28 +120,40 @@ class FileConnector(Connector[FileConfig]):
             raise ConfigurationError(
                 f"the backlog file {str(path)!r} does not exist", where=self._where()
             )
-        with path.open(newline="", encoding=self.config.encoding) as handle:
-            if self.config.format == "csv":
-                reader = csv.DictReader(handle)
-                columns = list(reader.fieldnames or [])
-                rows = [{**row, _LINE: reader.line_num} for row in reader]
+        try:
+            with path.open(newline="", encoding=self.config.encoding) as handle:
+                if self.config.format == "csv":
+                    reader = csv.DictReader(handle)
+                    columns = list(reader.fieldnames or [])
+                    rows = [{**row, _LINE: reader.line_num} for row in reader]
+                    return columns, rows
+                columns: list[str] = []
+                rows = []
+                for number, line in enumerate(handle, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        row = {"_error": f"line {number} is not JSON: {exc.msg}"}
+                    if not isinstance(row, dict):
+                        row = {"_error": f"line {number} is not a JSON object"}
+                    for key in row:
+                        if key not in columns and not key.startswith("_"):
+                            columns.append(key)
+                    rows.append({**row, _LINE: number})
                 return columns, rows
-            columns: list[str] = []
-            rows = []
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    row = {"_error": f"line {number} is not JSON: {exc.msg}"}
-                if not isinstance(row, dict):
-                    row = {"_error": f"line {number} is not a JSON object"}
-                for key in row:
-                    if key not in columns and not key.startswith("_"):
-                        columns.append(key)
-                rows.append({**row, _LINE: number})
-            return columns, rows
+        except UnicodeDecodeError as exc:
+            raise ConfigurationError(
+                f"{path.name} is not {self.config.encoding} text (byte "
+                f"{exc.object[exc.start]:#04x} at offset {exc.start}); save it as "
+                f"{self.config.encoding} or set options.encoding",
+                where=self._where(),
+            ) from None
+        except csv.Error as exc:
+            raise ConfigurationError(
+                f"{path.name} is not valid CSV: {exc}", where=self._where()
+            ) from None
 
     def fetch_backlog(self) -> Iterator[Record]:
         """Every row not marked done."""

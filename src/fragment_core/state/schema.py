@@ -132,6 +132,13 @@ def ensure_schema(engine: sa.Engine) -> int:
                 where="[state] url",
             )
         while found < SCHEMA_VERSION:
+            if found not in MIGRATIONS:
+                raise ConfigurationError(
+                    f"state store schema version {found} is older than any this "
+                    f"fragment-core can migrate (to {SCHEMA_VERSION}); run the fragment-core "
+                    "that wrote it, or start a new state (it is rebuilt from the Tasks API)",
+                    where="[state] url",
+                )
             MIGRATIONS[found](conn)
             found += 1
             conn.execute(schema_version.update().values(version=found))

@@ -1,16 +1,23 @@
 """The applier: runs a :class:`Plan` through the Tasks API client in chunks.
 
-State is committed after each applied chunk, so a crash loses at most the chunk in
-flight, and a restart re-sends it: PUT is idempotent, so no duplicate is ever created.
+State is committed after each applied chunk, so a crash loses at most the chunks in
+flight, and a restart re-sends them: PUT is idempotent, so no duplicate is ever created.
 A close records its intent (``closing``) before the PATCH, so a task the sync closed is
 never mistaken for an operator's completion, even after a crash.
+
+Up to ``in_flight`` chunks are sent at once (from a small thread pool), so the next
+request is on the wire while earlier answers are read and committed: with a round trip
+of tens of milliseconds to the real API that is most of a sync's time. Intents are
+recorded before a chunk is sent; chunks are committed in plan order, each once its own
+answer has arrived.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, TypeVar
@@ -25,6 +32,9 @@ T = TypeVar("T")
 
 #: Called with the number of plan items just applied.
 Progress = Callable[[int], None]
+
+#: Write requests in flight at once, by default.
+IN_FLIGHT = 4
 
 
 class TaskWriter(Protocol):
@@ -55,6 +65,19 @@ def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+def _jobs(plan: Plan, batch_size: int) -> Iterator[tuple[str, Sequence]]:
+    """``(kind, chunk)`` in the order they are sent: creates, updates, reopens, closes."""
+    kinds: list[tuple[str, Sequence]] = [
+        ("created", plan.create),
+        ("updated", plan.update),
+        ("reopened", plan.reopen),
+        ("closed", plan.close),
+    ]
+    for kind, items in kinds:
+        for chunk in _chunks(items, batch_size):
+            yield kind, chunk
+
+
 def apply_plan(
     plan: Plan,
     client: TaskWriter,
@@ -63,37 +86,48 @@ def apply_plan(
     batch_size: int = 100,
     stop: threading.Event | None = None,
     progress: Progress | None = None,
+    in_flight: int = IN_FLIGHT,
 ) -> ApplyResult:
     """Apply ``plan``: PUT creates/updates/reopens, then PATCH closes, chunk by chunk.
 
     Raises what the client raises (``TransientError`` once its retries are spent,
-    ``AuthenticationError``...); everything applied before is already committed.
-    Returns early with ``interrupted=True`` when ``stop`` is set (between chunks).
+    ``AuthenticationError``...); every chunk answered before is already committed.
+    Returns early with ``interrupted=True`` when ``stop`` is set (checked between chunks;
+    the chunks in flight are finished and committed). ``in_flight`` chunks at most are
+    sent at once (1: one after the other).
     """
     result = ApplyResult()
     source = plan.source
-    kinds: list[tuple[str, list[PlannedWrite]]] = [
-        ("created", plan.create),
-        ("updated", plan.update),
-        ("reopened", plan.reopen),
-    ]
-    for kind, writes in kinds:
-        for chunk in _chunks(writes, batch_size):
-            if stop is not None and stop.is_set():
-                result.interrupted = True
-                return result
-            ok = _put_chunk(source, chunk, kind, client, store, result)
+    limit = max(1, in_flight)
+    pending: deque[tuple[str, Sequence, Future[BatchResult]]] = deque()
+
+    def commit_oldest() -> None:
+        kind, chunk, future = pending.popleft()
+        batch = future.result()  # raises what the request raised
+        if kind == "closed":
+            result.closed += _commit_close(source, chunk, batch, store, result)
+        else:
+            ok = _commit_put(source, chunk, batch, store, result)
             setattr(result, kind, getattr(result, kind) + ok)
-            if progress:
-                progress(len(chunk))
-    for chunk in _chunks(plan.close, batch_size):
-        if stop is not None and stop.is_set():
-            result.interrupted = True
-            return result
-        result.closed += _close_chunk(source, chunk, client, store, result)
         if progress:
             progress(len(chunk))
-    if plan.complete:
+
+    with ThreadPoolExecutor(limit, thread_name_prefix="fragment-apply") as pool:
+        try:
+            for kind, chunk in _jobs(plan, batch_size):
+                if stop is not None and stop.is_set():
+                    result.interrupted = True
+                    break
+                if len(pending) >= limit:
+                    commit_oldest()
+                _record_intent(source, kind, chunk, store)
+                pending.append((kind, chunk, pool.submit(_send, kind, chunk, client)))
+            while pending:
+                commit_oldest()
+        finally:
+            for _, _, future in pending:  # after an error: not sent yet, re-sent next run
+                future.cancel()
+    if plan.complete and not result.interrupted:
         store.set_times_missing(source, plan.missing)
     return result
 
@@ -105,21 +139,38 @@ def _refused(result: BatchResult) -> dict[str, str]:
     }
 
 
-def _put_chunk(
+def _record_intent(source: str, kind: str, chunk: Sequence, store: StateStore) -> None:
+    """Before a chunk is sent: a crash after its request leaves the state knowing."""
+    if kind == "reopened":  # counted as open until the reopen is known to have landed
+        store.mark_reopening(source, [w.external_id for w in chunk])
+    elif kind == "created":  # a task that lands just before a crash is known to the next
+        # run ("" hash: re-sent while its record is listed, closed once not)
+        store.save_records(
+            source, [RecordState(w.external_id, w.uid, "", RecordStatus.OPEN) for w in chunk]
+        )
+    elif kind == "closed":  # never mistaken for an operator's completion
+        store.set_status(
+            source, [c.external_id for c in chunk], RecordStatus.CLOSING, closed_by="sync"
+        )
+
+
+def _send(kind: str, chunk: Sequence, client: TaskWriter) -> BatchResult:
+    """The request of one chunk (runs in the applier's thread pool)."""
+    if kind == "closed":
+        return client.patch_tasks([{"uid": c.uid, "status": TaskStatus.DONE.value} for c in chunk])
+    if kind == "reopened":
+        return client.upsert_tasks([w.wire.with_status(TaskStatus.TODO) for w in chunk])
+    return client.upsert_tasks([w.wire for w in chunk])
+
+
+def _commit_put(
     source: str,
     chunk: Sequence[PlannedWrite],
-    kind: str,
-    client: TaskWriter,
+    batch: BatchResult,
     store: StateStore,
     result: ApplyResult,
 ) -> int:
-    tasks = [
-        w.task.model_copy(update={"status": TaskStatus.TODO}) if kind == "reopened" else w.task
-        for w in chunk
-    ]
-    if kind == "reopened":  # intent first: a crash after the PUT leaves it counted as open
-        store.mark_reopening(source, [w.external_id for w in chunk])
-    refused = _refused(client.upsert_tasks(tasks))
+    refused = _refused(batch)
     written = []
     for w in chunk:
         if w.uid in refused:
@@ -130,17 +181,14 @@ def _put_chunk(
     return len(written)
 
 
-def _close_chunk(
+def _commit_close(
     source: str,
     chunk: Sequence[PlannedClose],
-    client: TaskWriter,
+    batch: BatchResult,
     store: StateStore,
     result: ApplyResult,
 ) -> int:
-    ids = [c.external_id for c in chunk]
-    store.set_status(source, ids, RecordStatus.CLOSING, closed_by="sync")  # intent first
-    batch = client.patch_tasks([{"uid": c.uid, "status": TaskStatus.DONE.value} for c in chunk])
-    refused = {uid: msg for uid, msg in _refused(batch).items()}
+    refused = dict(_refused(batch))
     missing_ok = {str(e.uid) for e in batch.errors if e.status == 404}  # gone: nothing to close
     # The Tasks API's own done_at is kept: a later completion of the same task (by an
     # operator, after a reopen this state never saw committed) has a newer one.

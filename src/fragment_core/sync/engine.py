@@ -18,13 +18,15 @@ from pydantic import ValidationError
 
 from fragment_core.config import SourceSettings
 from fragment_core.connector import Capability, Connector, Record
-from fragment_core.errors import BadRecordError, FragmentError
+from fragment_core.errors import AuthenticationError, BadRecordError, FragmentError
 from fragment_core.reports import RecordError, RunOutcome, SyncReport
 from fragment_core.state import StateStore
 from fragment_core.state.store import utcnow
 from fragment_core.sync.apply import ApplyResult, apply_plan
 from fragment_core.sync.completions import detect_completions, run_write_backs
 from fragment_core.sync.plan import MappedRecord, Plan, PlanPolicy, plan_sync
+from fragment_core.sync.rebuild import rebuild_state, state_is_lost
+from fragment_core.task import body_hash
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +113,8 @@ class _Fetch:
                     return MappedRecord(task.external_id, dropped=True, cursor=cursor)
                 task = transformed
             task = task.for_source(name)
-            return MappedRecord(task.external_id, task, task.content_hash(), cursor=cursor)
+            body = task.to_api()  # built once: hashed here, sent as it is if written
+            return MappedRecord(task.external_id, task, body_hash(body), cursor=cursor, body=body)
         except BadRecordError as exc:
             error = RecordError(name, exc.record_id or record_id, exc.field, exc.message)
         except ValidationError as exc:
@@ -209,17 +212,26 @@ def sync_source(
         started_at=utcnow(),
     )
     requests_before = getattr(client, "requests_made", 0)
+    blocked = False  # the Tasks API cannot be used safely: plan and write nothing
     if not dry_run:
+        blocked = _rebuild_if_lost(source.name, client, store, report)
+    if not dry_run and not blocked:
         try:
             new = detect_completions(source.name, connector, client, store)
             if new:
                 log.info("operator completions found", extra={"source": source.name, "count": new})
+        except AuthenticationError as exc:
+            blocked = True
+            report.messages.append(f"the Tasks API refused the credentials: {_error_text(exc)}")
         except Exception as exc:
             report.messages.append(f"could not list completed tasks: {_error_text(exc)}")
 
-    plan, _ = plan_source(
-        source, connector, store, pm=pm, full=full, force_close=force_close, progress=progress
-    )
+    if blocked:
+        plan = Plan(source=source.name, complete=False)
+    else:
+        plan, _ = plan_source(
+            source, connector, store, pm=pm, full=full, force_close=force_close, progress=progress
+        )
     report.mode = plan.mode
     report.fetched = plan.fetched
     report.unchanged = plan.unchanged
@@ -279,6 +291,24 @@ def sync_source(
         extra={"source": source.name, "outcome": str(report.outcome), "counts": _counts(report)},
     )
     return report
+
+
+def _rebuild_if_lost(name: str, client: Any, store: StateStore, report: SyncReport) -> bool:
+    """Adopt the source's tasks when the state knows nothing of it (see
+    :mod:`fragment_core.sync.rebuild`); ``True`` when that failed and the run must stop."""
+    if not state_is_lost(store, name):
+        return False
+    try:
+        rebuilt = rebuild_state(name, client, store)
+    except Exception as exc:
+        report.messages.append(
+            "the state holds nothing of this source and it could not be rebuilt from the "
+            f"Tasks API ({_error_text(exc)}): nothing was written; the next run tries again"
+        )
+        return True
+    if rebuilt.adopted:
+        report.messages.append(rebuilt.message())
+    return False
 
 
 def _commit_source_state(store: StateStore, name: str, plan: Plan) -> None:

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from fragment_core.config import ClosePolicy
 from fragment_core.reports import RecordError
-from fragment_core.task import Task, task_uid
+from fragment_core.task import Task, TaskBody, task_uid
 
 #: Record statuses as stored (see :class:`fragment_core.state.RecordStatus`).
 OPEN, CLOSING, CLOSED, DONE = "open", "closing", "closed", "done"
@@ -52,16 +53,54 @@ class MappedRecord:
     dropped: bool = False
     cursor: str | None = None
     error: RecordError | None = None
+    body: dict[str, Any] | None = None
+    """``task.to_api()`` when the mapper built it already (to hash the task)."""
 
 
-@dataclass(frozen=True, slots=True)
 class PlannedWrite:
-    """A task to PUT, with what the state records once it is written."""
+    """A task to PUT, with what the state records once it is written.
 
-    external_id: str
-    uid: str
-    content_hash: str
-    task: Task
+    A plan may hold every record of a large backlog, so the task is kept in its compact
+    wire form (:attr:`wire`, a :class:`~fragment_core.task.TaskBody`, sent as it is);
+    :attr:`task` rebuilds the :class:`Task`.
+    """
+
+    __slots__ = ("content_hash", "external_id", "uid", "wire")
+
+    def __init__(
+        self,
+        external_id: str,
+        uid: str,
+        content_hash: str,
+        task: Task,
+        body: dict[str, Any] | None = None,
+    ) -> None:
+        """``body`` is ``task.to_api()`` when the caller has it already."""
+        self.external_id = external_id
+        self.uid = uid
+        self.content_hash = content_hash
+        self.wire = TaskBody(
+            task.to_api() if body is None else body, external_id=external_id, uid=task.uid
+        )
+
+    @property
+    def task(self) -> Task:
+        """The task to write (equal content, equal hash)."""
+        return self.wire.task()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PlannedWrite):
+            return NotImplemented
+        mine = (self.external_id, self.uid, self.content_hash, self.wire)
+        return mine == (other.external_id, other.uid, other.content_hash, other.wire)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"PlannedWrite(external_id={self.external_id!r}, uid={self.uid!r}, "
+            f"content_hash={self.content_hash!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +196,7 @@ def plan_sync(
     reopen_on_change = policy.reopen == "on-change"
     unchanged = 0
     fetched = 0
+    unidentified = 0
 
     for item in mapped:
         fetched += 1
@@ -166,6 +206,7 @@ def plan_sync(
         if item.error is not None:
             plan.record_errors.append(item.error)
         if eid is None:
+            unidentified += item.error is not None
             continue
         if item.dropped:
             plan.dropped += 1
@@ -211,14 +252,14 @@ def plan_sync(
     if complete:
         plan.next_cursor = cursor
     if mode == "full":
-        _plan_absence(plan, source, known, seen, policy, complete)
+        _plan_absence(plan, source, known, seen, policy, complete, unidentified)
     return plan
 
 
 def _write(eid: str, item: MappedRecord) -> PlannedWrite:
     assert item.task is not None and item.content_hash is not None
     uid = str(item.task.uid) if item.task.uid is not None else ""
-    return PlannedWrite(eid, uid, item.content_hash, item.task)
+    return PlannedWrite(eid, uid, item.content_hash, item.task, item.body)
 
 
 def _plan_absence(
@@ -228,6 +269,7 @@ def _plan_absence(
     seen: set[str],
     policy: PlanPolicy,
     complete: bool,
+    unidentified: int = 0,
 ) -> None:
     if not complete:
         if any(status in (*OPEN_LIKE, CLOSING) for _, status, _ in known.values()):
@@ -249,6 +291,14 @@ def _plan_absence(
                 candidates.append(PlannedClose(eid, str(task_uid(source, eid))))
             else:
                 plan.missing[eid] = times_missing + 1
+    if candidates and unidentified:
+        # a record whose id could not be read may be any of the missing ones
+        plan.withheld_closes = len(candidates)
+        plan.messages.append(
+            f"{unidentified} record(s) without a readable id: closed none of the "
+            f"{len(candidates)} tasks whose records are missing, as they may be among them"
+        )
+        candidates = []
     limit = policy.close.max_share * open_count
     if (
         candidates
