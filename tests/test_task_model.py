@@ -122,3 +122,9 @@ def test_remote_task_reads_api_json_and_keeps_unknown_keys() -> None:
     assert remote.external_id == "5"
     assert remote.source == "support"
     assert remote.model_extra == {"review_status": "x"}
+
+
+def test_api_body_equals_the_sourced_tasks_body() -> None:
+    task = Task.new(external_id="7", title="t", custom={"amount": 2.0, "tags": ["a"]})
+    assert task.api_body("support") == task.for_source("support").to_api()
+    assert task.to_api()["fields"].get(SOURCE_FIELD) is None  # the task is not changed

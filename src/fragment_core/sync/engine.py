@@ -112,8 +112,7 @@ class _Fetch:
                 if transformed is None:
                     return MappedRecord(task.external_id, dropped=True, cursor=cursor)
                 task = transformed
-            task = task.for_source(name)
-            body = task.to_api()  # built once: hashed here, sent as it is if written
+            body = task.api_body(name)  # built once: hashed here, sent as it is if written
             return MappedRecord(task.external_id, task, body_hash(body), cursor=cursor, body=body)
         except BadRecordError as exc:
             error = RecordError(name, exc.record_id or record_id, exc.field, exc.message)

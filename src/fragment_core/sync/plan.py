@@ -17,6 +17,7 @@ It keeps the sync's invariants:
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,7 +81,9 @@ class PlannedWrite:
         self.uid = uid
         self.content_hash = content_hash
         self.wire = TaskBody(
-            task.to_api() if body is None else body, external_id=external_id, uid=task.uid
+            task.to_api() if body is None else body,
+            external_id=external_id,
+            uid=task.uid if task.uid is not None else (uuid.UUID(uid) if uid else None),
         )
 
     @property
@@ -258,7 +261,10 @@ def plan_sync(
 
 def _write(eid: str, item: MappedRecord) -> PlannedWrite:
     assert item.task is not None and item.content_hash is not None
-    uid = str(item.task.uid) if item.task.uid is not None else ""
+    if item.body is not None and "uid" in item.body:
+        uid = str(item.body["uid"])
+    else:
+        uid = str(item.task.uid) if item.task.uid is not None else ""
     return PlannedWrite(eid, uid, item.content_hash, item.task, item.body)
 
 
