@@ -5,21 +5,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-import sysconfig
-import venv
 from pathlib import Path
 
 import pytest
 
+from fragment_core.testing.install import run, throwaway_venv
+
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = Path(__file__).parent / "data" / "third_party_plugin"
-
-
-def run(*args: str | Path, **kwargs) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(a) for a in args], capture_output=True, text=True, timeout=180, **kwargs
-    )
 
 
 @pytest.fixture(scope="module")
@@ -30,24 +23,7 @@ def plugin_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     the new venv sees the current environment's third-party libraries through a .pth file
     (a plain path: .pth files of that directory, such as editable installs, are not run).
     """
-    root = tmp_path_factory.mktemp("acme")
-    wheels = root / "wheels"
-    built = run(
-        sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-        "--no-index", "-q", "-w", wheels, REPO, PLUGIN,
-    )  # fmt: skip
-    assert built.returncode == 0, built.stderr
-    env_dir = root / "venv"
-    venv.EnvBuilder(with_pip=False).create(env_dir)
-    python = env_dir / "bin" / "python"
-    site = run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-    Path(site.stdout.strip(), "_parent_env.pth").write_text(sysconfig.get_paths()["purelib"])
-    installed = run(
-        sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index",
-        "-q", *sorted(wheels.glob("*.whl")),
-    )  # fmt: skip
-    assert installed.returncode == 0, installed.stderr
-    return env_dir
+    return throwaway_venv(tmp_path_factory.mktemp("acme"), REPO, PLUGIN)
 
 
 def fragment(env_dir: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
