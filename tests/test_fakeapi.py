@@ -216,3 +216,28 @@ def test_kit_is_a_pytest11_plugin_loaded_by_installing_core(
     assert fixtures is pytest_plugin
     for name in ("fake_api", "sandbox", "sandbox_factory", "fragment_runner"):
         assert callable(getattr(pytest_plugin, name)), f"fixture {name} missing from the plugin"
+
+
+def test_rate_limit_dates_are_computed_when_the_429_is_served() -> None:
+    import email.utils
+    import time
+
+    import httpx
+
+    from fragment_core.testing import FakeAPI
+
+    api = FakeAPI(name="dates")
+
+    @api.route("GET", "/x")
+    def x(req):  # type: ignore[no-untyped-def]
+        return {"ok": True}
+
+    with api:
+        api.rate_limit_next(2, scheme="retry-after-date", wait=2.0)
+        first = httpx.get(api.url_for("/x"))
+        time.sleep(1.1)
+        second = httpx.get(api.url_for("/x"))
+    assert (first.status_code, second.status_code) == (429, 429)
+    first_at = email.utils.parsedate_to_datetime(first.headers["retry-after"])
+    second_at = email.utils.parsedate_to_datetime(second.headers["retry-after"])
+    assert (second_at - first_at).total_seconds() >= 1  # "wait" from each answer, not the call

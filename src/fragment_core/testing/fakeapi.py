@@ -142,9 +142,18 @@ class _Fault:
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
     seconds: float = 0.0
+    rate_limit: tuple[RateLimitScheme, float] | None = None
+    """``(scheme, wait)`` of a 429: its headers are made when it is served, so an HTTP
+    date or a unix time says ``wait`` from the moment of the answer."""
 
     def matches(self, path: str) -> bool:
         return self.remaining > 0 and (self.path is None or self.path == path)
+
+    def response_headers(self) -> dict[str, str]:
+        """The headers to answer with, rate-limit hints computed now."""
+        if self.rate_limit is None:
+            return self.headers
+        return {**self.headers, **_rate_limit_headers(*self.rate_limit)}
 
 
 def _rate_limit_headers(scheme: RateLimitScheme, wait: float) -> dict[str, str]:
@@ -318,10 +327,10 @@ class FakeAPI:
         Schemes: ``retry-after`` (seconds), ``retry-after-date`` (an HTTP date),
         ``x-ratelimit-reset`` (a unix time), ``ratelimit-reset`` (seconds), ``none``.
         """
-        headers = _rate_limit_headers(scheme, wait)
+        _rate_limit_headers(scheme, wait)  # an unknown scheme fails here, not when served
         if body is None:
             body = {"error": "rate_limited", "message": "Too many requests"}
-        self._add_fault(_Fault(n, "status", status, path, headers, body))
+        self._add_fault(_Fault(n, "status", status, path, {}, body, rate_limit=(scheme, wait)))
 
     def fail_next(
         self,
@@ -387,7 +396,7 @@ class FakeAPI:
             return
         if fault is not None and fault.kind == "status":
             payload, ctype = _encode(fault.body, None)
-            await _send(send, fault.status, payload, ctype, fault.headers)
+            await _send(send, fault.status, payload, ctype, fault.response_headers())
             return
         if fault is not None and fault.kind == "timeout":
             await self._sleep(fault.seconds)
