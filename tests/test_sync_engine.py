@@ -3,6 +3,7 @@ records, no echo, no resurrection, write-back retries."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -239,6 +240,40 @@ def test_dry_run_writes_nothing(world: Any) -> None:
     assert world.tasks() == {} and world.store.record_map(world.name) == {}
     with world.store.engine.connect() as conn:
         assert conn.execute(sa.text("select count(*) from fragment_runs")).scalar() == 0
+
+
+class BatchedConnector(ListConnector):
+    """Yields its records in three pages; before the last one, waits (a few seconds at
+    most) for the sandbox to hold the tasks of the first page."""
+
+    def __init__(self, source: str, world: Any) -> None:
+        super().__init__(source)
+        self.world = world
+        self.seen_before_last_page: set[str] = set()
+
+    def fetch_backlog(self) -> Iterator[Record]:
+        pages = [self.records[0:4], self.records[4:8], self.records[8:12]]
+        yield from pages[0]
+        yield from pages[1]
+        deadline = time.monotonic() + 5
+        first = {r["id"] for r in pages[0]}
+        while time.monotonic() < deadline and not first <= self.seen_before_last_page:
+            self.seen_before_last_page = set(self.world.tasks())
+            time.sleep(0.02)
+        yield from pages[2]
+
+
+def test_writes_start_before_the_fetch_ends(world: Any) -> None:
+    connector = BatchedConnector(world.name, world)
+    connector.records = [{"id": str(i), "title": f"t {i}"} for i in range(12)]
+    world.connector = connector
+    report = world.sync(batch_size=4)
+    assert {"0", "1", "2", "3"} <= connector.seen_before_last_page
+    assert not connector.seen_before_last_page & {"8", "9", "10", "11"}
+    assert (report.outcome, report.created, report.fetched) == (RunOutcome.OK, 12, 12)
+    assert set(world.tasks()) == {str(i) for i in range(12)}
+    states = world.store.records(world.name)
+    assert len(states) == 12 and all(s.content_hash for s in states)
 
 
 class ChangesConnector(ListConnector):

@@ -9,26 +9,25 @@ Up to ``in_flight`` chunks are sent at once (from a small thread pool), so the n
 request is on the wire while earlier answers are read and committed: with a round trip
 of tens of milliseconds to the real API that is most of a sync's time. Intents are
 recorded before a chunk is sent; chunks are committed in plan order, each once its own
-answer has arrived.
+answer has arrived. A :class:`StreamingApplier` starts sending the creates, updates and
+reopens while the planner still streams through the fetch; closes wait for its end.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from fragment_core.reports import RecordError
 from fragment_core.state import RecordState, RecordStatus, StateStore
 from fragment_core.sync.plan import Plan, PlannedClose, PlannedWrite
 from fragment_core.task import TaskStatus
 from fragment_core.tasks_api import BatchResult
-
-T = TypeVar("T")
 
 #: Called with the number of plan items just applied.
 Progress = Callable[[int], None]
@@ -61,21 +60,125 @@ class ApplyResult:
         return self.created + self.updated + self.reopened + self.closed
 
 
-def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
+#: The kinds of PUT chunks, in the order they are sent (closes come last).
+PUT_KINDS = ("created", "updated", "reopened")
 
 
-def _jobs(plan: Plan, batch_size: int) -> Iterator[tuple[str, Sequence]]:
-    """``(kind, chunk)`` in the order they are sent: creates, updates, reopens, closes."""
-    kinds: list[tuple[str, Sequence]] = [
+class StreamingApplier:
+    """Applies a plan while the planner builds it.
+
+    Pass :meth:`on_write` to :func:`~fragment_core.sync.plan.plan_sync` as its
+    ``on_write``: each full chunk of creates, updates or reopens is sent at once (its
+    intent recorded first), while the fetch goes on. :meth:`finish` then sends the rest
+    of the plan (the partial chunks, then the closes), waits for every answer and
+    commits it, in plan order. A failed request stops the sending; :meth:`finish` raises
+    it. ``stop`` is checked before each chunk.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        client: TaskWriter,
+        store: StateStore,
+        *,
+        batch_size: int = 100,
+        stop: threading.Event | None = None,
+        progress: Progress | None = None,
+        in_flight: int = IN_FLIGHT,
+    ) -> None:
+        self.source, self.client, self.store = source, client, store
+        self.batch_size = max(1, batch_size)
+        self.stop, self.progress = stop, progress
+        self.limit = max(1, in_flight)
+        self.result = ApplyResult()
+        self._buffers: dict[str, list[PlannedWrite]] = {kind: [] for kind in PUT_KINDS}
+        self._sent = dict.fromkeys(PUT_KINDS, 0)
+        self._pending: deque[tuple[str, Sequence, Future[BatchResult]]] = deque()
+        self._pool = ThreadPoolExecutor(self.limit, thread_name_prefix="fragment-apply")
+        self._error: BaseException | None = None
+
+    def on_write(self, kind: str, write: PlannedWrite) -> None:
+        """One planned write: sent with its chunk once the chunk is full."""
+        buffer = self._buffers[kind]
+        buffer.append(write)
+        if len(buffer) >= self.batch_size:
+            self._buffers[kind] = []
+            self._sent[kind] += len(buffer)
+            self._send(kind, buffer)
+
+    def _send(self, kind: str, chunk: Sequence) -> bool:
+        """Record the chunk's intent and send it; ``False`` once sending has stopped."""
+        if self._error is not None or self.result.interrupted:
+            return False
+        if self.stop is not None and self.stop.is_set():
+            self.result.interrupted = True
+            return False
+        try:
+            if len(self._pending) >= self.limit:
+                self._commit_oldest()
+            _record_intent(self.source, kind, chunk, self.store)
+            future = self._pool.submit(_send, kind, chunk, self.client)
+        except Exception as exc:  # raised by finish(); nothing more is sent
+            self._error = exc
+            self._cancel()
+            return False
+        self._pending.append((kind, chunk, future))
+        return True
+
+    def _commit_oldest(self) -> None:
+        kind, chunk, future = self._pending.popleft()
+        batch = future.result()  # raises what the request raised
+        result = self.result
+        if kind == "closed":
+            result.closed += _commit_close(self.source, chunk, batch, self.store, result)
+        else:
+            ok = _commit_put(self.source, chunk, batch, self.store, result)
+            setattr(result, kind, getattr(result, kind) + ok)
+        if self.progress:
+            self.progress(len(chunk))
+
+    def _cancel(self) -> None:
+        for _, _, future in self._pending:  # not sent yet: re-sent next run
+            future.cancel()
+        self._pending.clear()
+
+    def finish(self, plan: Plan) -> ApplyResult:
+        """Send what is left of ``plan`` (its writes not sent yet, then its closes), wait
+        for every answer and commit it. Raises what a request raised."""
+        try:
+            rest = [(kind, items[self._sent.get(kind, 0) :]) for kind, items in _kinds(plan)]
+            for kind, items in rest:
+                for i in range(0, len(items), self.batch_size):
+                    if not self._send(kind, items[i : i + self.batch_size]):
+                        break
+            while self._pending and self._error is None:
+                try:
+                    self._commit_oldest()
+                except Exception as exc:
+                    self._error = exc
+        finally:
+            self._cancel()
+            self._pool.shutdown(wait=True)
+        if self._error is not None:
+            raise self._error
+        if plan.complete and not self.result.interrupted:
+            self.store.set_times_missing(plan.source, plan.missing)
+        return self.result
+
+    def abort(self) -> None:
+        """Planning failed: wait for the requests on the wire, commit nothing more."""
+        self._cancel()
+        self._pool.shutdown(wait=True)
+
+
+def _kinds(plan: Plan) -> list[tuple[str, Sequence]]:
+    """``(kind, items)`` in the order they are sent: creates, updates, reopens, closes."""
+    return [
         ("created", plan.create),
         ("updated", plan.update),
         ("reopened", plan.reopen),
         ("closed", plan.close),
     ]
-    for kind, items in kinds:
-        for chunk in _chunks(items, batch_size):
-            yield kind, chunk
 
 
 def apply_plan(
@@ -94,42 +197,19 @@ def apply_plan(
     ``AuthenticationError``...); every chunk answered before is already committed.
     Returns early with ``interrupted=True`` when ``stop`` is set (checked between chunks;
     the chunks in flight are finished and committed). ``in_flight`` chunks at most are
-    sent at once (1: one after the other).
+    sent at once (1: one after the other). To apply a plan while it is being built, use
+    :class:`StreamingApplier`.
     """
-    result = ApplyResult()
-    source = plan.source
-    limit = max(1, in_flight)
-    pending: deque[tuple[str, Sequence, Future[BatchResult]]] = deque()
-
-    def commit_oldest() -> None:
-        kind, chunk, future = pending.popleft()
-        batch = future.result()  # raises what the request raised
-        if kind == "closed":
-            result.closed += _commit_close(source, chunk, batch, store, result)
-        else:
-            ok = _commit_put(source, chunk, batch, store, result)
-            setattr(result, kind, getattr(result, kind) + ok)
-        if progress:
-            progress(len(chunk))
-
-    with ThreadPoolExecutor(limit, thread_name_prefix="fragment-apply") as pool:
-        try:
-            for kind, chunk in _jobs(plan, batch_size):
-                if stop is not None and stop.is_set():
-                    result.interrupted = True
-                    break
-                if len(pending) >= limit:
-                    commit_oldest()
-                _record_intent(source, kind, chunk, store)
-                pending.append((kind, chunk, pool.submit(_send, kind, chunk, client)))
-            while pending:
-                commit_oldest()
-        finally:
-            for _, _, future in pending:  # after an error: not sent yet, re-sent next run
-                future.cancel()
-    if plan.complete and not result.interrupted:
-        store.set_times_missing(source, plan.missing)
-    return result
+    applier = StreamingApplier(
+        plan.source,
+        client,
+        store,
+        batch_size=batch_size,
+        stop=stop,
+        progress=progress,
+        in_flight=in_flight,
+    )
+    return applier.finish(plan)
 
 
 def _refused(result: BatchResult) -> dict[str, str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -22,9 +22,9 @@ from fragment_core.errors import AuthenticationError, BadRecordError, FragmentEr
 from fragment_core.reports import RecordError, RunOutcome, SyncReport
 from fragment_core.state import StateStore
 from fragment_core.state.store import utcnow
-from fragment_core.sync.apply import ApplyResult, apply_plan
+from fragment_core.sync.apply import ApplyResult, StreamingApplier
 from fragment_core.sync.completions import detect_completions, run_write_backs
-from fragment_core.sync.plan import MappedRecord, Plan, PlanPolicy, plan_sync
+from fragment_core.sync.plan import MappedRecord, Plan, PlannedWrite, PlanPolicy, plan_sync
 from fragment_core.sync.rebuild import rebuild_state, state_is_lost
 from fragment_core.task import body_hash
 
@@ -160,8 +160,10 @@ def plan_source(
     full: bool = False,
     force_close: bool = False,
     progress: Progress | None = None,
+    on_write: Callable[[str, PlannedWrite], None] | None = None,
 ) -> tuple[Plan, _Fetch]:
-    """Fetch and map the source's records and plan against the state. Writes nothing."""
+    """Fetch and map the source's records and plan against the state. Writes nothing
+    itself; ``on_write`` (see :func:`plan_sync`) is told each write as it is planned."""
     progress = progress or NoProgress()
     mode = choose_mode(source, connector, store, full=full)
     state = store.source_state(source.name)
@@ -177,6 +179,7 @@ def plan_source(
         policy=policy,
         previous_cursor=state.cursor,
         write_backs_due=len(store.due_write_backs(source.name)),
+        on_write=on_write,
     )
     if fetch.error:
         plan.messages.insert(0, f"fetch failed: {fetch.error}")
@@ -225,12 +228,31 @@ def sync_source(
         except Exception as exc:
             report.messages.append(f"could not list completed tasks: {_error_text(exc)}")
 
+    # Writes start while the fetch goes on: each full chunk of creates, updates and
+    # reopens is sent as soon as it is planned; the rest and the closes after the fetch.
+    applier = None
+    if not dry_run and not blocked:
+        applier = StreamingApplier(
+            source.name, client, store, batch_size=batch_size, stop=stop, progress=progress.applied
+        )
     if blocked:
         plan = Plan(source=source.name, complete=False)
     else:
-        plan, _ = plan_source(
-            source, connector, store, pm=pm, full=full, force_close=force_close, progress=progress
-        )
+        try:
+            plan, _ = plan_source(
+                source,
+                connector,
+                store,
+                pm=pm,
+                full=full,
+                force_close=force_close,
+                progress=progress,
+                on_write=applier.on_write if applier is not None else None,
+            )
+        except BaseException:
+            if applier is not None:
+                applier.abort()
+            raise
     report.mode = plan.mode
     report.fetched = plan.fetched
     report.unchanged = plan.unchanged
@@ -246,14 +268,8 @@ def sync_source(
         report.reopened, report.closed = len(plan.reopen), len(plan.close)
     else:
         try:
-            applied = apply_plan(
-                plan,
-                client,
-                store,
-                batch_size=batch_size,
-                stop=stop,
-                progress=progress.applied,
-            )
+            if applier is not None:
+                applied = applier.finish(plan)
         except Exception as exc:
             failed = True
             report.messages.append(f"writing to the Tasks API failed: {_error_text(exc)}")

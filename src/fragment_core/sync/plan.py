@@ -184,12 +184,17 @@ def plan_sync(
     policy: PlanPolicy | None = None,
     previous_cursor: str | None = None,
     write_backs_due: int = 0,
+    on_write: Callable[[str, PlannedWrite], None] | None = None,
 ) -> Plan:
     """Diff the mapped records of one fetch against the known state of the source.
 
     ``complete`` says the fetch ran to its end (or is a callable asked once ``mapped`` is
     consumed, so a fetch can stream through the planner); ``mode`` is ``"full"`` (the whole backlog:
     absence means gone) or ``"incremental"`` (only changes: absence means nothing).
+    ``on_write(kind, write)`` is called as each write is planned (``kind`` is
+    ``"created"``, ``"updated"`` or ``"reopened"``), in the order of the plan's lists, so
+    the writes can be applied while the fetch goes on (they do not depend on the rest of
+    it; closes do, and are only planned once it has ended).
     """
     policy = policy or PlanPolicy()
     plan = Plan(source=source, mode=mode, write_backs_due=write_backs_due)
@@ -200,6 +205,12 @@ def plan_sync(
     unchanged = 0
     fetched = 0
     unidentified = 0
+
+    def add(kind: str, writes: list[PlannedWrite], eid: str, item: MappedRecord) -> None:
+        write = _write(eid, item)
+        writes.append(write)
+        if on_write is not None:
+            on_write(kind, write)
 
     for item in mapped:
         fetched += 1
@@ -228,7 +239,7 @@ def plan_sync(
         if item.task is None or item.content_hash is None:
             continue  # failed to map: seen (so not closed), nothing to write
         if state is None:
-            plan.create.append(_write(eid, item))
+            add("created", plan.create, eid, item)
             continue
         old_hash, status, times_missing = state
         if times_missing:
@@ -237,14 +248,14 @@ def plan_sync(
             if old_hash == item.content_hash:
                 unchanged += 1
             else:
-                plan.update.append(_write(eid, item))
+                add("updated", plan.update, eid, item)
         elif status == DONE:
             if reopen_on_change and old_hash and old_hash != item.content_hash:
-                plan.reopen.append(_write(eid, item))
+                add("reopened", plan.reopen, eid, item)
             else:
                 unchanged += 1
         else:  # closing/closed by the sync and back, or a reopen not known to have landed
-            plan.reopen.append(_write(eid, item))
+            add("reopened", plan.reopen, eid, item)
 
     if callable(complete):
         complete = complete()

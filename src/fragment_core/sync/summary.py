@@ -157,6 +157,7 @@ class RichProgress:
         )
         self.fetch_task = self.bar.add_task(f"{source}: fetching", total=None)
         self.apply_task: Any = None
+        self.applied_early = 0  # items written while the fetch went on, before the plan
 
     def __enter__(self) -> RichProgress:
         self.bar.start()
@@ -173,9 +174,13 @@ class RichProgress:
         """The plan is ready: switch to the apply bar."""
         self.bar.update(self.fetch_task, total=plan.fetched, completed=plan.fetched)
         total = len(plan.create) + len(plan.update) + len(plan.reopen) + len(plan.close)
-        self.apply_task = self.bar.add_task(f"{plan.source}: writing", total=total)
+        self.apply_task = self.bar.add_task(
+            f"{plan.source}: writing", total=total, completed=self.applied_early
+        )
 
     def applied(self, count: int) -> None:
         """More plan items applied."""
         if self.apply_task is not None:
             self.bar.advance(self.apply_task, count)
+        else:  # writes start while the fetch goes on
+            self.applied_early += count
