@@ -25,7 +25,8 @@ BASE_DUE = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
 class BenchConfig(ConnectorConfig):
-    """Options of the ``bench`` connector."""
+    """Options of the ``bench`` connector (``edit_every`` and ``remove_every`` also
+    describe a backlog's changes: see :attr:`BenchConnector.changes`)."""
 
     count: int = Field(ge=0, description="Records in the backlog.")
     edit_every: int = Field(default=0, ge=0, description="Every n-th record is edited; 0 none.")
@@ -84,9 +85,16 @@ class BenchConnector(Connector[BenchConfig]):
     name = "bench"
     Config = BenchConfig
 
+    def __init__(self, config: BenchConfig, *, source: str = "") -> None:
+        super().__init__(config, source=source)
+        self.changes = config
+        """Which records are edited or removed: the source's own changes, set apart from
+        the options so that a re-sync sees a changed backlog under unchanged settings (a
+        change of options maps every record again)."""
+
     def fetch_backlog(self) -> Iterator[Record]:
         """Every record, streamed."""
-        return records(self.config)
+        return records(self.changes)
 
     def to_task(self, record: Record) -> Task:
         """Map a record as a typical connector does: title, url, due date, custom fields."""

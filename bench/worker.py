@@ -13,6 +13,7 @@ import json
 import math
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,8 @@ from connector import BenchConfig, BenchConnector, make_record, plugin_manager, 
 
 from fragment_core.config import SourceSettings
 from fragment_core.state import RecordState, StateStore
+from fragment_core.sync.fingerprint import Fingerprinter, mapping_key
+from fragment_core.sync.plan import map_task
 from fragment_core.tasks_api import TasksClient
 
 
@@ -54,17 +57,21 @@ class CountingClient:
 
 
 def _source(spec: dict[str, Any]) -> tuple[SourceSettings, BenchConnector, Any]:
+    """The bench source of ``spec``: its options name the backlog's size only; the edits
+    and removals of ``spec`` are the source's own changes (``connector.changes``)."""
     pm = plugin_manager()
     from fragment_core.plugins import get_registry
 
     cls = get_registry(pm).get("bench")
-    options = BenchConfig(
+    options = BenchConfig(count=spec["count"])
+    source = SourceSettings(name=SOURCE, connector="bench", options=options)
+    connector = cls(options, source=SOURCE)
+    connector.changes = BenchConfig(
         count=spec["count"],
         edit_every=spec.get("edit_every", 0),
         remove_every=spec.get("remove_every", 0),
     )
-    source = SourceSettings(name=SOURCE, connector="bench", options=options)
-    return source, cls(options, source=SOURCE), pm
+    return source, connector, pm
 
 
 def _profiled(spec: dict[str, Any], run: Callable[[], Any]) -> Any:
@@ -132,14 +139,28 @@ def run_plan(spec: dict[str, Any]) -> dict[str, Any]:
 
     source, connector, pm = _source(spec)
     store = StateStore(spec["state_url"])
+    writes = Counter()
+
+    def on_write(kind: str, write: Any) -> None:  # a writer that sends them at once
+        writes[kind] += 1
+
+    def on_fingerprint(external_id: str, record_hash: str) -> None:
+        writes["fingerprints"] += 1
+
     with Stopwatch() as sw:
-        plan, _ = _profiled(spec, lambda: plan_source(source, connector, store, pm=pm))
+        plan, _ = _profiled(
+            spec,
+            lambda: plan_source(
+                source, connector, store, pm=pm, on_write=on_write, on_fingerprint=on_fingerprint
+            ),
+        )
     result = {
         "fetched": plan.fetched,
-        "create": len(plan.create),
-        "update": len(plan.update),
+        "create": writes["created"],
+        "update": writes["updated"],
         "close": len(plan.close),
         "unchanged": plan.unchanged,
+        "mapped": plan.fetched - plan.skipped,
         "wall_s": sw.wall,
         "cpu_s": sw.cpu,
         "peak_rss_mb": peak_rss_mb(),
@@ -149,17 +170,22 @@ def run_plan(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_map(spec: dict[str, Any]) -> dict[str, Any]:
-    """What the connector itself costs: fetch and ``to_task`` only; then with our uid
-    and hash on top (what every record costs before the planner looks at it)."""
+    """What the connector itself costs: its fetch alone (making up the records, as a
+    vendor SDK decodes them), fetch and ``to_task``; then with our uid, wire body and
+    hash on top (what a changed record costs before the planner looks at it)."""
     source, connector, _ = _source(spec)
+    with Stopwatch() as fetch_only:
+        for _record in connector.fetch_backlog():
+            pass
     with Stopwatch() as connector_only:
         for record in connector.fetch_backlog():
             connector.to_task(record)
     with Stopwatch() as with_hash:
         for record in connector.fetch_backlog():
-            connector.to_task(record).for_source(source.name).content_hash()
+            map_task(source.name, connector.to_task(record))
     count = max(connector.config.count, 1)
     return {
+        "fetch_only_cpu_us_per_record": fetch_only.cpu / count * 1e6,
         "connector_cpu_us_per_record": connector_only.cpu / count * 1e6,
         "with_uid_and_hash_cpu_us_per_record": with_hash.cpu / count * 1e6,
         "peak_rss_mb": peak_rss_mb(),
@@ -168,13 +194,21 @@ def run_map(spec: dict[str, Any]) -> dict[str, Any]:
 
 def run_seed(spec: dict[str, Any]) -> dict[str, Any]:
     """Write the state a completed initial sync would leave, without the Tasks API."""
-    source, connector, _ = _source(spec)
+    source, connector, pm = _source(spec)
     store = StateStore(spec["state_url"])
+    fingerprint = Fingerprinter(connector, mapping_key(source, connector, pm))
     batch: list[RecordState] = []
     with Stopwatch() as sw:
-        for record in records(connector.config):
-            task = connector.to_task(record).for_source(source.name)
-            batch.append(RecordState(task.external_id, str(task.uid), task.content_hash()))
+        for record in records(connector.changes):
+            mapped = map_task(source.name, connector.to_task(record))
+            batch.append(
+                RecordState(
+                    str(mapped.external_id),
+                    str(mapped.uid),
+                    str(mapped.content_hash),
+                    record_hash=fingerprint(record),
+                )
+            )
             if len(batch) == 5000:
                 store.save_records(source.name, batch)
                 batch = []
@@ -217,7 +251,7 @@ def run_floor(spec: dict[str, Any]) -> dict[str, Any]:
     bodies: list[bytes] = []
     chunk: list[dict[str, Any]] = []
     with Stopwatch() as build:
-        for record in records(connector.config):
+        for record in records(connector.changes):
             chunk.append(connector.to_task(record).for_source(source.name).to_api())
             if len(chunk) == size:
                 bodies.append(json.dumps({"items": chunk}).encode())

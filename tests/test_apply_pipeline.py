@@ -3,9 +3,11 @@ in plan order, only what the Tasks API answered; plus the compact planned writes
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,15 @@ from fragment_core.errors import TransientError
 from fragment_core.state import RecordState, StateStore
 from fragment_core.sync.apply import apply_plan
 from fragment_core.sync.plan import MappedRecord, PlannedWrite, plan_sync
-from fragment_core.task import Task, TaskBody, TaskStatus, body_hash
+from fragment_core.task import (
+    Task,
+    TaskBody,
+    TaskStatus,
+    body_hash,
+    hashed_body,
+    task_uid,
+    task_uid_text,
+)
 
 SOURCE = "pipe"
 
@@ -29,13 +39,27 @@ class RecordingStore(StateStore):
         self.commits: list[list[str]] = []
         self.intents: list[list[str]] = []
 
-    def save_records(self, source: str, states: Sequence[RecordState]) -> None:
-        ids = [s.external_id for s in states]
-        (self.commits if all(s.content_hash for s in states) else self.intents).append(ids)
-        super().save_records(source, states)
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        with super().transaction() as tx:
+            yield _RecordingWriter(tx, self)
 
     def committed(self, source: str) -> set[str]:
         return {s.external_id for s in self.records(source) if s.content_hash}
+
+
+class _RecordingWriter:
+    def __init__(self, tx: Any, store: RecordingStore) -> None:
+        self.tx, self.store = tx, store
+
+    def save_records(self, source: str, states: Sequence[RecordState]) -> None:
+        ids = [s.external_id for s in states]
+        kept = self.store.commits if all(s.content_hash for s in states) else self.store.intents
+        kept.append(ids)
+        self.tx.save_records(source, states)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.tx, name)
 
 
 class FailingClient:
@@ -141,14 +165,36 @@ def test_planned_write_keeps_the_task_in_its_wire_form():
         custom={"amount": 12.0, "tags": ("a", "b")},
     ).for_source(SOURCE)
     body = task.to_api()
-    write = PlannedWrite("x1", str(task.uid), body_hash(body), task, body)
-    assert body_hash(body) == task.content_hash()
-    assert write.wire.to_api() == body and write.wire.uid == task.uid
+    write = PlannedWrite.of(SOURCE, task, record_hash="r1")
+    assert write.content_hash == body_hash(body) == task.content_hash()
+    assert write.wire.to_api() == body and write.uid == str(task.uid)
+    assert write.record_hash == "r1"
     rebuilt = write.task
     assert rebuilt.to_api() == body and rebuilt.content_hash() == task.content_hash()
-    assert write == PlannedWrite("x1", str(task.uid), task.content_hash(), task)
+    # the same task, mapped without for_source first, is the same write
+    bare = Task.new(
+        external_id="x1",
+        title="Check",
+        url="https://example.com/x1",
+        custom={"amount": 12, "tags": ["a", "b"]},
+    )
+    assert write == PlannedWrite.of(SOURCE, bare)
     reopened = write.wire.with_status(TaskStatus.TODO)
     assert reopened.to_api() == {**body, "status": "TODO"} and write.wire.to_api() == body
+
+
+def test_wire_body_and_hash_come_from_one_serialization():
+    task = Task.new(external_id="w1", title="Wire", custom={"b": 1, "a": "é"}).for_source(SOURCE)
+    body = {**task.to_api(), "status": "TODO"}
+    digest, wire = hashed_body(body)
+    assert digest == body_hash(body) == task.content_hash()  # uid and status not hashed
+    assert json.loads(wire) == body
+    assert hashed_body({"fields": {"title": "x"}})[1] == b'{"fields":{"title":"x"}}'
+
+
+def test_uid_text_is_the_uuid5_uid():
+    for source, eid in [("s", "1"), ("support", "R-0000001"), ("ü-src", "ключ"), ("", "")]:
+        assert task_uid_text(source, eid) == str(task_uid(source, eid))
 
 
 def test_a_task_body_is_written_like_its_task(sandbox, tmp_path: Path):

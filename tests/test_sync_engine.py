@@ -19,7 +19,7 @@ from fragment_core.reports import RunOutcome
 from fragment_core.sandbox.runner import run_sandbox
 from fragment_core.state import OutboxState, RecordStatus, StateStore
 from fragment_core.state.schema import outbox
-from fragment_core.sync.engine import sync_source
+from fragment_core.sync.engine import CHUNK, sync_source
 from fragment_core.task import SOURCE_FIELD, RemoteTask, Task, TaskStatus, task_uid
 
 
@@ -243,8 +243,8 @@ def test_dry_run_writes_nothing(world: Any) -> None:
 
 
 class BatchedConnector(ListConnector):
-    """Yields its records in three pages; before the last one, waits (a few seconds at
-    most) for the sandbox to hold the tasks of the first page."""
+    """Yields its records in three pages of one fetch chunk each; before the last one,
+    waits (a few seconds at most) for the sandbox to hold the tasks of the first page."""
 
     def __init__(self, source: str, world: Any) -> None:
         super().__init__(source)
@@ -252,7 +252,8 @@ class BatchedConnector(ListConnector):
         self.seen_before_last_page: set[str] = set()
 
     def fetch_backlog(self) -> Iterator[Record]:
-        pages = [self.records[0:4], self.records[4:8], self.records[8:12]]
+        size = CHUNK
+        pages = [self.records[:size], self.records[size : 2 * size], self.records[2 * size :]]
         yield from pages[0]
         yield from pages[1]
         deadline = time.monotonic() + 5
@@ -265,15 +266,16 @@ class BatchedConnector(ListConnector):
 
 def test_writes_start_before_the_fetch_ends(world: Any) -> None:
     connector = BatchedConnector(world.name, world)
-    connector.records = [{"id": str(i), "title": f"t {i}"} for i in range(12)]
+    count = 3 * CHUNK
+    connector.records = [{"id": str(i), "title": f"t {i}"} for i in range(count)]
     world.connector = connector
-    report = world.sync(batch_size=4)
-    assert {"0", "1", "2", "3"} <= connector.seen_before_last_page
-    assert not connector.seen_before_last_page & {"8", "9", "10", "11"}
-    assert (report.outcome, report.created, report.fetched) == (RunOutcome.OK, 12, 12)
-    assert set(world.tasks()) == {str(i) for i in range(12)}
+    report = world.sync(batch_size=100)
+    assert {str(i) for i in range(CHUNK)} <= connector.seen_before_last_page
+    assert not connector.seen_before_last_page & {str(i) for i in range(2 * CHUNK, count)}
+    assert (report.outcome, report.created, report.fetched) == (RunOutcome.OK, count, count)
+    assert set(world.tasks()) == {str(i) for i in range(count)}
     states = world.store.records(world.name)
-    assert len(states) == 12 and all(s.content_hash for s in states)
+    assert len(states) == count and all(s.content_hash for s in states)
 
 
 class ChangesConnector(ListConnector):

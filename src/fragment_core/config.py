@@ -134,6 +134,11 @@ class SourceSettings(BaseModel):
     enabled: bool = True
     reopen: Literal["on-change", "never"] = "on-change"
     close: ClosePolicy = Field(default_factory=ClosePolicy)
+    skip_unchanged: bool = Field(
+        default=True,
+        description="Skip mapping records whose raw form is unchanged since the last run; "
+        "false when a transform hook reads data from outside the record.",
+    )
     options: Any = None  # the connector's validated Config instance
 
     @field_validator("every", "full_every", mode="before")

@@ -21,6 +21,7 @@ Plugins register connector classes with the ``fragment_register_connectors`` hoo
 
 from __future__ import annotations
 
+import marshal
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -119,7 +120,12 @@ class Connector(Generic[ConfigT]):
     Declare secret options as :class:`pydantic.SecretStr` so they are never printed.
 
     Methods to override: :meth:`fetch_backlog` and :meth:`to_task` (required),
-    :meth:`fetch_changes`, :meth:`on_complete`, :meth:`check`, :meth:`is_open`.
+    :meth:`fetch_changes`, :meth:`on_complete`, :meth:`check`, :meth:`is_open`,
+    :meth:`fingerprint` (for records that are not plain dicts).
+
+    ``mapping_version``: bump it when a new release of the connector maps the same record
+    differently, so records unchanged in the source are mapped again (see
+    :meth:`fingerprint`; the package version is taken into account too).
     """
 
     name: ClassVar[str] = ""
@@ -128,6 +134,7 @@ class Connector(Generic[ConfigT]):
     cursor_field: ClassVar[str | None] = None
     example_options: ClassVar[dict[str, Any]] = {}
     example_toml: ClassVar[str | None] = None
+    mapping_version: ClassVar[str] = ""
 
     def __init__(self, config: ConfigT, *, source: str = "") -> None:
         self.config: ConfigT = config
@@ -194,8 +201,13 @@ class Connector(Generic[ConfigT]):
 
     def record_id(self, record: Record) -> str | None:
         """The external id of a raw record, or ``None`` when it has none."""
-        value = record.get(self.id_field) if isinstance(record, Mapping) else None
-        return None if value is None or value == "" else str(value)
+        if type(record) is dict or isinstance(record, Mapping):
+            value = record.get(self.id_field)
+        else:
+            return None
+        if type(value) is str:
+            return value or None
+        return None if value is None else str(value)
 
     def cursor_value(self, record: Record) -> str | None:
         """The cursor position of a record (for incremental fetches)."""
@@ -203,6 +215,24 @@ class Connector(Generic[ConfigT]):
             return None
         value = record.get(self.cursor_field)
         return None if value is None else str(value)
+
+    def fingerprint(self, record: Record) -> bytes | None:
+        """Bytes that change whenever anything in ``record`` changes, or ``None``.
+
+        The sync remembers a hash of them for every record it maps; a record whose
+        fingerprint is unchanged since then is not mapped again (no :meth:`to_task`, no
+        transform hook, no hash: the cheap path of a re-sync). ``None`` means "always
+        map this record". The default serializes a plain ``dict`` of JSON values (what
+        decoded JSON, CSV rows and most SDKs' dict results are) and returns ``None`` for
+        anything else; override it for SDK objects, e.g. ``return obj.to_json().encode()``,
+        only when those bytes cover every attribute :meth:`to_task` reads.
+        """
+        if type(record) is not dict:
+            return None
+        try:
+            return marshal.dumps(record, 2)  # version 2: no back-references, so stable
+        except ValueError:  # a value that is not plain data (a datetime, an object...)
+            return None
 
     def is_open(self, record: Record) -> bool:
         """Whether a record fetched by :meth:`fetch_changes` is still in the backlog.

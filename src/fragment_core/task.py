@@ -41,6 +41,19 @@ def task_uid(source: str, external_id: str) -> uuid.UUID:
     return uuid.uuid5(UID_NAMESPACE, f"{source}:{external_id}")
 
 
+_UID_PREFIX = UID_NAMESPACE.bytes
+
+
+def task_uid_text(source: str, external_id: str) -> str:
+    """``str(task_uid(source, external_id))``, without building a :class:`uuid.UUID`
+    (the sync's hot path derives one per record)."""
+    digest = bytearray(hashlib.sha1(_UID_PREFIX + f"{source}:{external_id}".encode()).digest())
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest[:16].hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def format_datetime(value: datetime) -> str:
     """ISO-8601 in UTC with a ``Z`` suffix and millisecond precision (the API's format)."""
     if value.tzinfo is None:
@@ -169,7 +182,7 @@ class Task(BaseModel):
     def api_body(self, source: str) -> dict[str, Any]:
         """``self.for_source(source).to_api()``, without building the copy (hot path)."""
         body = self.to_api()
-        body["uid"] = str(task_uid(source, self.external_id))
+        body["uid"] = task_uid_text(source, self.external_id)
         body["fields"][SOURCE_FIELD] = source
         return body
 
@@ -199,9 +212,25 @@ class Task(BaseModel):
 def body_hash(body: dict[str, Any]) -> str:
     """:meth:`Task.content_hash` of the task whose :meth:`Task.to_api` body is ``body``
     (for callers that need the body too: it is built once)."""
+    return hashed_body(body)[0]
+
+
+def hashed_body(body: dict[str, Any]) -> tuple[str, bytes]:
+    """``(body_hash(body), wire)``: the content hash and the body as compact JSON, from
+    one serialization (the hot path of a sync hashes every body and sends the changed
+    ones). ``wire`` holds the same keys as ``body``, sorted except ``uid`` and ``status``,
+    which come first."""
     content = {k: v for k, v in body.items() if k != "uid" and k != "status"}
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    encoded = text.encode()
+    digest = hashlib.blake2b(encoded, digest_size=16).hexdigest()
+    head = {k: body[k] for k in ("uid", "status") if k in body}
+    if not head:
+        return digest, encoded
+    prefix = json.dumps(head, separators=(",", ":"), ensure_ascii=False).encode()
+    if encoded == b"{}":
+        return digest, prefix
+    return digest, prefix[:-1] + b"," + encoded[1:]
 
 
 class TaskBody:
@@ -214,8 +243,19 @@ class TaskBody:
 
     __slots__ = ("_json", "external_id", "uid")
 
-    def __init__(self, body: dict[str, Any], *, external_id: str, uid: uuid.UUID | None) -> None:
-        self._json = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    def __init__(
+        self,
+        body: dict[str, Any] | None,
+        *,
+        external_id: str,
+        uid: uuid.UUID | str | None,
+        wire: bytes | None = None,
+    ) -> None:
+        """``wire``: ``body`` already serialized (see :func:`hashed_body`); then ``body``
+        may be ``None``."""
+        if wire is None:
+            wire = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        self._json = wire
         self.external_id = external_id
         self.uid = uid
 
@@ -227,6 +267,11 @@ class TaskBody:
     def to_api(self) -> dict[str, Any]:
         """The JSON body, as :meth:`Task.to_api` returned it."""
         return json.loads(self._json)
+
+    @property
+    def wire(self) -> bytes:
+        """The JSON body, serialized (UTF-8)."""
+        return self._json
 
     def task(self) -> Task:
         """The task again (equal content, equal :meth:`Task.content_hash`)."""

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import math
 import threading
 import time
@@ -119,6 +120,24 @@ class RateBudget:
         """The request of ``slot`` is over: its place in the window starts now."""
         with self._lock:
             slot[0] = time.monotonic()
+
+
+class _JSONBytes(bytes):
+    """A request body serialized already (sent as it is, as JSON)."""
+
+
+_JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def _items_json(items: Sequence[dict[str, Any] | bytes]) -> _JSONBytes:
+    """``{"items": [...]}`` as JSON, items that are bytes (serialized bodies) spliced in."""
+    parts = [
+        item
+        if isinstance(item, bytes)
+        else json.dumps(item, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        for item in items
+    ]
+    return _JSONBytes(b'{"items":[' + b",".join(parts) + b"]}")
 
 
 def _server_message(response: httpx.Response) -> str:
@@ -234,7 +253,12 @@ class TasksClient:
         with self._count_lock:
             self.requests_made += 1
         try:
-            response = self._http.request(method, path, json=body, params=params)
+            if isinstance(body, _JSONBytes):
+                response = self._http.request(
+                    method, path, content=body, params=params, headers=_JSON_HEADERS
+                )
+            else:
+                response = self._http.request(method, path, json=body, params=params)
         except httpx.TransportError as exc:
             raise transport_error(exc, where=where) from None
         finally:
@@ -363,9 +387,10 @@ class TasksClient:
         """``PUT /tasks/batch`` in chunks of ``batch_size``; every task needs its uid.
 
         A :class:`~fragment_core.task.TaskBody` is sent as it is (already serialized)."""
-        bodies = [task.to_api() for task in tasks]
+        bodies: list[dict[str, Any] | bytes] = []
         for index, task in enumerate(tasks):
             self._uid_of(task, f"upsert_tasks item {index}")
+            bodies.append(task.wire if isinstance(task, TaskBody) else task.to_api())
         return self._batches("PUT", bodies)
 
     def create_tasks(self, tasks: Sequence[Task]) -> BatchResult:
@@ -383,7 +408,7 @@ class TasksClient:
             bodies.append(normalize_value(dict(item)))
         return self._batches("PATCH", bodies)
 
-    def _batches(self, method: str, bodies: list[dict[str, Any]]) -> BatchResult:
+    def _batches(self, method: str, bodies: Sequence[dict[str, Any] | bytes]) -> BatchResult:
         result = BatchResult()
         for start in range(0, len(bodies), self.batch_size):
             chunk = bodies[start : start + self.batch_size]
@@ -401,12 +426,15 @@ class TasksClient:
                 )
         return result
 
-    def _request_batch(self, method: str, chunk: list[dict[str, Any]]) -> dict[str, Any]:
+    def _request_batch(
+        self, method: str, chunk: Sequence[dict[str, Any] | bytes]
+    ) -> dict[str, Any]:
         attempts = 0
+        body = _items_json(chunk)
         for attempt in stamina.retry_context(on=backoff_hook, **self._retry):
             with attempt:
                 attempts += 1
-                response = self._send_once(method, "/tasks/batch", {"items": chunk}, None)
+                response = self._send_once(method, "/tasks/batch", body, None)
         answer = response.json()
         if method == "POST" and attempts > 1:
             # A conflict on a retry is the earlier, dropped attempt having landed.

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from fragment_core.errors import ConfigurationError
 
 #: The version of the schema this code reads and writes.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = sa.MetaData()
 
@@ -71,6 +71,9 @@ records = sa.Table(
     sa.Column("closed_by", sa.String(16), nullable=True),  # sync | operator
     sa.Column("done_at", UTCDateTime(), nullable=True),
     sa.Column("times_missing", sa.Integer, nullable=False, default=0),
+    # fingerprint of the raw record last mapped (see Connector.fingerprint): a record
+    # whose fingerprint is unchanged is not mapped again (schema version 2)
+    sa.Column("record_hash", sa.String(64), nullable=True),
     sa.Index("ix_fragment_records_uid", "uid"),
 )
 
@@ -109,8 +112,14 @@ runs = sa.Table(
     sa.Index("ix_fragment_runs_source", "source", "id"),
 )
 
+
+def _add_record_hash(conn: sa.Connection) -> None:
+    """1 -> 2: ``fragment_records.record_hash`` (empty: every record is mapped once more)."""
+    conn.exec_driver_sql("ALTER TABLE fragment_records ADD COLUMN record_hash VARCHAR(64)")
+
+
 #: ``MIGRATIONS[n]`` upgrades a database at version ``n`` to ``n + 1``.
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {1: _add_record_hash}
 
 
 def ensure_schema(engine: sa.Engine) -> int:

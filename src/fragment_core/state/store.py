@@ -8,7 +8,8 @@ method wrote is durable when it returns: the applier commits after each chunk.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -58,6 +59,8 @@ class RecordState:
     closed_by: str | None = None
     done_at: datetime | None = None
     times_missing: int = 0
+    record_hash: str | None = None
+    """Fingerprint of the raw record last mapped (see :meth:`Connector.fingerprint`)."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,7 @@ class StateStore:
         if self.dialect == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self.schema_version = schema.ensure_schema(self.engine)
+        self._sql = _RecordSQL(self.engine.dialect)
 
     def __repr__(self) -> str:
         return f"<StateStore {self.url}>"
@@ -175,8 +179,15 @@ class StateStore:
         return sorted(names)
 
     # -- records ----------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[StateWriter]:
+        """One transaction for several record writes (committed when the block ends)."""
+        with self._begin() as conn:
+            yield StateWriter(conn, self._sql)
+
     def record_map(self, source: str) -> dict[str, tuple[str, str, int]]:
-        """``{external_id: (content_hash, status, times_missing)}`` for a source, one query."""
+        """``{external_id: (content_hash, status, times_missing)}`` for a source, one query
+        (small sources and tests; the sync reads by chunk with :meth:`lookup`)."""
         query = sa.select(
             records.c.external_id,
             records.c.content_hash,
@@ -185,6 +196,61 @@ class StateStore:
         ).where(records.c.source == source)
         with self.engine.connect() as conn:
             return {row[0]: (row[1], row[2], row[3]) for row in conn.execute(query)}
+
+    def has_records(self, source: str) -> bool:
+        """Whether the state holds any record of ``source``."""
+        query = sa.select(records.c.external_id).where(records.c.source == source).limit(1)
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
+    def lookup(
+        self, source: str, external_ids: Sequence[str]
+    ) -> dict[str, tuple[str, str, int, str | None]]:
+        """``{external_id: (content_hash, status, times_missing, record_hash)}`` of those of
+        ``external_ids`` the state knows (one query per 500 ids)."""
+        found: dict[str, tuple[str, str, int, str | None]] = {}
+        raw = self.engine.raw_connection()  # the driver's rows as they are: the hot path
+        try:
+            cursor = raw.cursor()
+            for start in range(0, len(external_ids), LOOKUP_CHUNK):
+                ids = external_ids[start : start + LOOKUP_CHUNK]
+                cursor.execute(self._sql.lookup(len(ids)), (source, *ids))
+                for eid, content_hash, status, missing, record_hash in cursor.fetchall():
+                    found[eid] = (content_hash, status, missing or 0, record_hash)
+            cursor.close()
+            raw.commit()  # end the read transaction (PostgreSQL opens one)
+        finally:
+            raw.close()
+        return found
+
+    def status_counts(self, source: str) -> dict[str, int]:
+        """``{status: number of records}`` of a source."""
+        query = (
+            sa.select(records.c.status, sa.func.count())
+            .where(records.c.source == source)
+            .group_by(records.c.status)
+        )
+        with self.engine.connect() as conn:
+            return {status: count for status, count in conn.execute(query)}
+
+    def records_in(
+        self, source: str, statuses: Sequence[str], *, page: int = 5000
+    ) -> Iterator[tuple[str, str, int]]:
+        """``(external_id, status, times_missing)`` of the records in ``statuses``, in id
+        order, read a page at a time (no connection is held between pages)."""
+        after = ""
+        base = sa.select(records.c.external_id, records.c.status, records.c.times_missing).where(
+            records.c.source == source, records.c.status.in_(list(statuses))
+        )
+        while True:
+            query = base.where(records.c.external_id > after).order_by(records.c.external_id)
+            with self.engine.connect() as conn:
+                rows = conn.execute(query.limit(page)).all()
+            for eid, status, missing in rows:
+                yield eid, status, missing or 0
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
 
     def record(self, source: str, external_id: str) -> RecordState | None:
         """One record's state, or ``None``."""
@@ -203,45 +269,16 @@ class StateStore:
         return None if row is None else _record_state(row)
 
     def records(self, source: str) -> list[RecordState]:
-        """Every record of a source (for tests and small tools; prefer :meth:`record_map`)."""
+        """Every record of a source (for tests and small tools; prefer :meth:`lookup`)."""
         query = sa.select(records).where(records.c.source == source).order_by(records.c.external_id)
         with self.engine.connect() as conn:
             return [_record_state(row) for row in conn.execute(query)]
 
     def save_records(self, source: str, states: Sequence[RecordState]) -> None:
         """Insert or replace the rows of ``states`` in one transaction."""
-        if not states:
-            return
-        values = [
-            {
-                "source": source,
-                "external_id": s.external_id,
-                "uid": s.uid,
-                "content_hash": s.content_hash,
-                "status": str(s.status),
-                "closed_by": s.closed_by,
-                "done_at": s.done_at,
-                "times_missing": s.times_missing,
-            }
-            for s in states
-        ]
-        stmt = self._insert(records)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["source", "external_id"],
-            set_={
-                name: stmt.excluded[name]
-                for name in (
-                    "uid",
-                    "content_hash",
-                    "status",
-                    "closed_by",
-                    "done_at",
-                    "times_missing",
-                )
-            },
-        )
-        with self._begin() as conn:
-            conn.execute(stmt, values)
+        if states:
+            with self.transaction() as tx:
+                tx.save_records(source, states)
 
     def set_status(
         self,
@@ -253,41 +290,18 @@ class StateStore:
         done_at: datetime | None = None,
     ) -> None:
         """Set the status (and who closed it) of existing records, in one transaction."""
-        ids = list(external_ids)
-        if not ids:
-            return
-        stmt = (
-            records.update()
-            .where(records.c.source == source, records.c.external_id == sa.bindparam("eid"))
-            .values(status=str(status), closed_by=closed_by, done_at=done_at, times_missing=0)
-        )
-        with self._begin() as conn:
-            conn.execute(stmt, [{"eid": eid} for eid in ids])
+        with self.transaction() as tx:
+            tx.set_status(source, external_ids, status, closed_by=closed_by, done_at=done_at)
 
     def mark_reopening(self, source: str, external_ids: Iterable[str]) -> None:
         """Record the intent to reopen tasks, keeping who closed them and when."""
-        ids = list(external_ids)
-        if not ids:
-            return
-        stmt = (
-            records.update()
-            .where(records.c.source == source, records.c.external_id == sa.bindparam("eid"))
-            .values(status=str(RecordStatus.REOPENING), times_missing=0)
-        )
-        with self._begin() as conn:
-            conn.execute(stmt, [{"eid": eid} for eid in ids])
+        with self.transaction() as tx:
+            tx.mark_reopening(source, external_ids)
 
     def set_times_missing(self, source: str, counts: dict[str, int]) -> None:
         """Set ``times_missing`` of records, in one transaction."""
-        if not counts:
-            return
-        stmt = (
-            records.update()
-            .where(records.c.source == source, records.c.external_id == sa.bindparam("eid"))
-            .values(times_missing=sa.bindparam("n"))
-        )
-        with self._begin() as conn:
-            conn.execute(stmt, [{"eid": eid, "n": n} for eid, n in counts.items()])
+        with self.transaction() as tx:
+            tx.set_times_missing(source, counts)
 
     # -- outbox -----------------------------------------------------------------------------
     def add_write_back(
@@ -412,6 +426,122 @@ class StateStore:
             return [json.loads(text) for text in conn.execute(query).scalars()]
 
 
+#: Ids per lookup query.
+LOOKUP_CHUNK = 500
+
+_RECORD_COLUMNS = (
+    "source",
+    "external_id",
+    "uid",
+    "content_hash",
+    "status",
+    "closed_by",
+    "done_at",
+    "times_missing",
+    "record_hash",
+)
+
+
+class _RecordSQL:
+    """The record statements of the sync's hot path, as driver SQL for one dialect.
+
+    A sync writes a state row per task written (and reads one per record fetched), so
+    these skip SQLAlchemy's statement compilation and per-row type processing: plain
+    tuples go to the driver's ``executemany``. Only portable SQL (``ON CONFLICT`` is
+    understood by SQLite and PostgreSQL alike).
+    """
+
+    def __init__(self, dialect: sa.Dialect) -> None:
+        p = "?" if dialect.paramstyle == "qmark" else "%s"
+        self.p = p
+        process = records.c.done_at.type.bind_processor(dialect)
+        self.time: Any = process or (lambda value: value)
+        columns = ", ".join(_RECORD_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _RECORD_COLUMNS[2:])
+        self.upsert = (
+            f"INSERT INTO fragment_records ({columns}) "
+            f"VALUES ({', '.join([p] * len(_RECORD_COLUMNS))}) "
+            f"ON CONFLICT (source, external_id) DO UPDATE SET {updates}"
+        )
+        where = f"WHERE source = {p} AND external_id = {p}"
+        self.status = (
+            f"UPDATE fragment_records SET status = {p}, closed_by = {p}, done_at = {p}, "
+            f"times_missing = 0 {where}"
+        )
+        self.reopening = f"UPDATE fragment_records SET status = {p}, times_missing = 0 {where}"
+        self.missing = f"UPDATE fragment_records SET times_missing = {p} {where}"
+        self.record_hash = f"UPDATE fragment_records SET record_hash = {p} {where}"
+        self._lookups: dict[int, str] = {}
+
+    def lookup(self, count: int) -> str:
+        """The SELECT of ``count`` records by id (cached by count)."""
+        sql = self._lookups.get(count)
+        if sql is None:
+            marks = ", ".join([self.p] * count)
+            sql = self._lookups[count] = (
+                "SELECT external_id, content_hash, status, times_missing, record_hash "
+                f"FROM fragment_records WHERE source = {self.p} AND external_id IN ({marks})"
+            )
+        return sql
+
+
+class StateWriter:
+    """The record writes of one transaction (see :meth:`StateStore.transaction`)."""
+
+    def __init__(self, conn: sa.Connection, sql: _RecordSQL) -> None:
+        self.conn, self.sql = conn, sql
+
+    def _many(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            self.conn.exec_driver_sql(statement, rows)
+
+    def save_records(self, source: str, states: Iterable[RecordState]) -> None:
+        """Insert or replace the rows of ``states``."""
+        time = self.sql.time
+        rows = [
+            (
+                source,
+                s.external_id,
+                s.uid,
+                s.content_hash,
+                str(s.status),
+                s.closed_by,
+                None if s.done_at is None else time(s.done_at),
+                s.times_missing,
+                s.record_hash,
+            )
+            for s in states
+        ]
+        self._many(self.sql.upsert, rows)
+
+    def set_status(
+        self,
+        source: str,
+        external_ids: Iterable[str],
+        status: RecordStatus,
+        *,
+        closed_by: str | None = None,
+        done_at: datetime | None = None,
+    ) -> None:
+        """Set the status (and who closed it, and when) of existing records."""
+        when = None if done_at is None else self.sql.time(done_at)
+        rows = [(str(status), closed_by, when, source, eid) for eid in external_ids]
+        self._many(self.sql.status, rows)
+
+    def mark_reopening(self, source: str, external_ids: Iterable[str]) -> None:
+        """Record the intent to reopen tasks, keeping who closed them and when."""
+        status = str(RecordStatus.REOPENING)
+        self._many(self.sql.reopening, [(status, source, eid) for eid in external_ids])
+
+    def set_times_missing(self, source: str, counts: dict[str, int]) -> None:
+        """Set ``times_missing`` of records."""
+        self._many(self.sql.missing, [(n, source, eid) for eid, n in counts.items()])
+
+    def set_record_hashes(self, source: str, hashes: dict[str, str]) -> None:
+        """Remember the fingerprint of records found unchanged after mapping."""
+        self._many(self.sql.record_hash, [(h, source, eid) for eid, h in hashes.items()])
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -429,6 +559,7 @@ def _record_state(row: Any) -> RecordState:
         closed_by=row.closed_by,
         done_at=row.done_at,
         times_missing=row.times_missing or 0,
+        record_hash=row.record_hash,
     )
 
 

@@ -25,6 +25,7 @@ from typing import Protocol
 
 from fragment_core.reports import RecordError
 from fragment_core.state import RecordState, RecordStatus, StateStore
+from fragment_core.state.store import StateWriter
 from fragment_core.sync.plan import Plan, PlannedClose, PlannedWrite
 from fragment_core.task import TaskStatus
 from fragment_core.tasks_api import BatchResult
@@ -67,12 +68,15 @@ PUT_KINDS = ("created", "updated", "reopened")
 class StreamingApplier:
     """Applies a plan while the planner builds it.
 
-    Pass :meth:`on_write` to :func:`~fragment_core.sync.plan.plan_sync` as its
-    ``on_write``: each full chunk of creates, updates or reopens is sent at once (its
-    intent recorded first), while the fetch goes on. :meth:`finish` then sends the rest
-    of the plan (the partial chunks, then the closes), waits for every answer and
-    commits it, in plan order. A failed request stops the sending; :meth:`finish` raises
-    it. ``stop`` is checked before each chunk.
+    Pass :meth:`on_write` and :meth:`on_fingerprint` to
+    :func:`~fragment_core.sync.plan.plan_sync`: each full chunk of creates, updates or
+    reopens is sent at once (its intent recorded first), while the fetch goes on.
+    :meth:`finish` then sends the rest (the partial chunks, then the plan's closes),
+    waits for every answer and commits it, in plan order. A failed request stops the
+    sending; :meth:`finish` raises it. ``stop`` is checked before each chunk.
+
+    State writes share transactions: the commit of the oldest chunk in flight, the
+    intent of the next one and the record hashes to remember go in one.
     """
 
     def __init__(
@@ -92,7 +96,7 @@ class StreamingApplier:
         self.limit = max(1, in_flight)
         self.result = ApplyResult()
         self._buffers: dict[str, list[PlannedWrite]] = {kind: [] for kind in PUT_KINDS}
-        self._sent = dict.fromkeys(PUT_KINDS, 0)
+        self._fingerprints: dict[str, str] = {}
         self._pending: deque[tuple[str, Sequence, Future[BatchResult]]] = deque()
         self._pool = ThreadPoolExecutor(self.limit, thread_name_prefix="fragment-apply")
         self._error: BaseException | None = None
@@ -103,8 +107,19 @@ class StreamingApplier:
         buffer.append(write)
         if len(buffer) >= self.batch_size:
             self._buffers[kind] = []
-            self._sent[kind] += len(buffer)
             self._send(kind, buffer)
+
+    def on_fingerprint(self, external_id: str, record_hash: str) -> None:
+        """A record mapped and found unchanged: its hash is stored with the next chunk."""
+        self._fingerprints[external_id] = record_hash
+        if len(self._fingerprints) >= FINGERPRINTS_PER_TRANSACTION:
+            self._flush_fingerprints()
+
+    def _flush_fingerprints(self) -> None:
+        if self._fingerprints and self._error is None:
+            with self.store.transaction() as tx:
+                tx.set_record_hashes(self.source, self._fingerprints)
+            self._fingerprints = {}
 
     def _send(self, kind: str, chunk: Sequence) -> bool:
         """Record the chunk's intent and send it; ``False`` once sending has stopped."""
@@ -114,9 +129,19 @@ class StreamingApplier:
             self.result.interrupted = True
             return False
         try:
+            oldest = None
             if len(self._pending) >= self.limit:
-                self._commit_oldest()
-            _record_intent(self.source, kind, chunk, self.store)
+                oldest = self._pending.popleft()
+                answer = oldest[2].result()  # raises what the request raised
+            with self.store.transaction() as tx:
+                if oldest is not None:
+                    self._commit(tx, oldest[0], oldest[1], answer)
+                _record_intent(self.source, kind, chunk, tx)
+                if self._fingerprints:
+                    tx.set_record_hashes(self.source, self._fingerprints)
+            self._fingerprints = {}
+            if oldest is not None and self.progress:
+                self.progress(len(oldest[1]))
             future = self._pool.submit(_send, kind, chunk, self.client)
         except Exception as exc:  # raised by finish(); nothing more is sent
             self._error = exc
@@ -125,15 +150,19 @@ class StreamingApplier:
         self._pending.append((kind, chunk, future))
         return True
 
+    def _commit(self, tx: StateWriter, kind: str, chunk: Sequence, batch: BatchResult) -> None:
+        result = self.result
+        if kind == "closed":
+            result.closed += _commit_close(self.source, chunk, batch, tx, result)
+        else:
+            ok = _commit_put(self.source, chunk, batch, tx, result)
+            setattr(result, kind, getattr(result, kind) + ok)
+
     def _commit_oldest(self) -> None:
         kind, chunk, future = self._pending.popleft()
         batch = future.result()  # raises what the request raised
-        result = self.result
-        if kind == "closed":
-            result.closed += _commit_close(self.source, chunk, batch, self.store, result)
-        else:
-            ok = _commit_put(self.source, chunk, batch, self.store, result)
-            setattr(result, kind, getattr(result, kind) + ok)
+        with self.store.transaction() as tx:
+            self._commit(tx, kind, chunk, batch)
         if self.progress:
             self.progress(len(chunk))
 
@@ -143,10 +172,11 @@ class StreamingApplier:
         self._pending.clear()
 
     def finish(self, plan: Plan) -> ApplyResult:
-        """Send what is left of ``plan`` (its writes not sent yet, then its closes), wait
-        for every answer and commit it. Raises what a request raised."""
+        """Send what is left (the writes not sent yet, then ``plan``'s closes), wait for
+        every answer and commit it. Raises what a request raised."""
         try:
-            rest = [(kind, items[self._sent.get(kind, 0) :]) for kind, items in _kinds(plan)]
+            rest = [(kind, self._buffers[kind]) for kind in PUT_KINDS]
+            rest.append(("closed", plan.close))
             for kind, items in rest:
                 for i in range(0, len(items), self.batch_size):
                     if not self._send(kind, items[i : i + self.batch_size]):
@@ -156,6 +186,8 @@ class StreamingApplier:
                     self._commit_oldest()
                 except Exception as exc:
                     self._error = exc
+            if not self.result.interrupted:
+                self._flush_fingerprints()
         finally:
             self._cancel()
             self._pool.shutdown(wait=True)
@@ -171,14 +203,8 @@ class StreamingApplier:
         self._pool.shutdown(wait=True)
 
 
-def _kinds(plan: Plan) -> list[tuple[str, Sequence]]:
-    """``(kind, items)`` in the order they are sent: creates, updates, reopens, closes."""
-    return [
-        ("created", plan.create),
-        ("updated", plan.update),
-        ("reopened", plan.reopen),
-        ("closed", plan.close),
-    ]
+#: Record hashes remembered in one state transaction at most.
+FINGERPRINTS_PER_TRANSACTION = 2000
 
 
 def apply_plan(
@@ -209,6 +235,19 @@ def apply_plan(
         progress=progress,
         in_flight=in_flight,
     )
+    try:
+        for kind, writes in (
+            ("created", plan.create),
+            ("updated", plan.update),
+            ("reopened", plan.reopen),
+        ):
+            for write in writes:
+                applier.on_write(kind, write)
+        for external_id, record_hash in plan.fingerprints.items():
+            applier.on_fingerprint(external_id, record_hash)
+    except BaseException:
+        applier.abort()
+        raise
     return applier.finish(plan)
 
 
@@ -219,7 +258,7 @@ def _refused(result: BatchResult) -> dict[str, str]:
     }
 
 
-def _record_intent(source: str, kind: str, chunk: Sequence, store: StateStore) -> None:
+def _record_intent(source: str, kind: str, chunk: Sequence, store: StateWriter) -> None:
     """Before a chunk is sent: a crash after its request leaves the state knowing."""
     if kind == "reopened":  # counted as open until the reopen is known to have landed
         store.mark_reopening(source, [w.external_id for w in chunk])
@@ -247,16 +286,24 @@ def _commit_put(
     source: str,
     chunk: Sequence[PlannedWrite],
     batch: BatchResult,
-    store: StateStore,
+    store: StateWriter,
     result: ApplyResult,
 ) -> int:
     refused = _refused(batch)
     written = []
     for w in chunk:
-        if w.uid in refused:
+        if refused and w.uid in refused:
             result.errors.append(RecordError(source, w.external_id, None, refused[w.uid]))
         else:
-            written.append(RecordState(w.external_id, w.uid, w.content_hash, RecordStatus.OPEN))
+            written.append(
+                RecordState(
+                    w.external_id,
+                    w.uid,
+                    w.content_hash,
+                    RecordStatus.OPEN,
+                    record_hash=w.record_hash,
+                )
+            )
     store.save_records(source, written)
     return len(written)
 
@@ -265,7 +312,7 @@ def _commit_close(
     source: str,
     chunk: Sequence[PlannedClose],
     batch: BatchResult,
-    store: StateStore,
+    store: StateWriter,
     result: ApplyResult,
 ) -> int:
     refused = dict(_refused(batch))

@@ -46,6 +46,8 @@ Examples:
   fragment sync support --dry-run       show what would change, write nothing
   fragment sync support --full          a full fetch even if an incremental one is due
   fragment sync support --force-close   close even above the blast-radius cap
+  fragment sync support --remap         map every record again (after a transform hook
+                                        or the data it reads changed)
 """
 
 
@@ -102,10 +104,21 @@ class _PlanKeeper(NoProgress):
 @click.option("--dry-run", is_flag=True, help="Print the plan; write nothing.")
 @click.option("--full", is_flag=True, help="Fetch the whole backlog (no incremental fetch).")
 @click.option("--force-close", is_flag=True, help="Close even above the blast-radius cap.")
+@click.option(
+    "--remap",
+    is_flag=True,
+    help="Map every record, even those whose raw form is unchanged since the last run.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 def sync_command(
-    ctx: click.Context, source: str, dry_run: bool, full: bool, force_close: bool, as_json: bool
+    ctx: click.Context,
+    source: str,
+    dry_run: bool,
+    full: bool,
+    force_close: bool,
+    remap: bool,
+    as_json: bool,
 ) -> None:
     """Run one sync of SOURCE, then print a summary.
 
@@ -142,6 +155,7 @@ def sync_command(
                     dry_run=dry_run,
                     full=full,
                     force_close=force_close,
+                    remap=remap,
                     batch_size=settings.tasks_api.batch_size,
                     stop=stop,
                     progress=keeper,

@@ -108,6 +108,7 @@ def detect_completions(
                     RecordStatus.DONE,
                     closed_by="operator",
                     done_at=task.done_at,
+                    record_hash=record.record_hash,
                 )
             ],
         )

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -24,9 +25,20 @@ from fragment_core.state import StateStore
 from fragment_core.state.store import utcnow
 from fragment_core.sync.apply import ApplyResult, StreamingApplier
 from fragment_core.sync.completions import detect_completions, run_write_backs
-from fragment_core.sync.plan import MappedRecord, Plan, PlannedWrite, PlanPolicy, plan_sync
+from fragment_core.sync.fingerprint import Fingerprinter, mapping_key
+from fragment_core.sync.known import StoredKnown
+from fragment_core.sync.plan import (
+    DONE,
+    OPEN,
+    MappedRecord,
+    Plan,
+    PlannedWrite,
+    PlanPolicy,
+    Unchanged,
+    map_task,
+    plan_sync,
+)
 from fragment_core.sync.rebuild import rebuild_state, state_is_lost
-from fragment_core.task import body_hash
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +66,18 @@ class NoProgress:
         """``count`` more plan items were applied."""
 
 
+#: Records fetched, looked up in the state and mapped together.
+CHUNK = 500
+
+
 @dataclass
 class _Fetch:
-    """A streamed fetch: yields mapped records, remembers whether it ran to its end."""
+    """A streamed fetch: yields mapped records, remembers whether it ran to its end.
+
+    Records are read a chunk at a time; each chunk's state is loaded in one query, and a
+    record whose fingerprint is the one stored is yielded as :class:`Unchanged` without
+    being mapped (see :mod:`fragment_core.sync.fingerprint`).
+    """
 
     source: SourceSettings
     connector: Connector
@@ -64,22 +85,25 @@ class _Fetch:
     mode: str
     cursor: str | None
     progress: Progress
+    known: StoredKnown | None = None
+    fingerprint: Fingerprinter | None = None
+    skip: bool = True
+    """Yield records whose fingerprint is unchanged as :class:`Unchanged` (else map all)."""
     complete: bool = False
     error: str | None = None
     count: int = 0
 
-    def __iter__(self) -> Iterator[MappedRecord]:
+    def __iter__(self) -> Iterator[MappedRecord | Unchanged]:
         connector = self.connector
         try:
             if self.mode == INCREMENTAL:
-                records = connector.fetch_changes(self.cursor)
+                records = iter(connector.fetch_changes(self.cursor))
             else:
-                records = connector.fetch_backlog()
-            for record in records:
-                self.count += 1
-                if self.count % 100 == 0:
-                    self.progress.fetched(self.count)
-                yield self.map(record)
+                records = iter(connector.fetch_backlog())
+            while chunk := list(islice(records, CHUNK)):
+                self.count += len(chunk)
+                yield from self._chunk(chunk)
+                self.progress.fetched(self.count)
         except Exception as exc:
             self.error = _error_text(exc)
             log.error("fetch failed", extra={"source": self.source.name, "error": self.error})
@@ -87,22 +111,34 @@ class _Fetch:
         self.progress.fetched(self.count)
         self.complete = True
 
-    def map(self, record: Record) -> MappedRecord:
+    def _chunk(self, chunk: list[Record]) -> Iterator[MappedRecord | Unchanged]:
+        connector = self.connector
+        ids = _each(connector.record_id, chunk)
+        cursors = _cursors(connector, chunk)
+        hashes = self.fingerprint.many(chunk) if self.fingerprint else [None] * len(chunk)
+        known = self.known.load([i for i in ids if i is not None]) if self.known else {}
+        incremental, skip = self.mode == INCREMENTAL, self.skip
+        for record, rid, cursor, record_hash in zip(chunk, ids, cursors, hashes, strict=True):
+            if incremental and not connector.is_open(record):
+                yield MappedRecord(rid, open=False, cursor=cursor)
+                continue
+            if skip and record_hash is not None and rid is not None:
+                state = known.get(rid)
+                if state is not None and state[3] == record_hash and state[1] in SKIPPABLE:
+                    yield Unchanged(rid, state, cursor)
+                    continue
+            yield self.map(record, rid, cursor, record_hash)
+
+    def map(
+        self,
+        record: Record,
+        record_id: str | None,
+        cursor: str | None = None,
+        record_hash: str | None = None,
+    ) -> MappedRecord:
         """Map one record: to_task, the transform hooks, uid, hash; or a RecordError."""
         name = self.source.name
         connector = self.connector
-        try:
-            record_id = connector.record_id(record)
-        except Exception:
-            record_id = None
-        # Full fetches record the cursor too, so the next run can go incremental: every
-        # record modified after the newest open one is fetched by fetch_changes(cursor).
-        try:
-            cursor = connector.cursor_value(record)
-        except Exception:
-            cursor = None
-        if self.mode == INCREMENTAL and not connector.is_open(record):
-            return MappedRecord(record_id, open=False, cursor=cursor)
         try:
             task = connector.to_task(record)
             if self.pm is not None:
@@ -112,8 +148,7 @@ class _Fetch:
                 if transformed is None:
                     return MappedRecord(task.external_id, dropped=True, cursor=cursor)
                 task = transformed
-            body = task.api_body(name)  # built once: hashed here, sent as it is if written
-            return MappedRecord(task.external_id, task, body_hash(body), cursor=cursor, body=body)
+            return map_task(name, task, cursor=cursor, record_hash=record_hash)
         except BadRecordError as exc:
             error = RecordError(name, exc.record_id or record_id, exc.field, exc.message)
         except ValidationError as exc:
@@ -124,6 +159,35 @@ class _Fetch:
             error = RecordError(name, record_id, None, _error_text(exc))
         log.warning("bad record: %s", error, extra={"source": name, "record": record_id})
         return MappedRecord(error.record_id, error=error, cursor=cursor)
+
+
+#: Statuses of a record that may be skipped when its fingerprint is unchanged (a task
+#: the sync closed, or is closing or reopening, must be written again when it is back).
+SKIPPABLE = (OPEN, DONE)
+
+
+def _quiet(function: Callable[[Record], Any], record: Record) -> Any:
+    """``function(record)``, or ``None`` when it raises (a record without an id, a cursor
+    or a fingerprint is still mapped, and reported there if it is broken)."""
+    try:
+        return function(record)
+    except Exception:
+        return None
+
+
+def _each(function: Callable[[Record], Any], records: list[Record]) -> list[Any]:
+    """``[_quiet(function, r) for r in records]``, without a call per record when none
+    raises (the common case)."""
+    try:
+        return [function(record) for record in records]
+    except Exception:
+        return [_quiet(function, record) for record in records]
+
+
+def _cursors(connector: Connector, records: list[Record]) -> list[str | None]:
+    if connector.cursor_field is None and type(connector).cursor_value is Connector.cursor_value:
+        return [None] * len(records)  # no cursor: the default would say None for each
+    return _each(connector.cursor_value, records)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -159,16 +223,22 @@ def plan_source(
     pm: Any = None,
     full: bool = False,
     force_close: bool = False,
+    remap: bool = False,
     progress: Progress | None = None,
     on_write: Callable[[str, PlannedWrite], None] | None = None,
+    on_fingerprint: Callable[[str, str], None] | None = None,
 ) -> tuple[Plan, _Fetch]:
     """Fetch and map the source's records and plan against the state. Writes nothing
-    itself; ``on_write`` (see :func:`plan_sync`) is told each write as it is planned."""
+    itself; ``on_write`` and ``on_fingerprint`` (see :func:`plan_sync`) are told each
+    write and record hash as they are planned. ``remap`` maps every record, even those
+    whose fingerprint is unchanged."""
     progress = progress or NoProgress()
     mode = choose_mode(source, connector, store, full=full)
     state = store.source_state(source.name)
-    fetch = _Fetch(source, connector, pm, mode, state.cursor, progress)
-    known = store.record_map(source.name)
+    known = StoredKnown(store, source.name)
+    fingerprint = Fingerprinter(connector, mapping_key(source, connector, pm))
+    fetch = _Fetch(source, connector, pm, mode, state.cursor, progress, known, fingerprint)
+    fetch.skip = source.skip_unchanged and not remap
     policy = PlanPolicy(close=source.close, reopen=source.reopen, force_close=force_close)
     plan = plan_sync(
         source.name,
@@ -180,6 +250,7 @@ def plan_source(
         previous_cursor=state.cursor,
         write_backs_due=len(store.due_write_backs(source.name)),
         on_write=on_write,
+        on_fingerprint=on_fingerprint,
     )
     if fetch.error:
         plan.messages.insert(0, f"fetch failed: {fetch.error}")
@@ -197,6 +268,7 @@ def sync_source(
     dry_run: bool = False,
     full: bool = False,
     force_close: bool = False,
+    remap: bool = False,
     batch_size: int = 100,
     stop: threading.Event | None = None,
     progress: Progress | None = None,
@@ -205,6 +277,7 @@ def sync_source(
 
     Never raises for a failure of the source or the Tasks API: the report's ``outcome``
     says how the run ended and ``messages`` why. ``dry_run`` plans and writes nothing.
+    ``remap`` maps every record, even those whose raw form is unchanged.
     """
     progress = progress or NoProgress()
     report = SyncReport(
@@ -246,8 +319,10 @@ def sync_source(
                 pm=pm,
                 full=full,
                 force_close=force_close,
+                remap=remap,
                 progress=progress,
                 on_write=applier.on_write if applier is not None else None,
+                on_fingerprint=applier.on_fingerprint if applier is not None else None,
             )
         except BaseException:
             if applier is not None:
@@ -264,8 +339,8 @@ def sync_source(
     failed = not plan.complete
     applied = ApplyResult()
     if dry_run:
-        report.created, report.updated = len(plan.create), len(plan.update)
-        report.reopened, report.closed = len(plan.reopen), len(plan.close)
+        report.created, report.updated = plan.planned["created"], plan.planned["updated"]
+        report.reopened, report.closed = plan.planned["reopened"], len(plan.close)
     else:
         try:
             if applier is not None:

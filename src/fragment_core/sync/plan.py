@@ -1,4 +1,5 @@
-"""The planner: records + state -> a :class:`Plan`. A pure function, no I/O.
+"""The planner: records + state -> a :class:`Plan`. No I/O of its own: it reads the
+state through a :class:`KnownRecords` and hands writes to callbacks.
 
 It keeps the sync's invariants:
 
@@ -12,19 +13,20 @@ It keeps the sync's invariants:
 - no resurrection: an operator-completed task is reopened only when its record changed
   after completion and the policy is ``reopen = "on-change"``;
 - cursors: the next cursor is the largest one seen; the engine stores it only after the
-  writes it covers are committed.
+  writes it covers are committed;
+- bounded memory: records stream through, writes are handed on as they are planned, the
+  state is read a chunk at a time; what grows with the backlog is the set of ids seen.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from fragment_core.config import ClosePolicy
 from fragment_core.reports import RecordError
-from fragment_core.task import Task, TaskBody, task_uid
+from fragment_core.task import SOURCE_FIELD, Task, TaskBody, hashed_body, task_uid_text
 
 #: Record statuses as stored (see :class:`fragment_core.state.RecordStatus`).
 OPEN, CLOSING, CLOSED, DONE = "open", "closing", "closed", "done"
@@ -32,9 +34,63 @@ OPEN, CLOSING, CLOSED, DONE = "open", "closing", "closed", "done"
 REOPENING = "reopening"
 #: Statuses whose task is (or may be) open in the Tasks API.
 OPEN_LIKE = (OPEN, REOPENING)
+#: Statuses whose task the sync may still have to close.
+ACTIVE = (OPEN, REOPENING, CLOSING)
 
-#: ``{external_id: (content_hash, status, times_missing)}``: the state the planner reads.
-KnownRecords = Mapping[str, tuple[str, str, int]]
+#: What the state knows of one record: ``(content_hash, status, times_missing,
+#: record_hash)`` (``record_hash``: see :mod:`fragment_core.sync.fingerprint`).
+Known = tuple[str, str, int, "str | None"]
+
+
+class KnownRecords(Protocol):
+    """The state of a source's records, as the planner reads it.
+
+    :class:`MappingKnown` wraps a dict; the sync reads the state store a chunk at a time
+    (:class:`fragment_core.sync.known.StoredKnown`), so a large backlog never has to fit
+    in memory.
+    """
+
+    def get(self, external_id: str) -> Known | None:
+        """The record's state, or ``None`` when the state does not know it."""
+
+    def open_count(self) -> int:
+        """Records whose task was open (or reopening) when the run started."""
+
+    def active_count(self) -> int:
+        """Records whose task was open, reopening or closing when the run started."""
+
+    def candidates(self) -> Iterable[tuple[str, str, int]]:
+        """``(external_id, status, times_missing)`` of every record whose status is in
+        :data:`ACTIVE`: those that may have to close when their record is absent."""
+
+
+class MappingKnown:
+    """:class:`KnownRecords` over ``{external_id: (content_hash, status, times_missing[,
+    record_hash])}``."""
+
+    def __init__(self, rows: Mapping[str, tuple[Any, ...]]) -> None:
+        self.rows = rows
+
+    def get(self, external_id: str) -> Known | None:
+        """The record's state, or ``None``."""
+        row = self.rows.get(external_id)
+        if row is None:
+            return None
+        return row if len(row) == 4 else (row[0], row[1], row[2], None)  # type: ignore[return-value]
+
+    def open_count(self) -> int:
+        """Records whose task is open or reopening."""
+        return sum(row[1] in OPEN_LIKE for row in self.rows.values())
+
+    def active_count(self) -> int:
+        """Records whose task is open, reopening or closing."""
+        return sum(row[1] in ACTIVE for row in self.rows.values())
+
+    def candidates(self) -> Iterator[tuple[str, str, int]]:
+        """Records whose task is open, reopening or closing."""
+        for eid, row in self.rows.items():
+            if row[1] in ACTIVE:
+                yield eid, row[1], row[2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +100,9 @@ class MappedRecord:
     ``task`` is ``None`` for a record that failed to map (``error`` says why; it still
     counts as seen when its id is known) and for a record a hook dropped (``dropped``;
     treated as absent). ``open`` is ``False`` for an incremental change that says the
-    record left the backlog.
+    record left the backlog. ``wire`` and ``uid`` are the task's body as sent (compact
+    JSON) and its uid, when the mapper built them already (:func:`map_task` does);
+    ``record_hash`` is the raw record's fingerprint hash, when it has one.
     """
 
     external_id: str | None
@@ -54,37 +112,87 @@ class MappedRecord:
     dropped: bool = False
     cursor: str | None = None
     error: RecordError | None = None
-    body: dict[str, Any] | None = None
-    """``task.to_api()`` when the mapper built it already (to hash the task)."""
+    wire: bytes | None = None
+    uid: str | None = None
+    record_hash: str | None = None
+
+
+class Unchanged:
+    """A fetched record whose raw form is the one last mapped: counted, not mapped.
+
+    ``state`` is what the state knows of it (as :meth:`KnownRecords.get` says)."""
+
+    __slots__ = ("cursor", "external_id", "state")
+
+    def __init__(self, external_id: str, state: Known, cursor: str | None = None) -> None:
+        self.external_id = external_id
+        self.state = state
+        self.cursor = cursor
+
+    def __repr__(self) -> str:
+        return f"Unchanged({self.external_id!r})"
+
+
+def map_task(
+    source: str,
+    task: Task,
+    *,
+    cursor: str | None = None,
+    record_hash: str | None = None,
+) -> MappedRecord:
+    """A mapped record for ``task``: its uid, wire body and content hash built once."""
+    body = task.to_api()
+    uid = task_uid_text(source, task.external_id)
+    body["uid"] = uid
+    body["fields"][SOURCE_FIELD] = source
+    digest, wire = hashed_body(body)
+    return MappedRecord(
+        task.external_id,
+        task,
+        digest,
+        cursor=cursor,
+        wire=wire,
+        uid=uid,
+        record_hash=record_hash,
+    )
 
 
 class PlannedWrite:
     """A task to PUT, with what the state records once it is written.
 
-    A plan may hold every record of a large backlog, so the task is kept in its compact
-    wire form (:attr:`wire`, a :class:`~fragment_core.task.TaskBody`, sent as it is);
-    :attr:`task` rebuilds the :class:`Task`.
+    The task is kept in its compact wire form (:attr:`wire`, a
+    :class:`~fragment_core.task.TaskBody`, sent as it is); :attr:`task` rebuilds the
+    :class:`Task`.
     """
 
-    __slots__ = ("content_hash", "external_id", "uid", "wire")
+    __slots__ = ("content_hash", "external_id", "record_hash", "uid", "wire")
 
     def __init__(
         self,
         external_id: str,
         uid: str,
         content_hash: str,
-        task: Task,
-        body: dict[str, Any] | None = None,
+        wire: TaskBody,
+        record_hash: str | None = None,
     ) -> None:
-        """``body`` is ``task.to_api()`` when the caller has it already."""
         self.external_id = external_id
         self.uid = uid
         self.content_hash = content_hash
-        self.wire = TaskBody(
-            task.to_api() if body is None else body,
-            external_id=external_id,
-            uid=task.uid if task.uid is not None else (uuid.UUID(uid) if uid else None),
-        )
+        self.wire = wire
+        self.record_hash = record_hash
+
+    @classmethod
+    def of(cls, source: str, task: Task, record_hash: str | None = None) -> PlannedWrite:
+        """The write of ``task`` for ``source`` (uid derived, source recorded)."""
+        mapped = map_task(source, task, record_hash=record_hash)
+        return cls._of(mapped)
+
+    @classmethod
+    def _of(cls, item: MappedRecord) -> PlannedWrite:
+        assert item.external_id is not None and item.content_hash is not None
+        assert item.wire is not None and item.uid is not None
+        wire = TaskBody(None, external_id=item.external_id, uid=item.uid, wire=item.wire)
+        return cls(item.external_id, item.uid, item.content_hash, wire, item.record_hash)
 
     @property
     def task(self) -> Task:
@@ -123,9 +231,17 @@ class PlanPolicy:
     force_close: bool = False
 
 
+#: The kinds of planned writes, as ``on_write`` is told them.
+WRITE_KINDS = ("created", "updated", "reopened")
+
+
 @dataclass
 class Plan:
-    """What one run will do. Counts and lists; nothing here has been applied."""
+    """What one run will do. Counts and lists; nothing here has been applied.
+
+    When the planner streams its writes to an ``on_write`` callback (the sync does), the
+    lists ``create``, ``update`` and ``reopen`` stay empty and :attr:`planned` counts them.
+    """
 
     source: str
     mode: str = "full"
@@ -135,12 +251,18 @@ class Plan:
     update: list[PlannedWrite] = field(default_factory=list)
     reopen: list[PlannedWrite] = field(default_factory=list)
     close: list[PlannedClose] = field(default_factory=list)
+    planned: dict[str, int] = field(default_factory=lambda: dict.fromkeys(WRITE_KINDS, 0))
+    """Writes planned, by kind (``created``, ``updated``, ``reopened``), streamed or kept."""
     unchanged: int = 0
+    skipped: int = 0
+    """Unchanged records recognised by their fingerprint, without mapping them."""
     dropped: int = 0
     withheld_closes: int = 0
     capped: bool = False
     missing: dict[str, int] = field(default_factory=dict)
     """New ``times_missing`` of records that are not closed (yet) or came back."""
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    """Record hashes to remember for records mapped and found unchanged (not streamed)."""
     next_cursor: str | None = None
     write_backs_due: int = 0
     record_errors: list[RecordError] = field(default_factory=list)
@@ -148,13 +270,18 @@ class Plan:
 
     @property
     def writes(self) -> list[PlannedWrite]:
-        """Every PUT of the plan: creates, updates and reopens."""
+        """Every PUT kept in the plan: creates, updates and reopens."""
         return [*self.create, *self.update, *self.reopen]
+
+    @property
+    def total_writes(self) -> int:
+        """Every planned write, kept or streamed, closes included."""
+        return sum(self.planned.values()) + len(self.close)
 
     @property
     def is_empty(self) -> bool:
         """Whether the plan writes nothing to the Tasks API."""
-        return not (self.create or self.update or self.reopen or self.close)
+        return not self.total_writes
 
 
 def cursor_key(value: str) -> tuple[int, float, str]:
@@ -176,8 +303,8 @@ def max_cursor(a: str | None, b: str | None) -> str | None:
 
 def plan_sync(
     source: str,
-    mapped: Iterable[MappedRecord],
-    known: KnownRecords,
+    mapped: Iterable[MappedRecord | Unchanged],
+    known: KnownRecords | Mapping[str, tuple[Any, ...]],
     *,
     complete: bool | Callable[[], bool] = True,
     mode: str = "full",
@@ -185,38 +312,62 @@ def plan_sync(
     previous_cursor: str | None = None,
     write_backs_due: int = 0,
     on_write: Callable[[str, PlannedWrite], None] | None = None,
+    on_fingerprint: Callable[[str, str], None] | None = None,
 ) -> Plan:
     """Diff the mapped records of one fetch against the known state of the source.
 
     ``complete`` says the fetch ran to its end (or is a callable asked once ``mapped`` is
     consumed, so a fetch can stream through the planner); ``mode`` is ``"full"`` (the whole backlog:
     absence means gone) or ``"incremental"`` (only changes: absence means nothing).
+    ``known`` is read record by record as the fetch goes (a dict, or a
+    :class:`KnownRecords` reading the state store by chunk).
     ``on_write(kind, write)`` is called as each write is planned (``kind`` is
     ``"created"``, ``"updated"`` or ``"reopened"``), in the order of the plan's lists, so
     the writes can be applied while the fetch goes on (they do not depend on the rest of
-    it; closes do, and are only planned once it has ended).
+    it; closes do, and are only planned once it has ended); the plan then counts them
+    (:attr:`Plan.planned`) instead of keeping them. ``on_fingerprint(external_id,
+    record_hash)`` likewise receives the record hashes to remember (else kept in
+    :attr:`Plan.fingerprints`).
     """
+    if not hasattr(known, "candidates"):
+        known = MappingKnown(known)  # type: ignore[arg-type]
     policy = policy or PlanPolicy()
     plan = Plan(source=source, mode=mode, write_backs_due=write_backs_due)
     seen: set[str] = set()
     explicit_closes: list[PlannedClose] = []
     cursor = previous_cursor
     reopen_on_change = policy.reopen == "on-change"
-    unchanged = 0
-    fetched = 0
-    unidentified = 0
+    unchanged = skipped = fetched = unidentified = 0
+    seen_active = 0  # records seen whose task was open, reopening or closing
+    planned = plan.planned
+    lists = {"created": plan.create, "updated": plan.update, "reopened": plan.reopen}
+    get = known.get
 
-    def add(kind: str, writes: list[PlannedWrite], eid: str, item: MappedRecord) -> None:
-        write = _write(eid, item)
-        writes.append(write)
+    def add(kind: str, item: MappedRecord) -> None:
+        write = PlannedWrite._of(item)
+        planned[kind] += 1
         if on_write is not None:
             on_write(kind, write)
+        else:
+            lists[kind].append(write)
 
     for item in mapped:
         fetched += 1
         if item.cursor is not None:
             cursor = max_cursor(cursor, item.cursor)
         eid = item.external_id
+        if type(item) is Unchanged:  # the cheap path of a re-sync: nothing to map or write
+            if eid in seen:
+                _duplicate(plan, source, eid)
+                continue
+            seen.add(eid)
+            skipped += 1
+            state = item.state
+            seen_active += state[1] in ACTIVE
+            if state[2]:
+                plan.missing[eid] = 0
+            continue
+        assert isinstance(item, MappedRecord)
         if item.error is not None:
             plan.record_errors.append(item.error)
         if eid is None:
@@ -226,57 +377,66 @@ def plan_sync(
             plan.dropped += 1
             continue
         if eid in seen:
-            plan.record_errors.append(
-                RecordError(source, eid, None, "duplicate external id in one fetch; kept the first")
-            )
+            _duplicate(plan, source, eid)
             continue
         seen.add(eid)
-        state = known.get(eid)
+        state = get(eid)
+        if state is not None:
+            seen_active += state[1] in ACTIVE
         if not item.open:
-            if state is not None and state[1] in (*OPEN_LIKE, CLOSING):
-                explicit_closes.append(PlannedClose(eid, str(task_uid(source, eid))))
+            if state is not None and state[1] in ACTIVE:
+                explicit_closes.append(PlannedClose(eid, task_uid_text(source, eid)))
             continue
         if item.task is None or item.content_hash is None:
             continue  # failed to map: seen (so not closed), nothing to write
+        if item.wire is None:  # mapped by hand (tests, tools): build the body here
+            built = map_task(source, item.task)
+            item = replace(item, wire=built.wire, uid=built.uid)
         if state is None:
-            add("created", plan.create, eid, item)
+            add("created", item)
             continue
-        old_hash, status, times_missing = state
+        old_hash, status, times_missing, old_record_hash = state
         if times_missing:
             plan.missing[eid] = 0
         if status == OPEN:
-            if old_hash == item.content_hash:
-                unchanged += 1
-            else:
-                add("updated", plan.update, eid, item)
+            if old_hash != item.content_hash:
+                add("updated", item)
+                continue
+            unchanged += 1
         elif status == DONE:
             if reopen_on_change and old_hash and old_hash != item.content_hash:
-                add("reopened", plan.reopen, eid, item)
-            else:
-                unchanged += 1
+                add("reopened", item)
+                continue
+            unchanged += 1
         else:  # closing/closed by the sync and back, or a reopen not known to have landed
-            add("reopened", plan.reopen, eid, item)
+            add("reopened", item)
+            continue
+        if item.record_hash is not None and item.record_hash != old_record_hash:
+            if on_fingerprint is not None:
+                on_fingerprint(eid, item.record_hash)
+            else:
+                plan.fingerprints[eid] = item.record_hash
 
     if callable(complete):
         complete = complete()
     plan.complete = complete
     plan.fetched = fetched
-    plan.unchanged = unchanged
+    plan.unchanged = unchanged + skipped
+    plan.skipped = skipped
     plan.close.extend(explicit_closes)
     if complete:
         plan.next_cursor = cursor
     if mode == "full":
-        _plan_absence(plan, source, known, seen, policy, complete, unidentified)
+        everything_seen = seen_active >= known.active_count()
+        if not (complete and everything_seen):  # else no task can have lost its record
+            _plan_absence(plan, source, known, seen, policy, complete, unidentified)
     return plan
 
 
-def _write(eid: str, item: MappedRecord) -> PlannedWrite:
-    assert item.task is not None and item.content_hash is not None
-    if item.body is not None and "uid" in item.body:
-        uid = str(item.body["uid"])
-    else:
-        uid = str(item.task.uid) if item.task.uid is not None else ""
-    return PlannedWrite(eid, uid, item.content_hash, item.task, item.body)
+def _duplicate(plan: Plan, source: str, eid: str) -> None:
+    plan.record_errors.append(
+        RecordError(source, eid, None, "duplicate external id in one fetch; kept the first")
+    )
 
 
 def _plan_absence(
@@ -289,23 +449,21 @@ def _plan_absence(
     unidentified: int = 0,
 ) -> None:
     if not complete:
-        if any(status in (*OPEN_LIKE, CLOSING) for _, status, _ in known.values()):
+        if known.active_count():
             plan.messages.append("the fetch did not complete: no task was closed")
         return
     candidates: list[PlannedClose] = []
     retries: list[PlannedClose] = []
-    open_count = 0
+    open_count = known.open_count()
     debounce = policy.close.debounce
-    for eid, (_, status, times_missing) in known.items():
-        if status in OPEN_LIKE:
-            open_count += 1
+    for eid, status, times_missing in known.candidates():
         if eid in seen:
             continue
         if status == CLOSING:  # an earlier run decided; finish it
-            retries.append(PlannedClose(eid, str(task_uid(source, eid))))
+            retries.append(PlannedClose(eid, task_uid_text(source, eid)))
         elif status in OPEN_LIKE:
             if times_missing + 1 >= debounce:
-                candidates.append(PlannedClose(eid, str(task_uid(source, eid))))
+                candidates.append(PlannedClose(eid, task_uid_text(source, eid)))
             else:
                 plan.missing[eid] = times_missing + 1
     if candidates and unidentified:

@@ -65,7 +65,7 @@ def state_is_lost(store: StateStore, source: str) -> bool:
     state = store.source_state(source)
     if state.last_complete_fetch or state.completions_seen_until or state.cursor:
         return False
-    if store.record_map(source):
+    if store.has_records(source):
         return False
     return not store.write_backs(source)
 

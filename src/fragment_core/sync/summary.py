@@ -83,8 +83,9 @@ def print_plan(console: Console, plan: Plan, *, limit: int = 20) -> None:
         if len(items) > limit:
             console.print(f"  [{style}]{mark}[/] ... and {len(items) - limit} more")
     console.print(
-        f"Plan: {len(plan.create)} to create, {len(plan.update)} to update, "
-        f"{len(plan.reopen)} to reopen, {len(plan.close)} to close, {plan.unchanged} unchanged, "
+        f"Plan: {plan.planned['created']} to create, {plan.planned['updated']} to update, "
+        f"{plan.planned['reopened']} to reopen, {len(plan.close)} to close, "
+        f"{plan.unchanged} unchanged, "
         f"{len(plan.record_errors)} failed records, {plan.write_backs_due} write-backs due."
     )
     for message in plan.messages:
@@ -173,7 +174,7 @@ class RichProgress:
     def planned(self, plan: Plan) -> None:
         """The plan is ready: switch to the apply bar."""
         self.bar.update(self.fetch_task, total=plan.fetched, completed=plan.fetched)
-        total = len(plan.create) + len(plan.update) + len(plan.reopen) + len(plan.close)
+        total = plan.total_writes
         self.apply_task = self.bar.add_task(
             f"{plan.source}: writing", total=total, completed=self.applied_early
         )
