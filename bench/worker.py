@@ -122,6 +122,7 @@ def run_sync(spec: dict[str, Any]) -> dict[str, Any]:
         "closed": report.closed,
         "reopened": report.reopened,
         "unchanged": report.unchanged,
+        "not_mapped": report.not_mapped,
         "failed_records": report.failed_records,
         "requests": report.requests,
         "write_requests": client.write_requests,

@@ -61,7 +61,7 @@ def test_bench_sync_quick_writes_every_step(tmp_path: Path) -> None:
     assert unchanged["outcome"] == "ok"
     assert unchanged["write_requests"] == 0
     assert unchanged["created"] == unchanged["updated"] == unchanged["closed"] == 0
-    assert unchanged["unchanged"] == RECORDS
+    assert unchanged["unchanged"] == unchanged["not_mapped"] == RECORDS  # none mapped again
     assert unchanged["cpu_us_per_record"] > 0
 
     # 5. 1% edited, 1% removed: exactly those writes
@@ -70,6 +70,8 @@ def test_bench_sync_quick_writes_every_step(tmp_path: Path) -> None:
     assert changed["expected_closed"] == changed["closed"] == RECORDS // 100
     assert changed["created"] == 0 and changed["writes_match"] is True
     assert changed["write_requests"] == 2
+    # only the edited records are mapped again (the options did not change)
+    assert changed["not_mapped"] == RECORDS - 2 * (RECORDS // 100)
 
     # 6. with latency: ours still creates everything; naive is slower per request
     latency = steps["latency"]

@@ -98,6 +98,7 @@ def test_unchanged_records_are_not_mapped_and_edits_are(world: World) -> None:
     again = world.sync()
     assert (again.outcome, again.unchanged, again.requests) == (RunOutcome.OK, 2 * CHUNK + 7, 1)
     assert world.connector.mapped == []  # nothing mapped, nothing written
+    assert again.not_mapped == 2 * CHUNK + 7 and again.to_dict()["not_mapped"] == again.not_mapped
     world.connector.records[3]["title"] = "edited"
     world.connector.records[CHUNK + 1]["title"] = "edited too"
     edited = world.sync()

@@ -59,6 +59,8 @@ class SyncReport:
     closed: int = 0
     reopened: int = 0
     unchanged: int = 0
+    not_mapped: int = 0
+    """Of the unchanged records, those recognised by their raw form, without mapping."""
     dropped: int = 0
     withheld_closes: int = 0
     written_back: int = 0

@@ -7,9 +7,11 @@ never create a duplicate.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
+import re
 import uuid
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -190,7 +192,7 @@ class Task(BaseModel):
         """The JSON body for PUT/POST: normalized, ``None`` values left out."""
         body: dict[str, Any] = {}
         values = self.__dict__
-        for name in type(self).model_fields:
+        for name in _field_names(type(self)):
             value = values[name]
             if value is None:
                 continue
@@ -207,6 +209,14 @@ class Task(BaseModel):
         never change it.
         """
         return body_hash(self.to_api())
+
+
+_PLAIN_UID = re.compile(r"[0-9a-fA-F-]{1,64}")
+
+
+@functools.cache
+def _field_names(model: type[BaseModel]) -> tuple[str, ...]:
+    return tuple(model.model_fields)
 
 
 def body_hash(body: dict[str, Any]) -> str:
@@ -227,7 +237,11 @@ def hashed_body(body: dict[str, Any]) -> tuple[str, bytes]:
     head = {k: body[k] for k in ("uid", "status") if k in body}
     if not head:
         return digest, encoded
-    prefix = json.dumps(head, separators=(",", ":"), ensure_ascii=False).encode()
+    uid = head.get("uid")
+    if len(head) == 1 and type(uid) is str and _PLAIN_UID.fullmatch(uid):
+        prefix = b'{"uid":"' + uid.encode() + b'"}'  # the common case, without a dumps
+    else:
+        prefix = json.dumps(head, separators=(",", ":"), ensure_ascii=False).encode()
     if encoded == b"{}":
         return digest, prefix
     return digest, prefix[:-1] + b"," + encoded[1:]

@@ -78,6 +78,7 @@ def test_sync_then_complete_in_fragment_writes_back_once(
 
     second = _sync(config, env)
     assert second["written_back"] == 1
+    assert second["not_mapped"] == 5  # unchanged in HubSpot: not mapped again; the broken one is
     assert hubspot.completions(done_id) == 1
     assert hubspot.tasks[done_id]["properties"]["hs_task_status"] == "COMPLETED"
 

@@ -30,6 +30,7 @@ from fragment_core.sync.known import StoredKnown
 from fragment_core.sync.plan import (
     DONE,
     OPEN,
+    Known,
     MappedRecord,
     Plan,
     PlannedWrite,
@@ -118,16 +119,28 @@ class _Fetch:
         hashes = self.fingerprint.many(chunk) if self.fingerprint else [None] * len(chunk)
         known = self.known.load([i for i in ids if i is not None]) if self.known else {}
         incremental, skip = self.mode == INCREMENTAL, self.skip
+        # consecutive unchanged records go to the planner together, in fetch order
+        same_ids: list[str] = []
+        same_states: list[Known] = []
+        same_cursors: list[str | None] = []
         for record, rid, cursor, record_hash in zip(chunk, ids, cursors, hashes, strict=True):
-            if incremental and not connector.is_open(record):
+            still_open = not incremental or connector.is_open(record)
+            if skip and still_open and record_hash is not None:
+                state = known.get(rid)  # type: ignore[arg-type]
+                if state is not None and state[3] == record_hash and state[1] in SKIPPABLE:
+                    same_ids.append(rid)  # type: ignore[arg-type]
+                    same_states.append(state)
+                    same_cursors.append(cursor)
+                    continue
+            if same_ids:
+                yield Unchanged(same_ids, same_states, same_cursors)
+                same_ids, same_states, same_cursors = [], [], []
+            if not still_open:
                 yield MappedRecord(rid, open=False, cursor=cursor)
                 continue
-            if skip and record_hash is not None and rid is not None:
-                state = known.get(rid)
-                if state is not None and state[3] == record_hash and state[1] in SKIPPABLE:
-                    yield Unchanged(rid, state, cursor)
-                    continue
             yield self.map(record, rid, cursor, record_hash)
+        if same_ids:
+            yield Unchanged(same_ids, same_states, same_cursors)
 
     def map(
         self,
@@ -331,6 +344,7 @@ def sync_source(
     report.mode = plan.mode
     report.fetched = plan.fetched
     report.unchanged = plan.unchanged
+    report.not_mapped = plan.skipped
     report.dropped = plan.dropped
     report.withheld_closes = plan.withheld_closes
     report.record_errors.extend(plan.record_errors)

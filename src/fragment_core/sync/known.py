@@ -24,23 +24,27 @@ class StoredKnown:
         self._open = sum(counts.get(status, 0) for status in OPEN_LIKE)
         self._active = sum(counts.get(status, 0) for status in ACTIVE)
         self._empty = not counts
-        self._chunk: dict[str, Known | None] = {}
+        self._chunk: dict[str, Known] = {}
+        self._ids: Sequence[str] = ()
+        self._id_set: set[str] | None = None
 
-    def load(self, external_ids: Sequence[str]) -> dict[str, Known | None]:
-        """Read the rows of ``external_ids`` (``None`` for unknown ones) and keep them
-        for :meth:`get` until the next call."""
-        rows = {} if self._empty else self.store.lookup(self.source, external_ids)
-        self._chunk = {eid: rows.get(eid) for eid in external_ids}
+    def load(self, external_ids: Sequence[str]) -> dict[str, Known]:
+        """Read the rows of ``external_ids`` (those the state knows) and keep them for
+        :meth:`get` until the next call."""
+        self._chunk = {} if self._empty else self.store.lookup(self.source, external_ids)
+        self._ids = external_ids
+        self._id_set: set[str] | None = None
         return self._chunk
 
     def get(self, external_id: str) -> Known | None:
         """The record's state: from the chunk loaded last, else one query."""
-        try:
-            return self._chunk[external_id]
-        except KeyError:
-            pass
-        if self._empty:
-            return None
+        row = self._chunk.get(external_id)
+        if row is not None or self._empty:
+            return row
+        if self._id_set is None:
+            self._id_set = set(self._ids)
+        if external_id in self._id_set:
+            return None  # looked up with its chunk: unknown
         return self.store.lookup(self.source, [external_id]).get(external_id)
 
     def open_count(self) -> int:

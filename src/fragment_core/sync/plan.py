@@ -93,7 +93,7 @@ class MappingKnown:
                 yield eid, row[1], row[2]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MappedRecord:
     """One fetched record after mapping: a task, or why there is none.
 
@@ -118,19 +118,30 @@ class MappedRecord:
 
 
 class Unchanged:
-    """A fetched record whose raw form is the one last mapped: counted, not mapped.
+    """Fetched records, in a row, whose raw form is the one last mapped: counted, not
+    mapped.
 
-    ``state`` is what the state knows of it (as :meth:`KnownRecords.get` says)."""
+    ``states`` is what the state knows of each (as :meth:`KnownRecords.get` says);
+    ``cursors`` their cursor values, when the connector has cursors.
+    """
 
-    __slots__ = ("cursor", "external_id", "state")
+    __slots__ = ("cursors", "external_ids", "states")
 
-    def __init__(self, external_id: str, state: Known, cursor: str | None = None) -> None:
-        self.external_id = external_id
-        self.state = state
-        self.cursor = cursor
+    def __init__(
+        self,
+        external_ids: list[str],
+        states: list[Known],
+        cursors: list[str | None] | None = None,
+    ) -> None:
+        self.external_ids = external_ids
+        self.states = states
+        self.cursors = cursors
+
+    def __len__(self) -> int:
+        return len(self.external_ids)
 
     def __repr__(self) -> str:
-        return f"Unchanged({self.external_id!r})"
+        return f"Unchanged({self.external_ids!r})"
 
 
 def map_task(
@@ -352,21 +363,27 @@ def plan_sync(
             lists[kind].append(write)
 
     for item in mapped:
+        if type(item) is Unchanged:  # the cheap path of a re-sync: nothing to map or write
+            fetched += len(item)
+            if item.cursors is not None:
+                for value in item.cursors:
+                    if value is not None:
+                        cursor = max_cursor(cursor, value)
+            for eid, state in zip(item.external_ids, item.states, strict=True):
+                if eid in seen:
+                    _duplicate(plan, source, eid)
+                    continue
+                seen.add(eid)
+                skipped += 1
+                if state[1] in ACTIVE:
+                    seen_active += 1
+                if state[2]:
+                    plan.missing[eid] = 0
+            continue
         fetched += 1
         if item.cursor is not None:
             cursor = max_cursor(cursor, item.cursor)
         eid = item.external_id
-        if type(item) is Unchanged:  # the cheap path of a re-sync: nothing to map or write
-            if eid in seen:
-                _duplicate(plan, source, eid)
-                continue
-            seen.add(eid)
-            skipped += 1
-            state = item.state
-            seen_active += state[1] in ACTIVE
-            if state[2]:
-                plan.missing[eid] = 0
-            continue
         assert isinstance(item, MappedRecord)
         if item.error is not None:
             plan.record_errors.append(item.error)

@@ -47,6 +47,7 @@ def print_report(console: Console, report: SyncReport) -> None:
         ("closed", report.closed),
         ("reopened", report.reopened),
         ("unchanged", report.unchanged),
+        ("  not mapped again", report.not_mapped),
         ("failed records", report.failed_records),
         ("written back", report.written_back),
         ("write-backs failed", report.write_back_failed),
