@@ -58,6 +58,12 @@ class _RecordingWriter:
         kept.append(ids)
         self.tx.save_records(source, states)
 
+    def save_open(self, source: str, rows: Sequence[tuple[str, str, str, Any]]) -> None:
+        ids = [row[0] for row in rows]
+        kept = self.store.commits if all(row[2] for row in rows) else self.store.intents
+        kept.append(ids)
+        self.tx.save_open(source, rows)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.tx, name)
 

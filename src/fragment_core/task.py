@@ -60,7 +60,8 @@ def format_datetime(value: datetime) -> str:
     """ISO-8601 in UTC with a ``Z`` suffix and millisecond precision (the API's format)."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    value = value.astimezone(UTC)
+    elif value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
     return (
         f"{value.year:04d}-{value.month:02d}-{value.day:02d}T"
         f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}."

@@ -514,6 +514,13 @@ class StateWriter:
         ]
         self._many(self.sql.upsert, rows)
 
+    def save_open(self, source: str, rows: Iterable[tuple[str, str, str, str | None]]) -> None:
+        """Insert or replace records whose task is open: ``(external_id, uid,
+        content_hash, record_hash)`` each (what the applier writes for every task)."""
+        status = str(RecordStatus.OPEN)
+        values = [(source, e, u, h, status, None, None, 0, r) for e, u, h, r in rows]
+        self._many(self.sql.upsert, values)
+
     def set_status(
         self,
         source: str,

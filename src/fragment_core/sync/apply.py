@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Protocol
 
 from fragment_core.reports import RecordError
-from fragment_core.state import RecordState, RecordStatus, StateStore
+from fragment_core.state import RecordStatus, StateStore
 from fragment_core.state.store import StateWriter
 from fragment_core.sync.plan import Plan, PlannedClose, PlannedWrite
 from fragment_core.task import TaskStatus
@@ -264,9 +264,7 @@ def _record_intent(source: str, kind: str, chunk: Sequence, store: StateWriter) 
         store.mark_reopening(source, [w.external_id for w in chunk])
     elif kind == "created":  # a task that lands just before a crash is known to the next
         # run ("" hash: re-sent while its record is listed, closed once not)
-        store.save_records(
-            source, [RecordState(w.external_id, w.uid, "", RecordStatus.OPEN) for w in chunk]
-        )
+        store.save_open(source, [(w.external_id, w.uid, "", None) for w in chunk])
     elif kind == "closed":  # never mistaken for an operator's completion
         store.set_status(
             source, [c.external_id for c in chunk], RecordStatus.CLOSING, closed_by="sync"
@@ -295,16 +293,8 @@ def _commit_put(
         if refused and w.uid in refused:
             result.errors.append(RecordError(source, w.external_id, None, refused[w.uid]))
         else:
-            written.append(
-                RecordState(
-                    w.external_id,
-                    w.uid,
-                    w.content_hash,
-                    RecordStatus.OPEN,
-                    record_hash=w.record_hash,
-                )
-            )
-    store.save_records(source, written)
+            written.append((w.external_id, w.uid, w.content_hash, w.record_hash))
+    store.save_open(source, written)
     return len(written)
 
 

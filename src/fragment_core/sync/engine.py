@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from fragment_core.config import SourceSettings
 from fragment_core.connector import Capability, Connector, Record
 from fragment_core.errors import AuthenticationError, BadRecordError, FragmentError
+from fragment_core.plugins import notify_sync_finished, transform_task
 from fragment_core.reports import RecordError, RunOutcome, SyncReport
 from fragment_core.state import StateStore
 from fragment_core.state.store import utcnow
@@ -93,9 +94,14 @@ class _Fetch:
     complete: bool = False
     error: str | None = None
     count: int = 0
+    _transforms: bool = False
+    """Whether any plugin implements ``fragment_transform_task`` (found once per fetch)."""
 
     def __iter__(self) -> Iterator[MappedRecord | Unchanged]:
         connector = self.connector
+        self._transforms = self.pm is not None and bool(
+            self.pm.hook.fragment_transform_task.get_hookimpls()
+        )
         try:
             if self.mode == INCREMENTAL:
                 records = iter(connector.fetch_changes(self.cursor))
@@ -154,9 +160,7 @@ class _Fetch:
         connector = self.connector
         try:
             task = connector.to_task(record)
-            if self.pm is not None:
-                from fragment_core.plugins import transform_task
-
+            if self._transforms:
                 transformed = transform_task(self.pm, task, record, self.source)
                 if transformed is None:
                     return MappedRecord(task.external_id, dropped=True, cursor=cursor)
@@ -386,8 +390,6 @@ def sync_source(
     if not dry_run:
         store.save_run(report)
     if pm is not None:
-        from fragment_core.plugins import notify_sync_finished
-
         for message in notify_sync_finished(pm, report):
             report.messages.append(message)
     log.info(
