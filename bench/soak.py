@@ -23,7 +23,6 @@ Exit code 0 when every check held, 1 otherwise. Everything is seeded.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -40,50 +39,10 @@ from typing import Any
 
 from fragment_core.sandbox.runner import run_sandbox
 from fragment_core.task import SOURCE_FIELD, TaskStatus, task_uid
-from fragment_core.testing import FakeAPI, FakeRequest, FakeResponse
+from fragment_core.testing.backoffice import FakeBackoffice
 
 SOURCE = "soak"
 TOKEN = "soak-backoffice-token"
-
-
-class Backoffice:
-    """Offset-paged tickets; PATCH completes one; effects counted by idempotency key."""
-
-    def __init__(self, count: int) -> None:
-        self.api = FakeAPI("soak-backoffice")
-        self.tickets = {f"S{i:06d}": "open" for i in range(count)}
-        self.next_id = count
-        self.effects: Counter[str] = Counter()
-        self.calls = 0
-        self.keys: dict[str, set[str]] = {}
-
-        @self.api.route("GET", "/tickets")
-        def tickets(req: FakeRequest) -> Any:
-            if req.headers.get("authorization") != f"Bearer {TOKEN}":
-                return FakeResponse(status=401, json={"error": "bad token"})
-            rows = [
-                {"id": k, "subject": f"Ticket {k}"}
-                for k, v in sorted(self.tickets.items())
-                if v == "open"
-            ]
-            offset, limit = int(req.query["offset"]), int(req.query["limit"])
-            return {"items": rows[offset : offset + limit], "total": len(rows)}
-
-        @self.api.route("PATCH", "/tickets/{ticket_id}")
-        async def close(req: FakeRequest) -> Any:
-            ticket = req.path_params["ticket_id"]
-            key = req.headers.get("idempotency-key", "")
-            self.calls += 1
-            await asyncio.sleep(0.005)
-            known = self.keys.setdefault(ticket, set())
-            if key not in known:
-                known.add(key)
-                self.effects[ticket] += 1
-            self.tickets[ticket] = "done"
-            return {"id": ticket, "status": "done"}
-
-    def open_ids(self) -> list[str]:
-        return sorted(k for k, v in self.tickets.items() if v == "open")
 
 
 @dataclass
@@ -96,7 +55,7 @@ class Tally:
     added: int = 0
 
 
-def write_config(folder: Path, tasks_url: str, token: str, office_url: str) -> Path:
+def write_config(folder: Path, tasks_url: str, token: str, office: FakeBackoffice) -> Path:
     (folder / "token").write_text(token)
     config = folder / "fragment.toml"
     config.write_text(
@@ -105,19 +64,12 @@ def write_config(folder: Path, tasks_url: str, token: str, office_url: str) -> P
         f'[state]\nurl = "sqlite:///{(folder / "state.db").as_posix()}"\n'
         f'[[sources]]\nname = "{SOURCE}"\nconnector = "http"\n'
         "[sources.close]\nmax_share = 0.9\n"
-        "[sources.options]\n"
-        f'base_url = "{office_url}"\n'
-        'auth = {type = "bearer", token = "${SOAK_TOKEN}"}\n'
-        'backlog = {path = "/tickets", records_path = "items"}\n'
-        'pagination = {type = "offset", limit = 200, total_path = "total"}\n'
-        'mapping = {external_id = "id", title = "subject"}\n'
-        'write_back = {method = "PATCH", path = "/tickets/{external_id}"}\n'
-        "timeout = 2\n"
+        + office.source_options("SOAK_TOKEN", page=200, extra="timeout = 2\n")
     )
     return config
 
 
-def inject_vendor_fault(rng: random.Random, office: Backoffice, tally: Tally) -> None:
+def inject_vendor_fault(rng: random.Random, office: FakeBackoffice, tally: Tally) -> None:
     kind = rng.choice(["429", "503", "drop", "truncate", "timeout", "none", "none"])
     if kind == "429":
         office.api.rate_limit_next(rng.randint(1, 3), wait=0.2, path="/tickets")
@@ -130,15 +82,14 @@ def inject_vendor_fault(rng: random.Random, office: Backoffice, tally: Tally) ->
     tally.vendor_faults[kind] += 1
 
 
-def change_the_world(rng: random.Random, office: Backoffice, client: Any, tally: Tally) -> None:
+def change_the_world(rng: random.Random, office: FakeBackoffice, client: Any, tally: Tally) -> None:
     """The source changes and operators complete some tasks."""
     open_ids = office.open_ids()
     for eid in rng.sample(open_ids, min(len(open_ids) // 50 + 1, len(open_ids))):
         office.tickets[eid] = "resolved"
         tally.resolved_in_source += 1
     for _ in range(rng.randint(0, 30)):
-        office.tickets[f"S{office.next_id:06d}"] = "open"
-        office.next_id += 1
+        office.add(1)
         tally.added += 1
     synced = {
         t.external_id
@@ -158,7 +109,7 @@ def change_the_world(rng: random.Random, office: Backoffice, client: Any, tally:
 def soak(minutes: float, seed: int, records: int, faults: float) -> int:
     logging.getLogger("stamina").setLevel(logging.ERROR)  # retries are expected here
     rng = random.Random(seed)
-    office = Backoffice(records)
+    office = FakeBackoffice(records, token=TOKEN, prefix="S", digits=6, effect_delay=0.005)
     tally = Tally()
     folder = Path(tempfile.mkdtemp(prefix="fragment-soak-"))
     deadline = time.monotonic() + minutes * 60
@@ -167,7 +118,7 @@ def soak(minutes: float, seed: int, records: int, faults: float) -> int:
         office.api,
         run_sandbox(faults=faults, seed=seed, fault_retry_after=0.05, in_thread=False) as sandbox,
     ):
-        config = write_config(folder, sandbox.url, sandbox.token, office.api.base_url)
+        config = write_config(folder, sandbox.url, sandbox.token, office)
         command = [
             sys.executable,
             "-m",
@@ -255,7 +206,7 @@ def soak(minutes: float, seed: int, records: int, faults: float) -> int:
         "records_added": tally.added,
         "resolved_in_source": tally.resolved_in_source,
         "operator_completions": len(tally.completed),
-        "write_back_calls": office.calls,
+        "write_back_calls": office.write_backs(),
         "write_back_effects": sum(office.effects.values()),
         "duplicates": duplicates,
         "problems": problems,

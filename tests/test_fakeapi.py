@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 
 import httpx
 import pytest
@@ -241,3 +242,19 @@ def test_rate_limit_dates_are_computed_when_the_429_is_served() -> None:
     first_at = email.utils.parsedate_to_datetime(first.headers["retry-after"])
     second_at = email.utils.parsedate_to_datetime(second.headers["retry-after"])
     assert (second_at - first_at).total_seconds() >= 1  # "wait" from each answer, not the call
+
+
+def test_fake_backoffice_pages_tickets_and_counts_effects_by_key() -> None:
+    from fragment_core.testing.backoffice import FakeBackoffice
+
+    office = FakeBackoffice(5, token="office-token")
+    with office.api, httpx.Client(base_url=office.api.base_url) as http:
+        auth = {"Authorization": "Bearer office-token"}
+        assert http.get("/tickets?offset=0&limit=2").status_code == 401
+        page = http.get("/tickets?offset=2&limit=2", headers=auth).json()
+        assert page["total"] == 5 and [t["id"] for t in page["items"]] == ["T0002", "T0003"]
+        for key in ("k1", "k1", "k2"):
+            http.patch("/tickets/T0001", headers={**auth, "Idempotency-Key": key})
+        assert office.effects == Counter({"T0001": 2}) and office.write_backs() == 3
+        assert office.add(1) == ["T0005"] and "T0001" not in office.open_ids()
+    assert 'token = "${OFFICE}"' in office.source_options("OFFICE")

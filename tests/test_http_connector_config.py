@@ -186,3 +186,33 @@ def test_docs_have_three_worked_examples_that_load(tmp_path: Path) -> None:
         parse_options(tomllib.loads(examples[0])["sources"][0]["options"]).pagination,
         PagePagination,
     )
+
+
+def test_a_secret_in_a_nested_table_can_come_from_a_file(tmp_path: Path) -> None:
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "office").write_text("s3cret-office\n")
+    path = tmp_path / "fragment.toml"
+    path.write_text(
+        """
+[tasks_api]
+url = "http://127.0.0.1:1"
+token = "t"
+
+[[sources]]
+name = "office"
+connector = "http"
+[sources.options]
+base_url = "https://backoffice.example.com"
+auth = {type = "bearer", token_file = "secrets/office"}
+backlog = {path = "/api/tickets", records_path = "data"}
+mapping = {title = "subject", custom = {report_file = "attachments.report"}}
+"""
+    )
+    (source,) = load_settings(path, env={}).sources
+    assert source.options.auth.token.get_secret_value() == "s3cret-office"
+    # free-form tables (custom fields) are data: a key ending in _file stays as it is
+    assert source.options.mapping.custom == {"report_file": "attachments.report"}
+    missing = path.read_text().replace("secrets/office", "secrets/none")
+    path.write_text(missing)
+    with pytest.raises(ConfigurationError, match=r"options\.auth\.token_file: cannot read"):
+        load_settings(path, env={})

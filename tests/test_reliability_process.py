@@ -7,7 +7,6 @@ way Stripe or any API with idempotency keys would apply them).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import random
@@ -23,7 +22,7 @@ from typing import Any
 from fragment_core.sandbox.runner import run_sandbox
 from fragment_core.state import StateStore
 from fragment_core.task import SOURCE_FIELD, TaskStatus, task_uid
-from fragment_core.testing import FakeAPI, FakeRequest, FakeResponse
+from fragment_core.testing.backoffice import FakeBackoffice
 
 SEED = 4242
 SOURCE = "killed"
@@ -32,52 +31,7 @@ KILLS_DURING_SYNC = 5
 KILLS_DURING_WRITE_BACK = 5
 
 
-class Backoffice:
-    """An internal API: offset-paged open tickets; PATCH closes one (a slow effect)."""
-
-    def __init__(self, count: int) -> None:
-        self.api = FakeAPI("backoffice")
-        self.tickets = {f"T{i:04d}": "open" for i in range(count)}
-        self.next_id = count
-        self.calls: Counter[str] = Counter()
-        self.effects: Counter[str] = Counter()
-        self.keys: dict[str, set[str]] = {}
-
-        @self.api.route("GET", "/tickets")
-        def tickets(req: FakeRequest) -> Any:
-            if req.headers.get("authorization") != f"Bearer {TOKEN}":
-                return FakeResponse(status=401, json={"error": "bad token"})
-            rows = [
-                {"id": k, "subject": f"Ticket {k}", "rev": 1}
-                for k, v in sorted(self.tickets.items())
-                if v == "open"
-            ]
-            offset, limit = int(req.query["offset"]), int(req.query["limit"])
-            return {"items": rows[offset : offset + limit], "total": len(rows)}
-
-        @self.api.route("PATCH", "/tickets/{ticket_id}")
-        async def close(req: FakeRequest) -> Any:
-            ticket = req.path_params["ticket_id"]
-            key = req.headers.get("idempotency-key", "")
-            self.calls[ticket] += 1
-            await asyncio.sleep(0.02)  # the vendor takes its time: kills land mid-way
-            known = self.keys.setdefault(ticket, set())
-            if key not in known:  # the same key again is the same effect
-                known.add(key)
-                self.effects[ticket] += 1
-            self.tickets[ticket] = "done"
-            return {"id": ticket, "status": "done"}
-
-    def add(self, n: int) -> None:
-        for _ in range(n):
-            self.tickets[f"T{self.next_id:04d}"] = "open"
-            self.next_id += 1
-
-    def write_backs(self) -> int:
-        return sum(self.calls.values())
-
-
-def _config(tmp_path: Path, sandbox: Any, office: Backoffice) -> Path:
+def _config(tmp_path: Path, sandbox: Any, office: FakeBackoffice) -> Path:
     config = tmp_path / "fragment.toml"
     (tmp_path / "token").write_text(sandbox.token)
     config.write_text(
@@ -85,22 +39,14 @@ def _config(tmp_path: Path, sandbox: Any, office: Backoffice) -> Path:
         "batch_size = 20\n"
         f'[state]\nurl = "sqlite:///{(tmp_path / "state.db").as_posix()}"\n'
         f'[[sources]]\nname = "{SOURCE}"\nconnector = "http"\n'
-        "[sources.close]\nmax_share = 0.9\n"
-        "[sources.options]\n"
-        f'base_url = "{office.api.base_url}"\n'
-        'auth = {type = "bearer", token = "${BACKOFFICE_TOKEN}"}\n'
-        'backlog = {path = "/tickets", records_path = "items"}\n'
-        'pagination = {type = "offset", limit = 100, total_path = "total"}\n'
-        'mapping = {external_id = "id", title = "subject", custom = {rev = "rev"}}\n'
-        'write_back = {method = "PATCH", path = "/tickets/{external_id}", '
-        'body = {status = "done"}}\n'
+        "[sources.close]\nmax_share = 0.9\n" + office.source_options("BACKOFFICE_TOKEN")
     )
     return config
 
 
 def test_ten_sigkills_during_sync_and_write_back_converge(tmp_path: Path) -> None:
     rng = random.Random(SEED)
-    office = Backoffice(400)
+    office = FakeBackoffice(400, token=TOKEN, effect_delay=0.02)  # kills land mid-way
     kills: list[str] = []
     with office.api, run_sandbox(latency="4ms") as sandbox:
         config = _config(tmp_path, sandbox, office)

@@ -18,6 +18,7 @@ import difflib
 import os
 import re
 import tomllib
+import typing
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -221,12 +222,26 @@ class _Loader:
         return _ENV_REF.sub(replace, text)
 
     def read_secret_files(
-        self, table: dict[str, Any], model: type[BaseModel], source: str, prefix: str
+        self,
+        table: dict[str, Any],
+        model: type[BaseModel] | tuple[type[BaseModel], ...],
+        source: str,
+        prefix: str,
     ) -> dict[str, Any]:
-        """Replace ``X_file = "path"`` with ``X = <file content>`` unless the model has X_file."""
+        """Replace ``X_file = "path"`` with ``X = <file content>`` unless the model has
+        X_file; in nested tables too (``auth = {type = "bearer", token_file = "..."}``)."""
+        models = model if isinstance(model, tuple) else (model,)
+        declared = set().union(*(m.model_fields for m in models))
         result = dict(table)
         for name, value in table.items():
-            if not name.endswith("_file") or name in model.model_fields:
+            if isinstance(value, dict):
+                nested = _table_models(models, name)
+                if nested:  # a table of options, not free-form data such as custom fields
+                    result[name] = self.read_secret_files(
+                        value, nested, source, _dotted(prefix, name)
+                    )
+                continue
+            if not name.endswith("_file") or name in declared:
                 continue
             target = name.removesuffix("_file")
             key = _dotted(prefix, name)
@@ -314,6 +329,24 @@ class _Loader:
         options = self.read_secret_files(options, cls.Config, where, "options")
         config = self.validate(cls.Config, options, where, "options")
         return source.model_copy(update={"options": config})
+
+
+def _table_models(models: tuple[type[BaseModel], ...], name: str) -> tuple[type[BaseModel], ...]:
+    """The models a nested table ``name`` of ``models`` may be (all members of a union)."""
+    found: list[type[BaseModel]] = []
+
+    def collect(annotation: Any) -> None:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            found.append(annotation)
+            return
+        for arg in typing.get_args(annotation):
+            collect(arg)
+
+    for model in models:
+        field = model.model_fields.get(name)
+        if field is not None:
+            collect(field.annotation)
+    return tuple(found)
 
 
 def _dotted(prefix: str, key: Any) -> str:
