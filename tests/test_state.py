@@ -151,3 +151,26 @@ def test_run_history(store: StateStore) -> None:
     runs = store.last_runs("s", limit=2)
     assert [r["created"] for r in runs] == [2, 1]
     assert runs[0]["outcome"] == "capped"
+
+
+def test_chunked_reads_and_one_transaction_for_several_writes(store: StateStore) -> None:
+    store.save_records("s", [RecordState(f"r{i:03d}", f"u{i}", f"h{i}") for i in range(1200)])
+    with store.transaction() as tx:
+        tx.save_open("s", [("r000", "u0", "h0-new", "raw0"), ("new", "un", "", None)])
+        tx.set_status("s", ["r001"], RecordStatus.CLOSING, closed_by="sync")
+        tx.set_record_hashes("s", {"r002": "raw2"})
+        tx.set_times_missing("s", {"r003": 2})
+    ids = [f"r{i:03d}" for i in range(0, 1200, 2)] + ["new", "absent"]
+    found = store.lookup("s", ids)  # more ids than one query takes
+    assert len(found) == 601 and "absent" not in found
+    assert found["r000"] == ("h0-new", "open", 0, "raw0")
+    assert found["r002"] == ("h2", "open", 0, "raw2") and found["new"] == ("", "open", 0, None)
+    assert store.status_counts("s") == {"open": 1200, "closing": 1}
+    active = list(store.records_in("s", ["open", "closing"], page=500))
+    assert len(active) == 1201 and [a[0] for a in active] == sorted(a[0] for a in active)
+    assert ("r001", "closing", 0) in active and ("r003", "open", 2) in active
+    assert store.has_records("s") and not store.has_records("other")
+    with pytest.raises(RuntimeError), store.transaction() as tx:  # all or nothing
+        tx.set_record_hashes("s", {"r004": "lost"})
+        raise RuntimeError("crash before the commit")
+    assert store.record("s", "r004").record_hash is None
