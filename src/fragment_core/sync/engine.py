@@ -131,10 +131,10 @@ class _Fetch:
         same_cursors: list[str | None] = []
         for record, rid, cursor, record_hash in zip(chunk, ids, cursors, hashes, strict=True):
             still_open = not incremental or connector.is_open(record)
-            if skip and still_open and record_hash is not None:
-                state = known.get(rid)  # type: ignore[arg-type]
+            if skip and still_open and record_hash is not None and rid is not None:
+                state = known.get(rid)
                 if state is not None and state[3] == record_hash and state[1] in SKIPPABLE:
-                    same_ids.append(rid)  # type: ignore[arg-type]
+                    same_ids.append(rid)
                     same_states.append(state)
                     same_cursors.append(cursor)
                     continue
