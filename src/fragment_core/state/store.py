@@ -471,6 +471,7 @@ class _RecordSQL:
         self.reopening = f"UPDATE fragment_records SET status = {p}, times_missing = 0 {where}"
         self.missing = f"UPDATE fragment_records SET times_missing = {p} {where}"
         self.record_hash = f"UPDATE fragment_records SET record_hash = {p} {where}"
+        self.unknown = f"UPDATE fragment_records SET content_hash = '', record_hash = NULL {where}"
         self._lookups: dict[int, str] = {}
 
     def lookup(self, count: int) -> str:
@@ -543,6 +544,11 @@ class StateWriter:
     def set_times_missing(self, source: str, counts: dict[str, int]) -> None:
         """Set ``times_missing`` of records."""
         self._many(self.sql.missing, [(n, source, eid) for eid, n in counts.items()])
+
+    def forget_hashes(self, source: str, external_ids: Iterable[str]) -> None:
+        """Record the intent to update tasks: until the update is committed, the state
+        does not know what the Tasks API holds, so the next run writes them again."""
+        self._many(self.sql.unknown, [(source, eid) for eid in external_ids])
 
     def set_record_hashes(self, source: str, hashes: dict[str, str]) -> None:
         """Remember the fingerprint of records found unchanged after mapping."""

@@ -262,6 +262,9 @@ def _record_intent(source: str, kind: str, chunk: Sequence, store: StateWriter) 
     """Before a chunk is sent: a crash after its request leaves the state knowing."""
     if kind == "reopened":  # counted as open until the reopen is known to have landed
         store.mark_reopening(source, [w.external_id for w in chunk])
+    elif kind == "updated":  # an update that lands just before a crash is sent again,
+        # even if the record goes back to what was last committed
+        store.forget_hashes(source, [w.external_id for w in chunk])
     elif kind == "created":  # a task that lands just before a crash is known to the next
         # run ("" hash: re-sent while its record is listed, closed once not)
         store.save_open(source, [(w.external_id, w.uid, "", None) for w in chunk])
