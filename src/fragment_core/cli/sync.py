@@ -200,6 +200,8 @@ def run_command(ctx: click.Context, once: bool) -> None:
     finally:
         runner.client.close()
         runner.store.close()
+    if runner.fatal is not None:
+        raise runner.fatal
     ctx.exit(EXIT_CODES[runner.worst_outcome()] if once else 0)
 
 
