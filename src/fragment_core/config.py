@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from fragment_core.errors import ConfigurationError
+from fragment_core.redaction import redact_url
 
 if TYPE_CHECKING:
     from fragment_core.connector import Connector
@@ -103,6 +104,11 @@ class StateSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = "sqlite:///fragment-state.db"
+
+    def __repr_args__(self) -> Any:
+        """The URL with its password masked (``repr`` reaches logs and tracebacks)."""
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "url" and isinstance(value, str) else value
 
 
 class ClosePolicy(BaseModel):
