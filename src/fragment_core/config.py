@@ -27,6 +27,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from fragment_core.errors import ConfigurationError
+from fragment_core.redaction import redact_url
 
 
 class ConnectorOptions(Protocol):
@@ -113,6 +114,11 @@ class StateSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = "sqlite:///fragment-state.db"
+
+    def __repr_args__(self) -> Any:
+        """The URL with its password masked (``repr`` reaches logs and tracebacks)."""
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "url" and isinstance(value, str) else value
 
 
 class ClosePolicy(BaseModel):
