@@ -8,9 +8,10 @@ listing needs:
 - loop detection: a ``next`` token seen before stops with :class:`PagingLoopError`;
 - de-duplication by ``id_of``: an item whose id was already yielded is skipped;
 - completeness: when a page announced ``total`` and the listing ends with fewer unique
-  items (than the largest total announced: a listing that shrank while being paged may
-  have shifted an item past the pages already read), :class:`~fragment_core.errors.IncompleteFetchError` (a TransientError) is raised:
-  the run fails and is retried, nothing is closed for a record that was cut off.
+  items than the largest total announced (a listing that shrank while paged may have
+  shifted an item past the pages already read),
+  :class:`~fragment_core.errors.IncompleteFetchError` (a TransientError) is raised: the
+  run fails and is retried, nothing is closed for a record that was cut off.
 
 The HTTP paginators (:class:`PageNumberPaging`, :class:`OffsetPaging`,
 :class:`CursorPaging`, :class:`LinkHeaderPaging`, :class:`NextUrlPaging`) turn one page's
