@@ -111,7 +111,11 @@ class ClosePolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_share: float = Field(
-        default=0.5, ge=0, le=1, description="Close nothing if more than this share would close."
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Close nothing if this share or more of the open tasks would close "
+        "(counting every close of the rolling window).",
     )
     min_open: int = Field(
         default=10, ge=0, description="The cap applies above this many open tasks."
@@ -119,6 +123,16 @@ class ClosePolicy(BaseModel):
     debounce: int = Field(
         default=1, ge=1, description="Complete runs a record must be missing before closing."
     )
+    window: timedelta = Field(
+        default=timedelta(hours=24),
+        description="Closes by the runs of this rolling window count together against the "
+        "cap (a run forced with --force-close is not counted).",
+    )
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, value: Any) -> timedelta:
+        return parse_duration(value)
 
 
 class SourceSettings(BaseModel):
