@@ -4,7 +4,10 @@ Each row is a record. Which column holds the external id, the title, the url and
 due date, and which become custom fields, is configurable. A row whose status column
 says done is not in the backlog, and a row removed from the file closes its task.
 Write-back sets the status column (and the completion time) of the row, atomically:
-the new file is written next to the old one and renamed over it.
+the new file is written next to the old one and renamed over it. The file is shared
+with other programs: every write-back holds an advisory lock (``flock``) on the sidecar
+file ``<file>.lock`` and re-reads the file under it, so a program that appends rows
+while holding the same lock loses nothing (see ``docs/connectors/file.md``).
 
 Example (the spreadsheet of the integration guide)::
 
@@ -18,7 +21,9 @@ Example (the spreadsheet of the integration guide)::
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import json
 import os
 import tempfile
@@ -46,6 +51,35 @@ def _lock_for(path: Path) -> threading.Lock:
     key = str(path.resolve())
     with _locks_guard:
         return _locks.setdefault(key, threading.Lock())
+
+
+def lock_path(path: Path) -> Path:
+    """The sidecar lock file of a backlog file: ``<file>.lock`` next to it."""
+    return path.with_name(path.name + ".lock")
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold the write lock of ``path``: this process's thread lock, then an exclusive
+    ``flock`` on ``<file>.lock`` that other programs honour (``flock backlog.csv.lock ...``).
+
+    The lock is on the sidecar, not on the backlog itself, because a write-back replaces
+    the backlog (a new inode), which would silently drop a lock held on the old one.
+    """
+    with _lock_for(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporary files a killed write-back left (call only under the lock)."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 class FileConfig(ConnectorConfig):
@@ -121,10 +155,16 @@ class FileConnector(Connector[FileConfig]):
                 f"the backlog file {str(path)!r} does not exist", where=self._where()
             )
         try:
-            with path.open(newline="", encoding=self.config.encoding) as handle:
+            with path.open(newline="", encoding=_encoding(self.config.encoding)) as handle:
                 if self.config.format == "csv":
-                    reader = csv.DictReader(handle)
+                    reader = csv.DictReader(handle, restkey=_EXTRA)
                     columns = list(reader.fieldnames or [])
+                    if columns and self.config.id_column not in columns:
+                        raise ConfigurationError(
+                            f"{path.name} has no column {self.config.id_column!r} "
+                            f"(options.id_column); its columns: {', '.join(columns) or 'none'}",
+                            where=self._where(),
+                        )
                     rows = [{**row, _LINE: reader.line_num} for row in reader]
                     return columns, rows
                 columns: list[str] = []
@@ -132,12 +172,11 @@ class FileConnector(Connector[FileConfig]):
                 for number, line in enumerate(handle, start=1):
                     if not line.strip():
                         continue
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        row = {"_error": f"line {number} is not JSON: {exc.msg}"}
+                    row = _json_line(line, number)
                     if not isinstance(row, dict):
                         row = {"_error": f"line {number} is not a JSON object"}
+                    if "_error" in row:
+                        row["_raw"] = line.rstrip("\r\n")
                     for key in row:
                         if key not in columns and not key.startswith("_"):
                             columns.append(key)
@@ -169,10 +208,22 @@ class FileConnector(Connector[FileConfig]):
         line = record.get(_LINE)
         if "_error" in record:
             raise BadRecordError(record["_error"], where=self._where())
+        if cfg.id_column not in record:
+            raise BadRecordError(
+                f"line {line}: the id column is missing", field=cfg.id_column, where=self._where()
+            )
         external_id = self.record_id(record)
         if external_id is None:
             raise BadRecordError(
                 f"line {line}: the id column is empty", field=cfg.id_column, where=self._where()
+            )
+        extra = record.get(_EXTRA)
+        if extra is not None:
+            raise BadRecordError(
+                f"line {line}: {len(extra)} more field{'s' if len(extra) > 1 else ''} than "
+                "the header has columns",
+                record_id=external_id,
+                where=self._where(),
             )
         title = str(record.get(cfg.title_column) or "").strip()
         if not title:
@@ -215,7 +266,17 @@ class FileConnector(Connector[FileConfig]):
                 field=column,
                 where=self._where(),
             ) from None
-        return due if due.tzinfo else due.replace(tzinfo=UTC)
+        due = due if due.tzinfo else due.replace(tzinfo=UTC)
+        try:
+            due.astimezone(UTC)
+        except OverflowError:
+            raise BadRecordError(
+                f"line {line}: {value!r} is out of range (no such instant in UTC)",
+                record_id=external_id,
+                field=column,
+                where=self._where(),
+            ) from None
+        return due
 
     def _custom(self, record: Record) -> dict[str, Any]:
         cfg = self.config
@@ -231,7 +292,9 @@ class FileConnector(Connector[FileConfig]):
         }
         names = cfg.custom_columns
         if names is None:
-            names = [k for k in record if k not in reserved and not k.startswith("_")]
+            names = [
+                k for k in record if isinstance(k, str) and k not in reserved and k[:1] != "_"
+            ]
         return {name: record.get(name) for name in names if record.get(name) not in (None, "")}
 
     # -- write-back ---------------------------------------------------------------------
@@ -255,9 +318,13 @@ class FileConnector(Connector[FileConfig]):
 
     def update_rows(self, changes: dict[str, Callable[[dict[str, Any]], None]]) -> int:
         """Apply ``changes`` (external id -> function changing the row) and rewrite the file
-        atomically; return how many rows were found."""
+        atomically; return how many rows were found.
+
+        Holds the file's lock (:func:`locked`) from the read to the rename, so rows another
+        program appended under the same lock are read and kept.
+        """
         cfg = self.config
-        with _lock_for(cfg.path):
+        with locked(cfg.path):
             columns, rows = self.read_rows()
             found = 0
             for row in rows:
@@ -270,13 +337,38 @@ class FileConnector(Connector[FileConfig]):
                     for key in row:
                         if key not in columns and not key.startswith("_"):
                             columns.append(key)
-                write_rows(cfg.path, columns, rows, fmt=cfg.format or "csv", encoding=cfg.encoding)
+                _write_unlocked(cfg.path, columns, rows, cfg.format or "csv", cfg.encoding)
             return found
 
     def check(self) -> str:
         """Read the file and count its open rows."""
         count = sum(1 for _ in self.fetch_backlog())
         return f"{self.config.path.name}: {count} open rows"
+
+
+#: Where a CSV row keeps the values beyond the header's columns.
+_EXTRA = "_extra"
+
+
+def _encoding(name: str) -> str:
+    """UTF-8 reads skip a byte-order mark (Excel's CSV export starts with one)."""
+    return "utf-8-sig" if name.lower().replace("_", "-") in ("utf-8", "utf8") else name
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number the Tasks API accepts")
+
+
+def _json_line(line: str, number: int) -> Any:
+    """One JSON Lines line, or ``{"_error": ...}`` saying why it is a bad record."""
+    try:
+        return json.loads(line, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        return {"_error": f"line {number} is not JSON: {exc.msg}"}
+    except RecursionError:
+        return {"_error": f"line {number} is nested too deeply to read"}
+    except ValueError as exc:  # a constant refused above, or an integer of too many digits
+        return {"_error": f"line {number}: {exc}"}
 
 
 def write_rows(
@@ -287,18 +379,37 @@ def write_rows(
     fmt: str = "csv",
     encoding: str = "utf-8",
 ) -> None:
-    """Write a backlog file atomically (a temporary file in the same folder, then rename)."""
+    """Write a backlog file atomically (a temporary file in the same folder, then rename),
+    holding its lock (:func:`locked`)."""
+    with locked(path):
+        _write_unlocked(path, columns, rows, fmt, encoding)
+
+
+def _write_unlocked(
+    path: Path, columns: list[str], rows: list[dict[str, Any]], fmt: str, encoding: str
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(tmp, path.stat().st_mode & 0o7777)  # keep the file's permissions
         with os.fdopen(fd, "w", newline="", encoding=encoding) as handle:
             if fmt == "csv":
                 writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
                 writer.writeheader()
+                plain = csv.writer(handle)
                 for row in rows:
+                    extra = row.get(_EXTRA)
+                    if extra:  # a row longer than the header: kept as it was
+                        plain.writerow([row.get(c) or "" for c in columns] + list(extra))
+                        continue
                     writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
             else:
                 for row in rows:
+                    if "_raw" in row:  # a line that is not a JSON object: kept as it was
+                        handle.write(row["_raw"] + "\n")
+                        continue
                     clean = {k: v for k, v in row.items() if not k.startswith("_")}
                     handle.write(json.dumps(clean, ensure_ascii=False) + "\n")
             handle.flush()

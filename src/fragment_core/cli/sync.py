@@ -24,7 +24,8 @@ from typing import Any
 
 import click
 
-from fragment_core.cli_support import (
+from fragment_core.cli.summary import EXIT_CODES, RichProgress, print_plan, print_report
+from fragment_core.cli.support import (
     echo_json,
     load_config_from_context,
     plugin_manager_from_context,
@@ -32,13 +33,12 @@ from fragment_core.cli_support import (
     stderr_console,
     stdout_console,
 )
-from fragment_core.config import Settings, SourceSettings, build_connector
+from fragment_core.config import Settings, SourceSettings
 from fragment_core.errors import ConfigurationError
 from fragment_core.runner import Runner, open_tasks_client
 from fragment_core.state import OutboxState, StateStore
 from fragment_core.sync.engine import NoProgress, sync_source
 from fragment_core.sync.plan import Plan
-from fragment_core.sync.summary import EXIT_CODES, RichProgress, print_plan, print_report
 
 SYNC_EXAMPLES = """\b
 Examples:
@@ -135,7 +135,7 @@ def sync_command(
     settings = load_config_from_context(ctx)
     src = _source(settings, source)
     pm = plugin_manager_from_context(ctx)
-    connector = build_connector(src, registry_from_context(ctx))
+    connector = registry_from_context(ctx).build(src)
     client = open_tasks_client(settings)
     store = StateStore(settings.state.url)
     console = stdout_console()
@@ -248,7 +248,7 @@ def status_rows(settings: Settings, store: StateStore) -> list[dict[str, Any]]:
 @click.pass_context
 def status_command(ctx: click.Context, as_json: bool) -> None:
     """Per source: the last run, its outcome and counts, lag, pending and failed write-backs."""
-    from fragment_core.sync.summary import print_status
+    from fragment_core.cli.summary import print_status
 
     settings = load_config_from_context(ctx)
     store = StateStore(settings.state.url)
@@ -276,6 +276,6 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
 @click.option("--port", default=0, help="Sandbox port (default: a free one).")
 def demo_command(folder: Path, keep_running: bool, rows: int, port: int) -> None:
     """A guided demo on the local sandbox: sync a sample backlog, complete, write back."""
-    from fragment_core.sync.demo import run_demo
+    from fragment_core.cli.demo import run_demo
 
     run_demo(folder, keep_running=keep_running, rows=rows, port=port)

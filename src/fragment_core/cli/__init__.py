@@ -12,7 +12,8 @@ from rich.markup import escape
 from rich.table import Column, Table
 
 from fragment_core import __version__
-from fragment_core.cli_support import (
+from fragment_core.cli.sandbox import sandbox_command
+from fragment_core.cli.support import (
     CliState,
     FragmentGroup,
     echo_json,
@@ -21,7 +22,8 @@ from fragment_core.cli_support import (
     registry_from_context,
     stdout_console,
 )
-from fragment_core.config import CONFIG_ENV, SourceSettings, build_connector
+from fragment_core.cli.sync import demo_command, run_command, status_command, sync_command
+from fragment_core.config import CONFIG_ENV, SourceSettings
 from fragment_core.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -33,8 +35,6 @@ from fragment_core.errors import (
 from fragment_core.logs import configure_logging
 from fragment_core.plugins import ConnectorEntry
 from fragment_core.retries import QUICK, retry_policy
-from fragment_core.sandbox.cli import sandbox_command
-from fragment_core.sync.cli import demo_command, run_command, status_command, sync_command
 from fragment_core.testing.scaffold import new_connector_command
 
 EXAMPLES = """\b
@@ -325,7 +325,7 @@ def _check_source(source: SourceSettings, registry: Any) -> dict[str, Any]:
     result = {"source": source.name, "connector": source.connector, "ok": False, "message": ""}
     connector = None
     try:
-        connector = build_connector(source, registry)
+        connector = registry.build(source)
         with retry_policy(QUICK):  # a person is waiting: report an unreachable host fast
             result["message"] = connector.check()
         result["ok"] = True
