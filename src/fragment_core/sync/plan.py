@@ -483,8 +483,9 @@ def _cap(
     The earlier runs of the rolling window count with this one: ``recent + new`` of
     the ``open + recent`` tasks open when the window began, where ``recent`` is what
     the latest of those runs closed net of what they created and reopened, at its
-    largest (so a source that churns is not capped, one that shrinks by slices is). With ``recent = 0`` this is this
-    run's share of the open tasks. The boundary is inclusive.
+    largest (so a source that churns is not capped, one that shrinks by slices is).
+    With ``recent = 0`` this is this run's share of the open tasks. The boundary is
+    inclusive.
     """
     new = len(explicit) + len(absent)
     if not new or policy.force_close:
