@@ -696,3 +696,52 @@ def test_max_pages_stops_a_runaway_fetch(office: Backoffice, make: Callable[...,
     with pytest.raises(ConfigurationError, match=r"options\.pagination\.max_pages"):
         list(connector.fetch_backlog())
     assert len(office.api.requests) == 1
+
+
+# -- ids never change a path ------------------------------------------------------------------
+HOSTILE_IDS = {
+    "..": "%2E%2E",
+    ".": "%2E",
+    "../../admin": "%2E%2E%2F%2E%2E%2Fadmin",
+    "a/b": "a%2Fb",
+    "50%": "50%25",
+    "a?b=c": "a%3Fb%3Dc",
+    "x#y": "x%23y",
+    "v1.2": "v1%2E2",
+}
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["/tickets/{external_id}", "/tickets/{id}/close", "/t/{fields.customer}", "/u/{uid}.json"],
+)
+@pytest.mark.parametrize("hostile", list(HOSTILE_IDS))
+def test_no_id_changes_a_write_back_path(
+    office: Backoffice, make: Callable[..., HttpConnector], template: str, hostile: str
+) -> None:
+    @office.api.route("PATCH", "/{rest:path}")
+    def anything(req: FakeRequest) -> Any:
+        return {"ok": True}
+
+    write_back = {"path": template, "body": {"status": "closed"}, "accept_statuses": [404]}
+    connector = make(write_back=write_back)
+    record = {**office.tickets["2"], "id": hostile, "customer": {"name": hostile}}
+    task = connector.to_task(record)
+    remote, completion = completion_for(connector, task)
+    connector.on_complete(remote, completion)
+    (sent,) = office.api.requests
+    value = str(completion.uid) if "{uid}" in template else hostile
+    encoded = HOSTILE_IDS[hostile] if value == hostile else value
+    prefix, _, suffix = template.partition("{")
+    suffix = suffix.partition("}")[2]
+    assert sent.raw_path == prefix + encoded + suffix
+    assert sent.path == prefix + value + suffix
+
+
+@pytest.mark.parametrize("hostile", list(HOSTILE_IDS))
+def test_no_id_changes_the_path_of_a_url_template(
+    make: Callable[..., HttpConnector], office: Backoffice, hostile: str
+) -> None:
+    connector = make(mapping={**options("")["mapping"], "url": "https://crm.example/c/{id}/v"})
+    task = connector.to_task({**office.tickets["2"], "id": hostile})
+    assert task.fields.url == f"https://crm.example/c/{HOSTILE_IDS[hostile]}/v"

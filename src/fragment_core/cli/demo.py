@@ -144,7 +144,6 @@ def run_demo(
             facts = _steps(demo, backlog, rows)
         finally:
             demo.close()
-        base = sandbox.base_url
         console.print(
             f"\n[bold green]That is the whole loop.[/] Your files are in {folder}:\n"
             f"  backlog.csv   the backlog (edit it: add, change or remove rows)\n"
@@ -152,7 +151,8 @@ def run_demo(
         )
         if keep_running:
             console.print(
-                f"The sandbox keeps running. Open the operator page at [bold]{base}/[/] to "
+                "The sandbox keeps running. Open the operator page (this link signs you in)"
+                f" at [bold]{escape(sandbox.operator_url)}[/] to "
                 "start and complete tasks, edit the backlog, then sync again in another "
                 f"terminal:\n  fragment --config {config} sync {SOURCE}\n"
                 f"  fragment --config {config} status\nPress Ctrl-C to stop."

@@ -7,7 +7,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
-from urllib.parse import quote
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -15,7 +14,14 @@ from fragment_core.connector import Capability, Completion, Connector, Record
 from fragment_core.connectors.http.config import HttpConfig, Incremental
 from fragment_core.connectors.http.examples import EXAMPLE_OPTIONS, EXAMPLE_TOML
 from fragment_core.connectors.http.paging import PageRequest, first_request, next_request
-from fragment_core.connectors.http.paths import MISSING, lookup, placeholders, render, set_path
+from fragment_core.connectors.http.paths import (
+    MISSING,
+    lookup,
+    placeholders,
+    quote_segment,
+    render,
+    set_path,
+)
 from fragment_core.connectors.http.session import HttpSession
 from fragment_core.errors import (
     BadRecordError,
@@ -368,8 +374,8 @@ def _same(value: Any, expected: Any) -> bool:
 
 
 def _quote(text: str) -> str:
-    """Percent-encode a value placed in a URL or path template (``/`` included)."""
-    return quote(text, safe="")
+    """Percent-encode a value placed in a URL or path template (``/`` and ``.`` included)."""
+    return quote_segment(text)
 
 
 def _render_json(template: Any, resolve: Any) -> Any:

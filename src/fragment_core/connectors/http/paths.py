@@ -6,8 +6,9 @@ from __future__ import annotations
 import string
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
-__all__ = ["MISSING", "lookup", "placeholders", "render", "set_path"]
+__all__ = ["MISSING", "lookup", "placeholders", "quote_segment", "render", "set_path"]
 
 
 class _Missing:
@@ -99,3 +100,14 @@ def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def quote_segment(text: str) -> str:
+    """Percent-encode ``text`` as (part of) one URL path segment: no value can change
+    the path it is put in.
+
+    Every character but letters, digits, ``-``, ``_`` and ``~`` is encoded, so ``/``,
+    ``?``, ``#`` and ``%`` stay inside the segment, and ``.`` too (``%2E``): an id of
+    ``..`` or ``.`` is never read as a dot-segment by the client or the server.
+    """
+    return quote(text, safe="").replace(".", "%2E")
