@@ -217,6 +217,13 @@ class FileConnector(Connector[FileConfig]):
             raise BadRecordError(
                 f"line {line}: the id column is empty", field=cfg.id_column, where=self._where()
             )
+        if "\x00" in external_id:
+            raise BadRecordError(
+                f"line {line}: the id contains a NUL character, which no state store can keep",
+                record_id=external_id.replace("\x00", "\\x00"),
+                field=cfg.id_column,
+                where=self._where(),
+            )
         extra = record.get(_EXTRA)
         if extra is not None:
             raise BadRecordError(
