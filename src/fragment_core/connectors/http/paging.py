@@ -63,7 +63,7 @@ def first_request(pagination: AnyPagination, request: PageRequest) -> PageReques
     return replace(request, params=params)
 
 
-def next_request(
+def next_request(  # noqa: C901
     pagination: AnyPagination,
     request: PageRequest,
     response: httpx.Response,
