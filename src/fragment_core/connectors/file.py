@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
+import glob
 import json
 import os
 import tempfile
@@ -76,9 +77,13 @@ def locked(path: Path) -> Iterator[None]:
             os.close(fd)  # closing the descriptor releases the flock
 
 
+def _stale_temporaries(path: Path) -> list[Path]:
+    return list(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+
+
 def _remove_stale_temporaries(path: Path) -> None:
     """Delete temporary files a killed write-back left (call only under the lock)."""
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+    for stale in _stale_temporaries(path):
         stale.unlink(missing_ok=True)
 
 
@@ -158,7 +163,7 @@ class FileConnector(Connector[FileConfig]):
             with path.open(newline="", encoding=_encoding(self.config.encoding)) as handle:
                 if self.config.format == "csv":
                     reader = csv.DictReader(handle, restkey=_EXTRA)
-                    columns = list(reader.fieldnames or [])
+                    columns: list[str] = list(reader.fieldnames or [])
                     if columns and self.config.id_column not in columns:
                         raise ConfigurationError(
                             f"{path.name} has no column {self.config.id_column!r} "
@@ -167,7 +172,7 @@ class FileConnector(Connector[FileConfig]):
                         )
                     rows = [{**row, _LINE: reader.line_num} for row in reader]
                     return columns, rows
-                columns: list[str] = []
+                columns = []
                 rows = []
                 for number, line in enumerate(handle, start=1):
                     if not line.strip():
@@ -195,7 +200,10 @@ class FileConnector(Connector[FileConfig]):
             ) from None
 
     def fetch_backlog(self) -> Iterator[Record]:
-        """Every row not marked done."""
+        """Every row not marked done (first removing temporaries a killed write-back left)."""
+        if _stale_temporaries(self.config.path):
+            with locked(self.config.path):
+                _remove_stale_temporaries(self.config.path)
         _, rows = self.read_rows()
         status, done = self.config.status_column, self.config.done_value
         for row in rows:
