@@ -119,7 +119,10 @@ class FileConfig(ConnectorConfig):
     outcome_column: str | None = Field(
         default=None, description="Column the write-back sets to the operator's outcome (JSON)."
     )
-    encoding: str = Field(default="utf-8", description="Text encoding of the file.")
+    encoding: str = Field(
+        default="utf-8",
+        description="Text encoding of the file (utf-8 also reads a file starting with a BOM).",
+    )
 
     @model_validator(mode="after")
     def _known_format(self) -> FileConfig:
