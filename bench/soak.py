@@ -150,7 +150,7 @@ def change_the_world(rng: random.Random, office: FakeBackoffice, client: Any, ta
         tally.file_completed.update(picked)
 
 
-def soak(minutes: float, seed: int, records: int, faults: float) -> int:
+def soak(minutes: float, seed: int, records: int, faults: float) -> int:  # noqa: C901
     logging.getLogger("stamina").setLevel(logging.ERROR)  # retries are expected here
     rng = random.Random(seed)
     office = FakeBackoffice(records, token=TOKEN, prefix="S", digits=6, effect_delay=0.005)

@@ -170,7 +170,7 @@ class FileConnector(Connector[FileConfig]):
             with path.open(newline="", encoding=_encoding(self.config.encoding)) as handle:
                 if self.config.format == "csv":
                     reader = csv.DictReader(handle, restkey=_EXTRA)
-                    columns = list(reader.fieldnames or [])
+                    columns: list[str] = list(reader.fieldnames or [])
                     if columns and self.config.id_column not in columns:
                         raise ConfigurationError(
                             f"{path.name} has no column {self.config.id_column!r} "
@@ -179,7 +179,7 @@ class FileConnector(Connector[FileConfig]):
                         )
                     rows = [{**row, _LINE: reader.line_num} for row in reader]
                     return columns, rows
-                columns: list[str] = []
+                columns = []
                 rows = []
                 for number, line in enumerate(handle, start=1):
                     if not line.strip():

@@ -153,7 +153,7 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _start_subprocess(
+def _start_subprocess(  # noqa: C901
     settings: SandboxSettings, host: str, port: int, timeout: float = 30.0
 ) -> SandboxHandle:
     args = [sys.executable, "-m", "fragment_core", "sandbox", "--host", host]

@@ -443,7 +443,7 @@ class HttpConfig(ConnectorConfig):
     @classmethod
     def _explain_errors(cls, data: Any, handler: Any) -> HttpConfig:
         try:
-            return handler(data)  # type: ignore[no-any-return]
+            return handler(data)
         except ValidationError as exc:
             raise explained_error(exc, HttpConfig, noun="option") from None
 
