@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import glob
 import json
 import os
@@ -35,6 +34,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
+
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): write-backs of this process still take turns
+    fcntl = None  # type: ignore[assignment]
 
 from fragment_core.connector import Completion, Connector, ConnectorConfig, Record
 from fragment_core.errors import BadRecordError, ConfigurationError
@@ -69,6 +73,9 @@ def locked(path: Path) -> Iterator[None]:
     """
     with _lock_for(path):
         path.parent.mkdir(parents=True, exist_ok=True)
+        if fcntl is None:
+            yield
+            return
         fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
