@@ -93,7 +93,7 @@ class Backoffice:
         return {k for k, t in self.tickets.items() if t["status"] == "open"}
 
     # -- routes ---------------------------------------------------------------------------
-    def _routes(self) -> None:
+    def _routes(self) -> None:  # noqa: C901
         api, route = self.api, self.api.route
 
         @route("GET", "/page/tickets")

@@ -65,7 +65,7 @@ class HttpConnector(Connector[HttpConfig]):
     Config: ClassVar[type[HttpConfig]] = HttpConfig
     example_options: ClassVar[dict[str, Any]] = EXAMPLE_OPTIONS
     example_toml = EXAMPLE_TOML
-    capabilities = _Capabilities()  # type: ignore[assignment]
+    capabilities = _Capabilities()
 
     def __init__(self, config: HttpConfig | Mapping[str, Any], *, source: str = "") -> None:
         if not isinstance(config, HttpConfig):
@@ -221,7 +221,7 @@ class HttpConnector(Connector[HttpConfig]):
         value = lookup(record, incremental.open_field)
         return any(_same(value, open_value) for open_value in incremental.open_values)
 
-    def to_task(self, record: Record) -> Task:
+    def to_task(self, record: Record) -> Task:  # noqa: C901
         """Map a record with the ``mapping`` options; BadRecordError names the field."""
         mapping = self.config.mapping
         where = f"source {self.source!r}"
