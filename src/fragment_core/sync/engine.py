@@ -122,6 +122,11 @@ class _Fetch:
     def _chunk(self, chunk: list[Record]) -> Iterator[MappedRecord | Unchanged]:
         connector = self.connector
         ids = _each(connector.record_id, chunk)
+        if any(rid is not None and "\x00" in rid for rid in ids):
+            yield from self._nul_ids(chunk, ids)
+            keep = [rid is None or "\x00" not in rid for rid in ids]
+            chunk = [record for record, kept in zip(chunk, keep, strict=True) if kept]
+            ids = [rid for rid, kept in zip(ids, keep, strict=True) if kept]
         cursors = _cursors(connector, chunk)
         hashes = self.fingerprint.many(chunk) if self.fingerprint else [None] * len(chunk)
         known = self.known.load([i for i in ids if i is not None]) if self.known else {}
@@ -149,6 +154,21 @@ class _Fetch:
         if same_ids:
             yield Unchanged(same_ids, same_states, same_cursors)
 
+    def _nul_ids(self, chunk: list[Record], ids: list[Any]) -> Iterator[MappedRecord]:
+        """A bad record for each id holding a NUL character (no state store keeps one,
+        so the record cannot be tracked: reported, not looked up, not written)."""
+        for rid in ids:
+            if rid is not None and "\x00" in rid:
+                shown = rid.replace("\x00", "\\x00")
+                error = RecordError(
+                    self.source.name,
+                    shown,
+                    "external_id",
+                    "the id contains a NUL character, which no state store can keep",
+                )
+                log.warning("bad record: %s", error, extra={"source": self.source.name})
+                yield MappedRecord(None, error=error)
+
     def map(
         self,
         record: Record,
@@ -173,7 +193,9 @@ class _Fetch:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or None
             error = RecordError(name, record_id, where, first["msg"])
-        except (ValueError, TypeError, KeyError, FragmentError) as exc:
+        except RecursionError:
+            error = RecordError(name, record_id, None, "the record is nested too deeply")
+        except (ValueError, TypeError, KeyError, OverflowError, FragmentError) as exc:
             error = RecordError(name, record_id, None, _error_text(exc))
         log.warning("bad record: %s", error, extra={"source": name, "record": record_id})
         return MappedRecord(error.record_id, error=error, cursor=cursor)
@@ -262,7 +284,10 @@ def plan_source(
     fingerprint = Fingerprinter(connector, mapping_key(source, connector, pm))
     fetch = _Fetch(source, connector, pm, mode, state.cursor, progress, known, fingerprint)
     fetch.skip = source.skip_unchanged and not remap
-    policy = PlanPolicy(close=source.close, reopen=source.reopen, force_close=force_close)
+    recent = 0 if force_close else store.closes_since(source.name, utcnow() - source.close.window)
+    policy = PlanPolicy(
+        close=source.close, reopen=source.reopen, force_close=force_close, recent_closes=recent
+    )
     plan = plan_sync(
         source.name,
         fetch,
@@ -281,7 +306,7 @@ def plan_source(
     return plan, fetch
 
 
-def sync_source(
+def sync_source(  # noqa: C901
     source: SourceSettings,
     connector: Connector,
     client: Any,
@@ -313,6 +338,7 @@ def sync_source(
         connector=connector.name,
         dry_run=dry_run,
         started_at=utcnow(),
+        forced_close=force_close,
     )
     requests_before = getattr(client, "requests_made", 0)
     state_broken = False  # the state database failed: stop writing, report what was done
