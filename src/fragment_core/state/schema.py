@@ -6,6 +6,7 @@ change to these tables bumps :data:`SCHEMA_VERSION` and adds a step to ``MIGRATI
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -98,6 +99,19 @@ outbox = sa.Table(
     sa.Index("ix_fragment_outbox_source_state", "source", "state"),
 )
 
+#: One lease per source: the run that holds it is the only one syncing that source.
+leases = sa.Table(
+    "fragment_leases",
+    metadata,
+    sa.Column("source", sa.String(200), primary_key=True),
+    sa.Column("run_id", sa.String(36), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("since", UTCDateTime(), nullable=False),
+    sa.Column("heartbeat_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+)
+
 #: Run history: one row per run, with its report.
 runs = sa.Table(
     "fragment_runs",
@@ -125,9 +139,34 @@ MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {1: _add_record_hash}
 def ensure_schema(engine: sa.Engine) -> int:
     """Create the tables, or upgrade them to :data:`SCHEMA_VERSION`; return the version.
 
-    A database written by a newer fragment-core is refused rather than damaged.
+    A database written by a newer fragment-core is refused rather than damaged. Safe
+    when several processes create one new database at once: the creation is serialized
+    (SQLite ``BEGIN IMMEDIATE``, a Postgres advisory lock), and a process that still
+    lost a race to another's ``CREATE TABLE`` finds the schema made and carries on.
     """
+    for attempt in range(_CREATE_ATTEMPTS):
+        try:
+            return _ensure_schema_once(engine)
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError):
+            if attempt == _CREATE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+#: How often a schema creation that lost a race is tried again.
+_CREATE_ATTEMPTS = 5
+
+#: The Postgres advisory lock key that serializes schema creation.
+_SCHEMA_LOCK_KEY = 0x46524147  # "FRAG"
+
+
+def _ensure_schema_once(engine: sa.Engine) -> int:
     with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
         metadata.create_all(conn, tables=[schema_version])
         found = conn.execute(sa.select(schema_version.c.version)).scalar()
         if found is None:
