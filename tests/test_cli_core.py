@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from fragment_core import __version__, hookimpl
 from fragment_core.cli import cli
-from fragment_core.cli_support import CliState
+from fragment_core.cli.support import CliState
 from fragment_core.connector import Connector, ConnectorConfig
 from fragment_core.errors import AuthenticationError
 from fragment_core.logs import configure_logging

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from fragment_core.cli import cli
-from fragment_core.sync.demo import run_demo
+from fragment_core.cli.demo import run_demo
 from fragment_core.task import TaskStatus
 
 

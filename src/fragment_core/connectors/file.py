@@ -4,7 +4,10 @@ Each row is a record. Which column holds the external id, the title, the url and
 due date, and which become custom fields, is configurable. A row whose status column
 says done is not in the backlog, and a row removed from the file closes its task.
 Write-back sets the status column (and the completion time) of the row, atomically:
-the new file is written next to the old one and renamed over it.
+the new file is written next to the old one and renamed over it. The file is shared
+with other programs: every write-back holds an advisory lock (``flock``) on the sidecar
+file ``<file>.lock`` and re-reads the file under it, so a program that appends rows
+while holding the same lock loses nothing (see ``docs/connectors/file.md``).
 
 Example (the spreadsheet of the integration guide)::
 
@@ -18,7 +21,9 @@ Example (the spreadsheet of the integration guide)::
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import json
 import os
 import tempfile
@@ -46,6 +51,35 @@ def _lock_for(path: Path) -> threading.Lock:
     key = str(path.resolve())
     with _locks_guard:
         return _locks.setdefault(key, threading.Lock())
+
+
+def lock_path(path: Path) -> Path:
+    """The sidecar lock file of a backlog file: ``<file>.lock`` next to it."""
+    return path.with_name(path.name + ".lock")
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold the write lock of ``path``: this process's thread lock, then an exclusive
+    ``flock`` on ``<file>.lock`` that other programs honour (``flock backlog.csv.lock ...``).
+
+    The lock is on the sidecar, not on the backlog itself, because a write-back replaces
+    the backlog (a new inode), which would silently drop a lock held on the old one.
+    """
+    with _lock_for(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporary files a killed write-back left (call only under the lock)."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 class FileConfig(ConnectorConfig):
@@ -255,9 +289,13 @@ class FileConnector(Connector[FileConfig]):
 
     def update_rows(self, changes: dict[str, Callable[[dict[str, Any]], None]]) -> int:
         """Apply ``changes`` (external id -> function changing the row) and rewrite the file
-        atomically; return how many rows were found."""
+        atomically; return how many rows were found.
+
+        Holds the file's lock (:func:`locked`) from the read to the rename, so rows another
+        program appended under the same lock are read and kept.
+        """
         cfg = self.config
-        with _lock_for(cfg.path):
+        with locked(cfg.path):
             columns, rows = self.read_rows()
             found = 0
             for row in rows:
@@ -270,7 +308,7 @@ class FileConnector(Connector[FileConfig]):
                     for key in row:
                         if key not in columns and not key.startswith("_"):
                             columns.append(key)
-                write_rows(cfg.path, columns, rows, fmt=cfg.format or "csv", encoding=cfg.encoding)
+                _write_unlocked(cfg.path, columns, rows, cfg.format or "csv", cfg.encoding)
             return found
 
     def check(self) -> str:
@@ -287,10 +325,21 @@ def write_rows(
     fmt: str = "csv",
     encoding: str = "utf-8",
 ) -> None:
-    """Write a backlog file atomically (a temporary file in the same folder, then rename)."""
+    """Write a backlog file atomically (a temporary file in the same folder, then rename),
+    holding its lock (:func:`locked`)."""
+    with locked(path):
+        _write_unlocked(path, columns, rows, fmt, encoding)
+
+
+def _write_unlocked(
+    path: Path, columns: list[str], rows: list[dict[str, Any]], fmt: str, encoding: str
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(tmp, path.stat().st_mode & 0o7777)  # keep the file's permissions
         with os.fdopen(fd, "w", newline="", encoding=encoding) as handle:
             if fmt == "csv":
                 writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")

@@ -16,12 +16,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from fragment_core.cli.summary import print_report
 from fragment_core.config import Settings, build_connector, load_settings
 from fragment_core.connectors.file import write_rows, write_sample
 from fragment_core.plugins import get_plugin_manager, get_registry
 from fragment_core.state import StateStore
 from fragment_core.sync.engine import sync_source
-from fragment_core.sync.summary import print_report
 from fragment_core.task import SOURCE_FIELD, RemoteTask, TaskStatus
 
 SOURCE = "demo"

@@ -25,7 +25,8 @@ from typing import Any
 
 import click
 
-from fragment_core.cli_support import (
+from fragment_core.cli.summary import EXIT_BUSY, EXIT_CODES, RichProgress, print_plan, print_report
+from fragment_core.cli.support import (
     echo_json,
     load_config_from_context,
     plugin_manager_from_context,
@@ -39,7 +40,6 @@ from fragment_core.runner import Runner, open_tasks_client
 from fragment_core.state import LeaseHeldError, OutboxState, StateStore
 from fragment_core.sync.engine import NoProgress, sync_source
 from fragment_core.sync.plan import Plan
-from fragment_core.sync.summary import EXIT_BUSY, EXIT_CODES, RichProgress, print_plan, print_report
 
 SYNC_EXAMPLES = """\b
 Examples:
@@ -275,7 +275,7 @@ def status_rows(settings: Settings, store: StateStore) -> list[dict[str, Any]]:
 @click.pass_context
 def status_command(ctx: click.Context, as_json: bool) -> None:
     """Per source: the last run, its outcome and counts, lag, pending and failed write-backs."""
-    from fragment_core.sync.summary import print_status
+    from fragment_core.cli.summary import print_status
 
     settings = load_config_from_context(ctx)
     store = StateStore(settings.state.url, lease_ttl=settings.state.lease_ttl)
@@ -303,6 +303,6 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
 @click.option("--port", default=0, help="Sandbox port (default: a free one).")
 def demo_command(folder: Path, keep_running: bool, rows: int, port: int) -> None:
     """A guided demo on the local sandbox: sync a sample backlog, complete, write back."""
-    from fragment_core.sync.demo import run_demo
+    from fragment_core.cli.demo import run_demo
 
     run_demo(folder, keep_running=keep_running, rows=rows, port=port)

@@ -12,7 +12,8 @@ from rich.markup import escape
 from rich.table import Column, Table
 
 from fragment_core import __version__
-from fragment_core.cli_support import (
+from fragment_core.cli.sandbox import sandbox_command
+from fragment_core.cli.support import (
     CliState,
     FragmentGroup,
     echo_json,
@@ -21,6 +22,7 @@ from fragment_core.cli_support import (
     registry_from_context,
     stdout_console,
 )
+from fragment_core.cli.sync import demo_command, run_command, status_command, sync_command
 from fragment_core.config import CONFIG_ENV, SourceSettings, build_connector
 from fragment_core.errors import (
     AuthenticationError,
@@ -33,8 +35,6 @@ from fragment_core.errors import (
 from fragment_core.logs import configure_logging
 from fragment_core.plugins import ConnectorEntry
 from fragment_core.retries import QUICK, retry_policy
-from fragment_core.sandbox.cli import sandbox_command
-from fragment_core.sync.cli import demo_command, run_command, status_command, sync_command
 from fragment_core.testing.scaffold import new_connector_command
 
 EXAMPLES = """\b
