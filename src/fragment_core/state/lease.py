@@ -4,7 +4,8 @@ A run takes its source's lease before it writes anything and gives it back when 
 ends. The row names its owner (host, pid, a random run id), since when it is held, its
 last heartbeat and when it expires. While the run goes on a heartbeat thread pushes the
 expiry forward; an owner that died (SIGKILL, a lost machine) stops doing so and its lease
-expires after the TTL, when the next run takes it over.
+expires after the TTL, when the next run takes it over (at once when the owner ran on the
+same host and its process is gone).
 
 The take is serialized by the database: SQLite ``BEGIN IMMEDIATE`` (one writer at a
 time), a Postgres transaction-scoped advisory lock on the source name.
@@ -84,7 +85,7 @@ class Lease:
         with self.engine.begin() as conn:
             _serialize(conn, self.source)
             row = conn.execute(sa.select(leases).where(leases.c.source == self.source)).first()
-            if row is not None and row.run_id != self.run_id and row.expires_at > now:
+            if row is not None and row.run_id != self.run_id and self._live(row, now):
                 return _holder(row)
             values = {
                 "run_id": self.run_id,
@@ -104,6 +105,13 @@ class Lease:
                     )
                 conn.execute(leases.update().where(leases.c.source == self.source).values(**values))
         return None
+
+    def _live(self, row: Any, now: datetime) -> bool:
+        """Whether the lease of ``row`` still stands: not expired, and when its owner ran
+        on this host, that process still exists (a killed run's lease is free at once)."""
+        if row.expires_at <= now:
+            return False
+        return row.host != self.host or _process_exists(row.pid)
 
     def renew(self) -> bool:
         """Push the expiry forward; ``False`` when the lease is no longer this run's."""
@@ -192,6 +200,16 @@ def _serialize(conn: sa.Connection, source: str) -> None:
     else:
         key = int.from_bytes(hashlib.sha256(source.encode()).digest()[:8], "big", signed=True)
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
 
 
 def _holder(row: Any) -> LeaseHolder:

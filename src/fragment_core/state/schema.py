@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from fragment_core.errors import ConfigurationError
 
 #: The version of the schema this code reads and writes.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = sa.MetaData()
 
@@ -94,6 +94,9 @@ outbox = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("message", sa.Text, nullable=True),
     sa.Column("next_attempt_at", UTCDateTime(), nullable=True),
+    # the store (process) that claimed the write-back and is calling it; its claim
+    # holds ``next_attempt_at`` ahead until it finishes (schema version 3)
+    sa.Column("claimed_by", sa.String(36), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Index("ix_fragment_outbox_source_state", "source", "state"),
@@ -132,8 +135,17 @@ def _add_record_hash(conn: sa.Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE fragment_records ADD COLUMN record_hash VARCHAR(64)")
 
 
+def _add_leases_and_claims(conn: sa.Connection) -> None:
+    """2 -> 3: ``fragment_leases`` (one run per source) and ``fragment_outbox.claimed_by``."""
+    conn.exec_driver_sql("ALTER TABLE fragment_outbox ADD COLUMN claimed_by VARCHAR(36)")
+    metadata.create_all(conn, tables=[leases])
+
+
 #: ``MIGRATIONS[n]`` upgrades a database at version ``n`` to ``n + 1``.
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {1: _add_record_hash}
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {
+    1: _add_record_hash,
+    2: _add_leases_and_claims,
+}
 
 
 def ensure_schema(engine: sa.Engine) -> int:

@@ -8,6 +8,7 @@ method wrote is durable when it returns: the applier commits after each chunk.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -114,6 +115,8 @@ class StateStore:
 
     def __init__(self, url: str, *, lease_ttl: timedelta = DEFAULT_TTL) -> None:
         self.lease_ttl = lease_ttl
+        self.claimant = str(uuid.uuid4())
+        """This store's id in the write-backs it claims (see :meth:`claim_write_back`)."""
         try:
             parsed = sa.make_url(url)
         except sa.exc.ArgumentError as exc:
@@ -166,6 +169,7 @@ class StateStore:
         """
         held = take_lease(self.engine, source, ttl=ttl or self.lease_ttl, wait=wait)
         try:
+            self._void_claims(source)
             yield held
         finally:
             held.release()
@@ -400,9 +404,24 @@ class StateStore:
                     outbox.c.state != str(OutboxState.DONE),
                     sa.or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now),
                 )
-                .values(next_attempt_at=now + hold, updated_at=now)
+                .values(claimed_by=self.claimant, next_attempt_at=now + hold, updated_at=now)
             )
         return result.rowcount == 1
+
+    def _void_claims(self, source: str) -> None:
+        """Make due again the write-backs other stores claimed but never finished: the
+        caller holds the source's lease, so their claimants are gone."""
+        with self._begin() as conn:
+            conn.execute(
+                outbox.update()
+                .where(
+                    outbox.c.source == source,
+                    outbox.c.state != str(OutboxState.DONE),
+                    outbox.c.claimed_by.is_not(None),
+                    outbox.c.claimed_by != self.claimant,
+                )
+                .values(claimed_by=None, next_attempt_at=None)
+            )
 
     def write_backs(self, source: str, state: OutboxState | None = None) -> list[OutboxEntry]:
         """Write-backs of a source, optionally in one state."""
@@ -433,6 +452,7 @@ class StateStore:
                     message=message,
                     last_error=error,
                     next_attempt_at=next_attempt_at,
+                    claimed_by=None,
                     updated_at=utcnow(),
                 )
             )
