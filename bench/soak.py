@@ -17,6 +17,9 @@ Usage::
     python bench/soak.py --minutes 5 --seed 7
     python bench/soak.py --minutes 30 --records 5000 --faults 0.2
 
+Then it runs the property tests with a random Hypothesis search (profile ``soak``; CI
+runs them derandomized): a failure prints the example to pin with ``@example``.
+
 Exit code 0 when every check held, 1 otherwise. Everything is seeded.
 """
 
@@ -221,10 +224,42 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1, help="seed of every random choice")
     parser.add_argument("--records", type=int, default=2000, help="records at the start")
     parser.add_argument("--faults", type=float, default=0.2, help="Tasks API fault share")
+    parser.add_argument(
+        "--no-fuzz",
+        action="store_true",
+        help="skip the random Hypothesis search of the property tests after the soak",
+    )
     args = parser.parse_args()
     if not 0 < args.minutes <= 24 * 60:
         parser.error("--minutes must be between 0 and 1440")
-    sys.exit(soak(args.minutes, args.seed, args.records, args.faults))
+    code = soak(args.minutes, args.seed, args.records, args.faults)
+    if not args.no_fuzz:
+        code = max(code, fuzz())
+    sys.exit(code)
+
+
+#: The property tests whose random search the soak runs (CI runs them derandomized).
+FUZZ_TESTS = (
+    "tests/test_fuzz_records.py",
+    "tests/test_fuzz_config.py",
+    "tests/test_fuzz_cli.py",
+    "tests/test_plan_properties.py",
+)
+
+
+def fuzz() -> int:
+    """The property tests with a fresh random search (the ``soak`` Hypothesis profile):
+    CI draws the same examples every time, so new ones are found here (and locally)."""
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env["HYPOTHESIS_PROFILE"] = "soak"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *FUZZ_TESTS],
+        cwd=root,
+        env=env,
+    )
+    print(json.dumps({"fuzz": "passed" if done.returncode == 0 else "FAILED"}))
+    return 0 if done.returncode == 0 else 1
 
 
 if __name__ == "__main__":

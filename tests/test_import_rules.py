@@ -2,6 +2,8 @@
 
 - ``fragment_core.sync`` (the engine) imports neither the CLI package nor click/rich: a
   Temporal worker imports the engine and must not load a terminal UI.
+- ``fragment_core.config`` imports no plugins (no import cycle: the registry is given to
+  ``load_settings`` and builds the connectors).
 """
 
 from __future__ import annotations
@@ -92,3 +94,8 @@ def test_the_import_checker_sees_a_violation() -> None:
     assert "rich.console" in names
     assert "fragment_core.cli" in names
     assert "fragment_core.sync.plan" in names
+
+
+def test_config_imports_no_plugins() -> None:
+    forbidden = {"fragment_core.plugins", "fragment_core.cli"}
+    assert _violations([SRC / "config.py"], forbidden) == []

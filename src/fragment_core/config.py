@@ -19,29 +19,40 @@ import os
 import re
 import tomllib
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from fragment_core.errors import ConfigurationError
+from fragment_core.redaction import redact_url
 
-if TYPE_CHECKING:
-    from fragment_core.connector import Connector
-    from fragment_core.plugins import ConnectorRegistry
+
+class ConnectorOptions(Protocol):
+    """What loading a configuration needs of the connector registry
+    (:class:`fragment_core.plugins.ConnectorRegistry`): the options model of a connector and
+    their validation. The registry is given, never looked up here (config imports no plugins)."""
+
+    def options_model(self, name: str) -> type[BaseModel]:
+        """The options model of connector ``name``; ``ConfigurationError`` if unknown."""
+        ...
+
+    def validate_options(self, name: str, options: Any) -> BaseModel:
+        """``options`` validated; raises pydantic's ``ValidationError``."""
+        ...
 
 __all__ = [
     "CONFIG_ENV",
     "DEFAULT_CONFIG_FILE",
     "DEFAULT_TASKS_API_URL",
     "ClosePolicy",
+    "ConnectorOptions",
     "Settings",
     "SourceSettings",
     "StateSettings",
     "TasksApiSettings",
-    "build_connector",
     "config_path",
     "load_settings",
     "parse_duration",
@@ -114,6 +125,11 @@ class StateSettings(BaseModel):
     @classmethod
     def _duration(cls, value: Any) -> timedelta:
         return parse_duration(value)
+
+    def __repr_args__(self) -> Any:
+        """The URL with its password masked (``repr`` reaches logs and tracebacks)."""
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "url" and isinstance(value, str) else value
 
 
 class ClosePolicy(BaseModel):
@@ -194,7 +210,7 @@ class _Loader:
     and the key (``options.subdomain``).
     """
 
-    def __init__(self, path: Path, env: Mapping[str, str], registry: ConnectorRegistry) -> None:
+    def __init__(self, path: Path, env: Mapping[str, str], registry: ConnectorOptions) -> None:
         self.path = path
         self.label = str(path)
         self.env = env
@@ -274,9 +290,16 @@ class _Loader:
         return result
 
     # validation -----------------------------------------------------------------------
-    def validate(self, model: type[BaseModel], data: Any, source: str, prefix: str) -> Any:
+    def validate(
+        self,
+        model: type[BaseModel],
+        data: Any,
+        source: str,
+        prefix: str,
+        validator: Callable[[Any], Any] | None = None,
+    ) -> Any:
         try:
-            return model.model_validate(data)
+            return (validator or model.model_validate)(data)
         except ValidationError as exc:
             lines = []
             for error in exc.errors(include_input=False, include_url=False):
@@ -334,11 +357,17 @@ class _Loader:
         if not isinstance(options, dict):
             raise self.fail(where, "options", "expected a table ([sources.options])")
         try:
-            cls = self.registry.get(source.connector)
+            model = self.registry.options_model(source.connector)
         except ConfigurationError as exc:
             raise self.fail(where, "connector", exc.message) from None
-        options = self.read_secret_files(options, cls.Config, where, "options")
-        config = self.validate(cls.Config, options, where, "options")
+        options = self.read_secret_files(options, model, where, "options")
+        config = self.validate(
+            model,
+            options,
+            where,
+            "options",
+            lambda data: self.registry.validate_options(source.connector, data),
+        )
         return source.model_copy(update={"options": config})
 
 
@@ -403,13 +432,14 @@ def _model_at(model: type[BaseModel], loc: list[Any]) -> type[BaseModel] | None:
 def load_settings(
     path: str | os.PathLike[str] | None = None,
     *,
-    registry: ConnectorRegistry | None = None,
+    registry: ConnectorOptions,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
     """Read and validate a ``fragment.toml``.
 
-    ``path`` defaults to ``$FRAGMENT_CONFIG`` or ``./fragment.toml``; ``registry`` to the
-    connectors of the installed plugins; ``env`` (for ``${VAR}``) to :data:`os.environ`.
+    ``path`` defaults to ``$FRAGMENT_CONFIG`` or ``./fragment.toml``; ``registry`` (the
+    connectors, e.g. ``fragment_core.plugins.get_registry()``) validates each source's
+    options; ``env`` (for ``${VAR}``) to :data:`os.environ`.
     Raises :class:`ConfigurationError` naming the file, the source and the key.
     """
     file = config_path(path)
@@ -431,19 +461,4 @@ def load_settings(
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"invalid TOML: {exc}", where=str(file)) from None
-    if registry is None:
-        from fragment_core.plugins import get_registry
-
-        registry = get_registry()
     return _Loader(file, os.environ if env is None else env, registry).load(raw)
-
-
-def build_connector(source: SourceSettings, registry: ConnectorRegistry | None = None) -> Connector:
-    """Instantiate the connector of ``source`` with its validated options."""
-    if registry is None:
-        from fragment_core.plugins import get_registry
-
-        registry = get_registry()
-    cls = registry.get(source.connector)
-    options = source.options if source.options is not None else cls.Config()
-    return cls(options, source=source.name)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fragment_core.config import Settings, SourceSettings, build_connector
+from fragment_core.config import Settings, SourceSettings
 from fragment_core.connector import Connector
 from fragment_core.reports import RunOutcome, SyncReport
 from fragment_core.state import StateStore
@@ -109,7 +109,7 @@ class Runner:
         return max(0.0, seconds * (1 + random.uniform(-self.jitter, self.jitter)))
 
     def _loop(self, source: SourceSettings, once: bool) -> None:
-        connector = build_connector(source, self.registry)
+        connector = self.registry.build(source)
         try:
             # spread the first runs a little so sources do not all start at once
             if not once and self.stop.wait(random.uniform(0, self.jitter)):

@@ -19,6 +19,8 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from fragment_core.errors import BadRecordError
+
 #: Fixed namespace of every task uid. Changing it would orphan every task ever synced.
 UID_NAMESPACE = uuid.UUID("6f1c6a52-3f0e-5b8e-9a57-2b6f3c2f7d10")
 
@@ -115,7 +117,10 @@ class TaskFields(BaseModel):
     @field_validator("external_id", mode="before")
     @classmethod
     def _id_as_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        value = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("the id contains a NUL character, which no state store can keep")
+        return value
 
     @property
     def custom(self) -> dict[str, Any]:
@@ -124,14 +129,40 @@ class TaskFields(BaseModel):
 
 
 def _api_fields(fields: TaskFields) -> dict[str, Any]:
-    """The normalized ``fields`` of a body, ``None`` values left out."""
+    """The normalized ``fields`` of a body, ``None`` values left out.
+
+    A value that cannot be sent (a non-finite number, ...) is a :class:`BadRecordError`
+    naming the record and the field.
+    """
     plain = {**fields.__dict__, **(fields.__pydantic_extra__ or {})}
     try:
         return {k: normalize_value(v) for k, v in plain.items() if v is not None}
     except ValueError:
         # a custom field holding a model or dataclass: let pydantic turn it into data first
         dumped = fields.model_dump()
-        return {k: normalize_value(v) for k, v in dumped.items() if v is not None}
+        normalized = {}
+        for key, value in dumped.items():
+            if value is None:
+                continue
+            try:
+                normalized[key] = normalize_value(value)
+            except ValueError as exc:
+                raise BadRecordError(
+                    str(exc), record_id=fields.external_id, field=f"fields.{key}"
+                ) from None
+        return normalized
+
+
+def _in_range(value: datetime | None) -> datetime | None:
+    """``value`` if it has a UTC form (``0001-01-01T00:00:00+01:00`` has none)."""
+    if value is not None and value.tzinfo is not None:
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(
+                f"{value.isoformat()} is out of range (no such instant in UTC)"
+            ) from None
+    return value
 
 
 class Task(BaseModel):
@@ -152,6 +183,11 @@ class Task(BaseModel):
     external_status: TaskStatus | None = None
     external_created_at: AwareDatetime | None = None
     external_updated_at: AwareDatetime | None = None
+
+    @field_validator("due_at", "external_created_at", "external_updated_at")
+    @classmethod
+    def _has_utc_form(cls, value: datetime | None) -> datetime | None:
+        return _in_range(value)
 
     @classmethod
     def new(

@@ -29,6 +29,7 @@ from pydantic import SecretStr
 
 from fragment_core import __version__
 from fragment_core.errors import ConfigurationError, FragmentError
+from fragment_core.redaction import redact, register_secrets
 from fragment_core.retries import backoff_hook, error_for_status, transport_error
 from fragment_core.task import RemoteTask, Task, TaskBody, TaskStatus, normalize_value
 
@@ -195,6 +196,7 @@ class TasksClient:
         self._token = token if isinstance(token, SecretStr) else SecretStr(token)
         if not self._token.get_secret_value():
             raise ConfigurationError("the Tasks API token is empty", where="tasks_api.token")
+        register_secrets((self._token.get_secret_value(),))
         self.batch_size = batch_size
         self.budget = RateBudget(rate_limit, rate_period) if rate_limit else None
         self.requests_made = 0
@@ -242,8 +244,7 @@ class TasksClient:
     # -- transport -----------------------------------------------------------------------
 
     def _redact(self, text: str) -> str:
-        secret = self._token.get_secret_value()
-        return text.replace(secret, "***") if secret else text
+        return redact(text, (self._token.get_secret_value(),))
 
     def _send_once(
         self, method: str, path: str, body: Any, params: Mapping[str, Any] | None
@@ -388,16 +389,17 @@ class TasksClient:
 
         A :class:`~fragment_core.task.TaskBody` is sent as it is (already serialized)."""
         bodies: list[dict[str, Any] | bytes] = []
+        uids: list[str] = []
         for index, task in enumerate(tasks):
-            self._uid_of(task, f"upsert_tasks item {index}")
+            uids.append(str(self._uid_of(task, f"upsert_tasks item {index}")))
             bodies.append(task.wire if isinstance(task, TaskBody) else task.to_api())
-        return self._batches("PUT", bodies)
+        return self._batches("PUT", bodies, uids)
 
     def create_tasks(self, tasks: Sequence[Task]) -> BatchResult:
         """``POST /tasks/batch`` in chunks; uids are chosen here for tasks without one, so
         a retried chunk reports its already-created tasks as written, not as conflicts."""
         bodies = [{**task.to_api(), "uid": str(task.uid or uuid.uuid4())} for task in tasks]
-        return self._batches("POST", bodies)
+        return self._batches("POST", bodies, [str(body["uid"]) for body in bodies])
 
     def patch_tasks(self, items: Sequence[Mapping[str, Any]]) -> BatchResult:
         """``PATCH /tasks/batch`` in chunks; each item is a change carrying its ``uid``."""
@@ -406,36 +408,87 @@ class TasksClient:
             if not item.get("uid"):
                 raise ValueError(f"patch_tasks item {index}: 'uid' is required")
             bodies.append(normalize_value(dict(item)))
-        return self._batches("PATCH", bodies)
+        return self._batches("PATCH", bodies, [str(item["uid"]) for item in items])
 
-    def _batches(self, method: str, bodies: Sequence[dict[str, Any] | bytes]) -> BatchResult:
+    def _batches(
+        self, method: str, bodies: Sequence[dict[str, Any] | bytes], uids: Sequence[str]
+    ) -> BatchResult:
         result = BatchResult()
         for start in range(0, len(bodies), self.batch_size):
             chunk = bodies[start : start + self.batch_size]
             answer = self._request_batch(method, chunk)
-            result.raw_items.extend(answer["items"])
-            for error in answer.get("errors", []):
-                uid = error.get("uid")
-                result.errors.append(
-                    ItemError(
-                        uid=uuid.UUID(uid) if uid else None,
-                        status=int(error.get("status", 422)),
-                        message=self._redact(str(error.get("detail", ""))),
-                        index=start + int(error.get("index", 0)),
-                    )
-                )
+            self._check_answer(method, answer, uids[start : start + self.batch_size], start, result)
         return result
 
-    def _request_batch(
-        self, method: str, chunk: Sequence[dict[str, Any] | bytes]
-    ) -> dict[str, Any]:
+    def _check_answer(
+        self, method: str, answer: Any, sent: Sequence[str], start: int, result: BatchResult
+    ) -> None:
+        """Account for every item sent: written only if the answer lists it, refused if
+        the answer says so, and an error (retried by a later run) if the answer omits it
+        or is not the documented ``{"items": [...], "errors": [...]}`` shape."""
+        where = f"{method} /tasks/batch"
+        items = answer.get("items") if isinstance(answer, dict) else None
+        errors = answer.get("errors", []) if isinstance(answer, dict) else None
+        if not isinstance(items, list) or not isinstance(errors, list):
+            shape = type(answer).__name__ if not isinstance(answer, dict) else sorted(answer)
+            for index, uid in enumerate(sent):
+                result.errors.append(
+                    ItemError(
+                        uid=uuid.UUID(uid),
+                        status=502,
+                        message=f"{where}: the answer is not the documented shape "
+                        f"(got {shape}); the item is not known to be written",
+                        index=start + index,
+                    )
+                )
+            return
+        pending = {uid: index for index, uid in enumerate(sent)}
+        for error in errors:
+            uid = error.get("uid") if isinstance(error, dict) else None
+            if not isinstance(error, dict):
+                continue
+            index = error.get("index")
+            if uid is None and isinstance(index, int) and 0 <= index < len(sent):
+                uid = sent[index]
+            if uid is not None:
+                pending.pop(str(uid), None)
+            result.errors.append(
+                ItemError(
+                    uid=uuid.UUID(uid) if uid else None,
+                    status=int(error.get("status", 422)),
+                    message=self._redact(str(error.get("detail", ""))),
+                    index=start + int(index if isinstance(index, int) else 0),
+                )
+            )
+        for item in items:
+            uid = item.get("uid") if isinstance(item, dict) else None
+            if uid is not None and str(uid) in pending:
+                pending.pop(str(uid))
+                result.raw_items.append(item)
+        for uid, index in pending.items():
+            result.errors.append(
+                ItemError(
+                    uid=uuid.UUID(uid),
+                    status=502,
+                    message=f"{where}: HTTP 200 but the answer omits this item; "
+                    "it is not known to be written and is sent again by a later run",
+                    index=start + index,
+                )
+            )
+
+    def _request_batch(self, method: str, chunk: Sequence[dict[str, Any] | bytes]) -> Any:
         attempts = 0
         body = _items_json(chunk)
         for attempt in stamina.retry_context(on=backoff_hook, **self._retry):
             with attempt:
                 attempts += 1
                 response = self._send_once(method, "/tasks/batch", body, None)
-        answer = response.json()
+        try:
+            answer = response.json()
+        except ValueError:
+            return None  # not JSON: every item of the chunk is an error (_check_answer)
+        if not isinstance(answer, dict) or not isinstance(answer.get("items"), list):
+            return answer
         if method == "POST" and attempts > 1:
             # A conflict on a retry is the earlier, dropped attempt having landed.
             conflicts = [e for e in answer.get("errors", []) if e.get("status") == 409]

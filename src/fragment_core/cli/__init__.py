@@ -23,7 +23,7 @@ from fragment_core.cli.support import (
     stdout_console,
 )
 from fragment_core.cli.sync import demo_command, run_command, status_command, sync_command
-from fragment_core.config import CONFIG_ENV, SourceSettings, build_connector
+from fragment_core.config import CONFIG_ENV, SourceSettings
 from fragment_core.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -325,7 +325,7 @@ def _check_source(source: SourceSettings, registry: Any) -> dict[str, Any]:
     result = {"source": source.name, "connector": source.connector, "ok": False, "message": ""}
     connector = None
     try:
-        connector = build_connector(source, registry)
+        connector = registry.build(source)
         with retry_policy(QUICK):  # a person is waiting: report an unreachable host fast
             result["message"] = connector.check()
         result["ok"] = True

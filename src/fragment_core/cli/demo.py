@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fragment_core.cli.summary import print_report
-from fragment_core.config import Settings, build_connector, load_settings
+from fragment_core.config import Settings, load_settings
 from fragment_core.connectors.file import write_rows, write_sample
 from fragment_core.plugins import get_plugin_manager, get_registry
 from fragment_core.state import StateStore
@@ -90,7 +90,7 @@ class Demo:
         self.client = client
         self.pm = get_plugin_manager()
         self.source = settings.source(SOURCE)
-        self.connector = build_connector(self.source, get_registry(self.pm))
+        self.connector = get_registry(self.pm).build(self.source)
         self.store = StateStore(settings.state.url, lease_ttl=settings.state.lease_ttl)
 
     def say(self, step: str, text: str) -> None:
@@ -137,7 +137,7 @@ def run_demo(
             f"{sandbox.base_url} (the sandbox; no account needed)."
         )
         config = _write_config(folder, sandbox.url, sandbox.token)
-        settings = load_settings(config)
+        settings = load_settings(config, registry=get_registry())
         client = sandbox.client()
         demo = Demo(folder, settings, console, client)
         try:

@@ -34,7 +34,7 @@ from fragment_core.cli.support import (
     stderr_console,
     stdout_console,
 )
-from fragment_core.config import Settings, SourceSettings, build_connector
+from fragment_core.config import Settings, SourceSettings
 from fragment_core.errors import ConfigurationError
 from fragment_core.runner import Runner, open_tasks_client
 from fragment_core.state import LeaseHeldError, OutboxState, StateStore
@@ -144,7 +144,7 @@ def sync_command(
     settings = load_config_from_context(ctx)
     src = _source(settings, source)
     pm = plugin_manager_from_context(ctx)
-    connector = build_connector(src, registry_from_context(ctx))
+    connector = registry_from_context(ctx).build(src)
     client = open_tasks_client(settings)
     store = StateStore(settings.state.url, lease_ttl=settings.state.lease_ttl)
     console = stdout_console()

@@ -155,10 +155,16 @@ class FileConnector(Connector[FileConfig]):
                 f"the backlog file {str(path)!r} does not exist", where=self._where()
             )
         try:
-            with path.open(newline="", encoding=self.config.encoding) as handle:
+            with path.open(newline="", encoding=_encoding(self.config.encoding)) as handle:
                 if self.config.format == "csv":
-                    reader = csv.DictReader(handle)
+                    reader = csv.DictReader(handle, restkey=_EXTRA)
                     columns = list(reader.fieldnames or [])
+                    if columns and self.config.id_column not in columns:
+                        raise ConfigurationError(
+                            f"{path.name} has no column {self.config.id_column!r} "
+                            f"(options.id_column); its columns: {', '.join(columns) or 'none'}",
+                            where=self._where(),
+                        )
                     rows = [{**row, _LINE: reader.line_num} for row in reader]
                     return columns, rows
                 columns: list[str] = []
@@ -166,12 +172,11 @@ class FileConnector(Connector[FileConfig]):
                 for number, line in enumerate(handle, start=1):
                     if not line.strip():
                         continue
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        row = {"_error": f"line {number} is not JSON: {exc.msg}"}
+                    row = _json_line(line, number)
                     if not isinstance(row, dict):
                         row = {"_error": f"line {number} is not a JSON object"}
+                    if "_error" in row:
+                        row["_raw"] = line.rstrip("\r\n")
                     for key in row:
                         if key not in columns and not key.startswith("_"):
                             columns.append(key)
@@ -203,10 +208,22 @@ class FileConnector(Connector[FileConfig]):
         line = record.get(_LINE)
         if "_error" in record:
             raise BadRecordError(record["_error"], where=self._where())
+        if cfg.id_column not in record:
+            raise BadRecordError(
+                f"line {line}: the id column is missing", field=cfg.id_column, where=self._where()
+            )
         external_id = self.record_id(record)
         if external_id is None:
             raise BadRecordError(
                 f"line {line}: the id column is empty", field=cfg.id_column, where=self._where()
+            )
+        extra = record.get(_EXTRA)
+        if extra is not None:
+            raise BadRecordError(
+                f"line {line}: {len(extra)} more field{'s' if len(extra) > 1 else ''} than "
+                "the header has columns",
+                record_id=external_id,
+                where=self._where(),
             )
         title = str(record.get(cfg.title_column) or "").strip()
         if not title:
@@ -249,7 +266,17 @@ class FileConnector(Connector[FileConfig]):
                 field=column,
                 where=self._where(),
             ) from None
-        return due if due.tzinfo else due.replace(tzinfo=UTC)
+        due = due if due.tzinfo else due.replace(tzinfo=UTC)
+        try:
+            due.astimezone(UTC)
+        except OverflowError:
+            raise BadRecordError(
+                f"line {line}: {value!r} is out of range (no such instant in UTC)",
+                record_id=external_id,
+                field=column,
+                where=self._where(),
+            ) from None
+        return due
 
     def _custom(self, record: Record) -> dict[str, Any]:
         cfg = self.config
@@ -265,7 +292,9 @@ class FileConnector(Connector[FileConfig]):
         }
         names = cfg.custom_columns
         if names is None:
-            names = [k for k in record if k not in reserved and not k.startswith("_")]
+            names = [
+                k for k in record if isinstance(k, str) and k not in reserved and k[:1] != "_"
+            ]
         return {name: record.get(name) for name in names if record.get(name) not in (None, "")}
 
     # -- write-back ---------------------------------------------------------------------
@@ -317,6 +346,31 @@ class FileConnector(Connector[FileConfig]):
         return f"{self.config.path.name}: {count} open rows"
 
 
+#: Where a CSV row keeps the values beyond the header's columns.
+_EXTRA = "_extra"
+
+
+def _encoding(name: str) -> str:
+    """UTF-8 reads skip a byte-order mark (Excel's CSV export starts with one)."""
+    return "utf-8-sig" if name.lower().replace("_", "-") in ("utf-8", "utf8") else name
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number the Tasks API accepts")
+
+
+def _json_line(line: str, number: int) -> Any:
+    """One JSON Lines line, or ``{"_error": ...}`` saying why it is a bad record."""
+    try:
+        return json.loads(line, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        return {"_error": f"line {number} is not JSON: {exc.msg}"}
+    except RecursionError:
+        return {"_error": f"line {number} is nested too deeply to read"}
+    except ValueError as exc:  # a constant refused above, or an integer of too many digits
+        return {"_error": f"line {number}: {exc}"}
+
+
 def write_rows(
     path: Path,
     columns: list[str],
@@ -344,10 +398,18 @@ def _write_unlocked(
             if fmt == "csv":
                 writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
                 writer.writeheader()
+                plain = csv.writer(handle)
                 for row in rows:
+                    extra = row.get(_EXTRA)
+                    if extra:  # a row longer than the header: kept as it was
+                        plain.writerow([row.get(c) or "" for c in columns] + list(extra))
+                        continue
                     writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
             else:
                 for row in rows:
+                    if "_raw" in row:  # a line that is not a JSON object: kept as it was
+                        handle.write(row["_raw"] + "\n")
+                        continue
                     clean = {k: v for k, v in row.items() if not k.startswith("_")}
                     handle.write(json.dumps(clean, ensure_ascii=False) + "\n")
             handle.flush()

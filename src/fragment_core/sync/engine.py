@@ -121,6 +121,11 @@ class _Fetch:
     def _chunk(self, chunk: list[Record]) -> Iterator[MappedRecord | Unchanged]:
         connector = self.connector
         ids = _each(connector.record_id, chunk)
+        if any(rid is not None and "\x00" in rid for rid in ids):
+            yield from self._nul_ids(chunk, ids)
+            keep = [rid is None or "\x00" not in rid for rid in ids]
+            chunk = [record for record, kept in zip(chunk, keep, strict=True) if kept]
+            ids = [rid for rid, kept in zip(ids, keep, strict=True) if kept]
         cursors = _cursors(connector, chunk)
         hashes = self.fingerprint.many(chunk) if self.fingerprint else [None] * len(chunk)
         known = self.known.load([i for i in ids if i is not None]) if self.known else {}
@@ -148,6 +153,21 @@ class _Fetch:
         if same_ids:
             yield Unchanged(same_ids, same_states, same_cursors)
 
+    def _nul_ids(self, chunk: list[Record], ids: list[Any]) -> Iterator[MappedRecord]:
+        """A bad record for each id holding a NUL character (no state store keeps one,
+        so the record cannot be tracked: reported, not looked up, not written)."""
+        for rid in ids:
+            if rid is not None and "\x00" in rid:
+                shown = rid.replace("\x00", "\\x00")
+                error = RecordError(
+                    self.source.name,
+                    shown,
+                    "external_id",
+                    "the id contains a NUL character, which no state store can keep",
+                )
+                log.warning("bad record: %s", error, extra={"source": self.source.name})
+                yield MappedRecord(None, error=error)
+
     def map(
         self,
         record: Record,
@@ -172,7 +192,9 @@ class _Fetch:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or None
             error = RecordError(name, record_id, where, first["msg"])
-        except (ValueError, TypeError, KeyError, FragmentError) as exc:
+        except RecursionError:
+            error = RecordError(name, record_id, None, "the record is nested too deeply")
+        except (ValueError, TypeError, KeyError, OverflowError, FragmentError) as exc:
             error = RecordError(name, record_id, None, _error_text(exc))
         log.warning("bad record: %s", error, extra={"source": name, "record": record_id})
         return MappedRecord(error.record_id, error=error, cursor=cursor)

@@ -5,6 +5,8 @@
 - ``sandbox`` / ``sandbox_factory``: a running local Tasks API (see ``sandbox_fixtures``).
 - ``fragment_runner``: a configured runner for one source against ``sandbox`` (see
   ``runner_fixtures``).
+- Hypothesis profiles ``ci`` (chosen when ``CI=true``: derandomized), ``dev`` and ``soak``
+  (see ``hypothesis_profiles``).
 """
 
 from __future__ import annotations
@@ -14,8 +16,12 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from fragment_core.testing.fakeapi import FakeAPI
+from fragment_core.testing.hypothesis_profiles import register_profiles
 from fragment_core.testing.runner_fixtures import fragment_runner  # noqa: F401
 from fragment_core.testing.sandbox_fixtures import sandbox, sandbox_factory  # noqa
+
+# Before any test module builds its settings: derandomized in CI (see hypothesis_profiles).
+register_profiles()
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ from fragment_core.errors import (
     RateLimitedError,
     TransientError,
 )
+from fragment_core.redaction import redact
 from fragment_core.retries import (
     Pacer,
     call_with_retries,
@@ -199,11 +200,11 @@ class HubSpotClient:
 
     def _redact(self, raw: Any) -> Any:
         """An error body with the access token masked (HubSpot may echo what it was sent)."""
-        token = self.config.access_token.get_secret_value()
+        secrets = (self.config.access_token.get_secret_value(),)
         if isinstance(raw, bytes):
-            return raw.replace(token.encode(), b"<redacted>") if token else raw
+            return redact(raw.decode("utf-8", "replace"), secrets).encode()
         if isinstance(raw, str):
-            return raw.replace(token, "<redacted>") if token else raw
+            return redact(raw, secrets)
         return raw
 
     def _retrying(self, action: str, fn: Callable[[], Any]) -> dict[str, Any]:

@@ -5,7 +5,6 @@ messages that name the option to fix and never a secret."""
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -22,42 +21,10 @@ from fragment_core.errors import (
     ConfigurationError,
     TransientError,
 )
+from fragment_core.redaction import REDACTED, redact, register_secrets
 from fragment_core.retries import Pacer, call_with_retries, error_for_status, transport_error
 
-__all__ = ["HttpSession"]
-
-REDACTED = "<redacted>"
-
-
-class _RedactSecrets(logging.Filter):
-    """Masks registered secret values in log records (httpx logs URLs with their query)."""
-
-    def __init__(self) -> None:
-        super().__init__("fragment-http-redact")
-        self.secrets: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
-        message = record.getMessage()
-        redacted = redact(message, self.secrets)
-        if redacted != message:
-            record.msg, record.args = redacted, ()
-        return True
-
-
-_LOG_FILTER = _RedactSecrets()
-for _name in ("httpx", "httpcore"):
-    logging.getLogger(_name).addFilter(_LOG_FILTER)
-
-
-def redact(text: str, secrets: set[str] | list[str]) -> str:
-    """``text`` with every secret value replaced by ``<redacted>``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
-
+__all__ = ["REDACTED", "HttpSession", "redact"]
 
 class HttpSession:
     """Sends the connector's requests; ``requests_made`` counts them (retries included)."""
@@ -85,7 +52,7 @@ class HttpSession:
             case ApiKeyAuth(key=key, name=name):
                 params[name] = key.get_secret_value()
                 self.secrets.add(key.get_secret_value())
-        _LOG_FILTER.secrets |= self.secrets
+        register_secrets(self.secrets)
         self._client = httpx.Client(
             base_url=config.base_url,
             headers=headers,
