@@ -254,3 +254,13 @@ def test_durations(text: str | int, seconds: int) -> None:
 def test_bad_durations(bad: object) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(bad)
+
+
+def test_close_window_is_a_duration_with_a_24h_default() -> None:
+    from fragment_core.config import ClosePolicy
+
+    assert ClosePolicy().window == timedelta(hours=24)
+    assert ClosePolicy(window="6h").window == timedelta(hours=6)
+    assert ClosePolicy.model_validate({"window": 3600}).window == timedelta(hours=1)
+    with pytest.raises(ValueError, match="invalid duration"):
+        ClosePolicy(window="soon")

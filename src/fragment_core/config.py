@@ -14,7 +14,6 @@ Sources are counted from 0, like the array they are in.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import tomllib
@@ -28,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from fragment_core.errors import ConfigurationError
 from fragment_core.redaction import redact_url
+from fragment_core.validation import explain, loc_text
 
 
 class ConnectorOptions(Protocol):
@@ -138,7 +138,11 @@ class ClosePolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_share: float = Field(
-        default=0.5, ge=0, le=1, description="Close nothing if more than this share would close."
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Close nothing if this share or more of the open tasks would close "
+        "(counting every close of the rolling window).",
     )
     min_open: int = Field(
         default=10, ge=0, description="The cap applies above this many open tasks."
@@ -146,6 +150,16 @@ class ClosePolicy(BaseModel):
     debounce: int = Field(
         default=1, ge=1, description="Complete runs a record must be missing before closing."
     )
+    window: timedelta = Field(
+        default=timedelta(hours=24),
+        description="Closes by the runs of this rolling window count together against the "
+        "cap (a run forced with --force-close is not counted).",
+    )
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, value: Any) -> timedelta:
+        return parse_duration(value)
 
 
 class SourceSettings(BaseModel):
@@ -302,11 +316,11 @@ class _Loader:
             return (validator or model.model_validate)(data)
         except ValidationError as exc:
             lines = []
-            for error in exc.errors(include_input=False, include_url=False):
-                loc = list(error["loc"])
-                key = _dotted(prefix, _loc_text(loc))
+            for error in exc.errors(include_url=False):
+                loc, text = explain(error, model)
+                key = _dotted(prefix, loc_text(loc))
                 where = ": ".join(part for part in (self.label, source, key) if part)
-                lines.append(f"{where}: {_error_text(error, model, loc)}")
+                lines.append(f"{where}: {text}")
             raise ConfigurationError("\n".join(lines)) from None
 
     def load(self, raw: dict[str, Any]) -> Settings:
@@ -396,37 +410,6 @@ def _dotted(prefix: str, key: Any) -> str:
     if not prefix or not key:
         return prefix or key
     return f"{prefix}{key}" if key.startswith("[") else f"{prefix}.{key}"
-
-
-def _loc_text(loc: list[Any]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _error_text(error: Mapping[str, Any], model: type[BaseModel], loc: list[Any]) -> str:
-    if error["type"] == "extra_forbidden":
-        owner = _model_at(model, loc[:-1])
-        hint = (
-            difflib.get_close_matches(str(loc[-1]), list(owner.model_fields), n=1) if owner else []
-        )
-        return "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-    message = str(error["msg"])
-    message = message.removeprefix("Value error, ")
-    return message[:1].lower() + message[1:]
-
-
-def _model_at(model: type[BaseModel], loc: list[Any]) -> type[BaseModel] | None:
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = getattr(current, "model_fields", {}).get(part)
-        if field is None:
-            return None
-        current = field.annotation
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
 def load_settings(

@@ -497,6 +497,30 @@ class StateStore:
         with self.engine.connect() as conn:
             return [json.loads(text) for text in conn.execute(query).scalars()]
 
+    def closes_since(self, source: str, since: datetime) -> int:
+        """The most open tasks the source's runs started at or after ``since`` took away,
+        from the run history: over the latest runs (the last one, the last two, ...),
+        the largest sum of tasks closed minus tasks created and reopened (0 when none
+        is positive). So a source that churns counts about nothing, one that shrinks
+        run after run counts every close since it began to. A run forced past the
+        blast-radius cap restarts the count: only the runs after it count."""
+        query = (
+            sa.select(runs.c.report_json)
+            .where(runs.c.source == source, runs.c.started_at >= since)
+            .order_by(runs.c.id.desc())
+        )
+        total = largest = 0
+        with self.engine.connect() as conn:
+            for text in conn.execute(query).scalars():
+                report = json.loads(text)
+                if report.get("forced_close"):
+                    break
+                total += int(report.get("closed") or 0)
+                total -= sum(int(report.get(key) or 0) for key in ("created", "reopened"))
+                largest = max(largest, total)
+        return largest
+
+
 
 #: Ids per lookup query.
 LOOKUP_CHUNK = 500

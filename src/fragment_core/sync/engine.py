@@ -278,7 +278,10 @@ def plan_source(
     fingerprint = Fingerprinter(connector, mapping_key(source, connector, pm))
     fetch = _Fetch(source, connector, pm, mode, state.cursor, progress, known, fingerprint)
     fetch.skip = source.skip_unchanged and not remap
-    policy = PlanPolicy(close=source.close, reopen=source.reopen, force_close=force_close)
+    recent = 0 if force_close else store.closes_since(source.name, utcnow() - source.close.window)
+    policy = PlanPolicy(
+        close=source.close, reopen=source.reopen, force_close=force_close, recent_closes=recent
+    )
     plan = plan_sync(
         source.name,
         fetch,
@@ -297,7 +300,7 @@ def plan_source(
     return plan, fetch
 
 
-def sync_source(
+def sync_source(  # noqa: C901
     source: SourceSettings,
     connector: Connector,
     client: Any,
@@ -345,6 +348,7 @@ def _sync_source(
         connector=connector.name,
         dry_run=dry_run,
         started_at=utcnow(),
+        forced_close=force_close,
     )
     requests_before = getattr(client, "requests_made", 0)
     blocked = False  # the Tasks API cannot be used safely: plan and write nothing
