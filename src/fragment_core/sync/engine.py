@@ -300,7 +300,7 @@ def plan_source(
     return plan, fetch
 
 
-def sync_source(  # noqa: C901
+def sync_source(
     source: SourceSettings,
     connector: Connector,
     client: Any,
@@ -321,7 +321,7 @@ def sync_source(  # noqa: C901
         return _sync_source(source, connector, client, store, **options)
 
 
-def _sync_source(
+def _sync_source(  # noqa: C901
     source: SourceSettings,
     connector: Connector,
     client: Any,
