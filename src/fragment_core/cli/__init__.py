@@ -92,7 +92,7 @@ def _table(*headers: str) -> Table:
 def plugins_command(ctx: click.Context, as_json: bool) -> None:
     """List installed plugins, their versions and the hooks they implement."""
     pm = plugin_manager_from_context(ctx)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": info.name,
             "distribution": info.distribution,
@@ -322,7 +322,12 @@ _CHECK_LABELS: dict[type[FragmentError], str] = {
 
 
 def _check_source(source: SourceSettings, registry: Any) -> dict[str, Any]:
-    result = {"source": source.name, "connector": source.connector, "ok": False, "message": ""}
+    result: dict[str, Any] = {
+        "source": source.name,
+        "connector": source.connector,
+        "ok": False,
+        "message": "",
+    }
     connector = None
     try:
         connector = registry.build(source)

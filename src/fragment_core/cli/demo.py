@@ -18,7 +18,7 @@ from rich.table import Table
 
 from fragment_core.cli.summary import print_report
 from fragment_core.config import Settings, load_settings
-from fragment_core.connectors.file import write_rows, write_sample
+from fragment_core.connectors.file import FileConnector, write_rows, write_sample
 from fragment_core.plugins import get_plugin_manager, get_registry
 from fragment_core.state import StateStore
 from fragment_core.sync.engine import sync_source
@@ -205,6 +205,7 @@ def _steps(demo: Demo, backlog: Path, rows: int) -> dict[str, Any]:
     console.print(_rows_table(backlog, f"{backlog.name} after the write-back"))
 
     connector = demo.connector
+    assert isinstance(connector, FileConnector)
     columns, all_rows = connector.read_rows()
     open_rows = [r for r in all_rows if r.get("status") != "done"]
     removed = [r["id"] for r in open_rows[:2]]

@@ -192,7 +192,7 @@ class OperatorGuard:
             raise HTTPException(403, "operator page: missing or wrong CSRF token")
 
 
-def build_operator_router(store: TaskStore, settings: SandboxSettings) -> APIRouter:
+def build_operator_router(store: TaskStore, settings: SandboxSettings) -> APIRouter:  # noqa: C901
     """The page, its sign-in and its two form targets (not part of the API schema)."""
     router = APIRouter(include_in_schema=False)
     guard = OperatorGuard(settings)

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
 from pydantic import SecretStr
 
 from fragment_core.sandbox.app import create_app
@@ -137,7 +138,9 @@ def _start_in_thread(settings: SandboxSettings, host: str, port: int) -> Sandbox
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
-        server.config.app.state.store.close()
+        app = server.config.app
+        assert isinstance(app, FastAPI)
+        app.state.store.close()
 
     handle = SandboxHandle(
         f"http://{_url_host(bound_host)}:{bound_port}",
@@ -153,7 +156,7 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _start_subprocess(
+def _start_subprocess(  # noqa: C901
     settings: SandboxSettings, host: str, port: int, timeout: float = 30.0
 ) -> SandboxHandle:
     args = [sys.executable, "-m", "fragment_core", "sandbox", "--host", host]

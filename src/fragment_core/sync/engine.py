@@ -300,7 +300,7 @@ def plan_source(
     return plan, fetch
 
 
-def sync_source(
+def sync_source(  # noqa: C901
     source: SourceSettings,
     connector: Connector,
     client: Any,

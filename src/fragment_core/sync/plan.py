@@ -321,7 +321,7 @@ def max_cursor(a: str | None, b: str | None) -> str | None:
     return a if cursor_key(a) >= cursor_key(b) else b
 
 
-def plan_sync(
+def plan_sync(  # noqa: C901
     source: str,
     mapped: Iterable[MappedRecord | Unchanged],
     known: KnownRecords | Mapping[str, tuple[Any, ...]],

@@ -261,7 +261,7 @@ class FakeAPI:
             lifespan="off",
             http="h11",
             loop="asyncio",
-            timeout_graceful_shutdown=self._shutdown_timeout,
+            timeout_graceful_shutdown=self._shutdown_timeout,  # type: ignore[arg-type]  # a float works
         )
         server = uvicorn.Server(config)
         self._server = server
@@ -460,7 +460,7 @@ class FakeAPI:
         if server is not None:
             for connection in list(server.server_state.connections):
                 if tuple(getattr(connection, "client", None) or ()) == client:
-                    connection.transport.abort()  # type: ignore[union-attr]
+                    connection.transport.abort()
         await asyncio.sleep(0.01)  # let uvicorn see the connection is gone
 
 
