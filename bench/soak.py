@@ -10,7 +10,11 @@ until one is ``ok`` and checks the guarantees of docs/reliability.md:
 * a task is done exactly when its record was resolved in the source or an operator
   completed it;
 * every operator completion had exactly one write-back effect, and nothing the sync
-  closed was written back.
+  closed was written back;
+* a second source, a ``file`` backlog, is appended to all along by another program
+  holding the file's lock (``<file>.lock``) while its syncs (some killed) write back:
+  no appended row is lost, every completed row is marked done, one task per row, and no
+  temporary file is left.
 
 Usage::
 
@@ -40,12 +44,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fragment_core.connectors.file import FileConfig, FileConnector, write_sample
 from fragment_core.sandbox.runner import run_sandbox
 from fragment_core.task import SOURCE_FIELD, TaskStatus, task_uid
 from fragment_core.testing.backoffice import FakeBackoffice
 
 SOURCE = "soak"
+FILE_SOURCE = "soak-file"
 TOKEN = "soak-backoffice-token"
+#: The other program: appends a row under the backlog's lock every few milliseconds
+#: until the stop file appears, logging each id it appended.
+APPENDER = """
+import fcntl, sys, time
+from pathlib import Path
+backlog, log, stop = (Path(a) for a in sys.argv[1:4])
+n = 0
+with log.open("a") as out:
+    while not stop.exists():
+        n += 1
+        row_id = f"F-{n:06d}"
+        with open(str(backlog) + ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            with backlog.open("a", newline="") as handle:
+                handle.write(f"{row_id},Appended row {n},,,,\\n")
+        out.write(row_id + "\\n")
+        out.flush()
+        time.sleep(0.02)
+"""
 
 
 @dataclass
@@ -54,6 +79,7 @@ class Tally:
     kills: int = 0
     vendor_faults: Counter[str] = field(default_factory=Counter)
     completed: set[str] = field(default_factory=set)
+    file_completed: set[str] = field(default_factory=set)
     resolved_in_source: int = 0
     added: int = 0
 
@@ -68,6 +94,9 @@ def write_config(folder: Path, tasks_url: str, token: str, office: FakeBackoffic
         f'[[sources]]\nname = "{SOURCE}"\nconnector = "http"\n'
         "[sources.close]\nmax_share = 0.9\n"
         + office.source_options("SOAK_TOKEN", page=200, extra="timeout = 2\n")
+        + f'[[sources]]\nname = "{FILE_SOURCE}"\nconnector = "file"\n'
+        "[sources.close]\nmax_share = 0.9\n"
+        f'[sources.options]\npath = "{(folder / "backlog.csv").as_posix()}"\n'
     )
     return config
 
@@ -107,9 +136,21 @@ def change_the_world(rng: random.Random, office: FakeBackoffice, client: Any, ta
             [{"uid": str(task_uid(SOURCE, eid)), "status": "DONE"} for eid in chosen]
         )
         tally.completed.update(chosen)
+    file_todo = sorted(
+        t.external_id or ""
+        for t in client.list_tasks(
+            fields={SOURCE_FIELD: FILE_SOURCE}, status=TaskStatus.TODO, page_size=1000
+        )
+    )
+    picked = rng.sample(file_todo, min(rng.randint(0, 5), len(file_todo)))
+    if picked:
+        client.patch_tasks(
+            [{"uid": str(task_uid(FILE_SOURCE, eid)), "status": "DONE"} for eid in picked]
+        )
+        tally.file_completed.update(picked)
 
 
-def soak(minutes: float, seed: int, records: int, faults: float) -> int:
+def soak(minutes: float, seed: int, records: int, faults: float) -> int:  # noqa: C901
     logging.getLogger("stamina").setLevel(logging.ERROR)  # retries are expected here
     rng = random.Random(seed)
     office = FakeBackoffice(records, token=TOKEN, prefix="S", digits=6, effect_delay=0.005)
@@ -117,25 +158,23 @@ def soak(minutes: float, seed: int, records: int, faults: float) -> int:
     folder = Path(tempfile.mkdtemp(prefix="fragment-soak-"))
     deadline = time.monotonic() + minutes * 60
     started = time.monotonic()
+    backlog = write_sample(folder / "backlog.csv", 100)
+    appended_log, stop_file = folder / "appended.log", folder / "appender.stop"
+    appender = subprocess.Popen(
+        [sys.executable, "-c", APPENDER, str(backlog), str(appended_log), str(stop_file)]
+    )
     with (
         office.api,
         run_sandbox(faults=faults, seed=seed, fault_retry_after=0.05, in_thread=False) as sandbox,
     ):
         config = write_config(folder, sandbox.url, sandbox.token, office)
-        command = [
-            sys.executable,
-            "-m",
-            "fragment_core",
-            "--config",
-            str(config),
-            "sync",
-            SOURCE,
-            "--json",
-        ]
+        base = [sys.executable, "-m", "fragment_core", "--config", str(config), "sync"]
+        command = [*base, SOURCE, "--json"]
+        file_command = [*base, FILE_SOURCE, "--json"]
         env = {**os.environ, "SOAK_TOKEN": TOKEN}
         client = sandbox.client(retry_attempts=20, retry_wait_initial=0.01, retry_wait_max=0.2)
 
-        def run(kill_after: float | None) -> None:
+        def run(kill_after: float | None, command: list[str] = command) -> None:
             process = subprocess.Popen(
                 command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
@@ -158,17 +197,22 @@ def soak(minutes: float, seed: int, records: int, faults: float) -> int:
             change_the_world(rng, office, client, tally)
             inject_vendor_fault(rng, office, tally)
             run(rng.uniform(1.0, 4.0) if rng.random() < 0.5 else None)
+            run(rng.uniform(0.3, 1.5) if rng.random() < 0.3 else None, file_command)
 
-        # converge: clean vendor, clean runs until ok
+        # converge: stop the appender, clean vendor, clean runs until ok
+        stop_file.touch()
+        appender.wait(timeout=60)
         office.api.reset()
-        for _ in range(10):
-            done = subprocess.run(command, env=env, capture_output=True, timeout=600)
-            if done.returncode == 0:
-                break
-        else:
-            print("no clean run at the end", file=sys.stderr)
-            return 1
+        for each in (command, file_command):
+            for _ in range(10):
+                done = subprocess.run(each, env=env, capture_output=True, timeout=600)
+                if done.returncode == 0:
+                    break
+            else:
+                print(f"no clean run of {each[-2]} at the end", file=sys.stderr)
+                return 1
         tasks = list(client.list_tasks(fields={SOURCE_FIELD: SOURCE}, page_size=1000))
+        file_tasks = list(client.list_tasks(fields={SOURCE_FIELD: FILE_SOURCE}, page_size=1000))
         stats = sandbox.stats()
         client.close()
 
@@ -194,6 +238,23 @@ def soak(minutes: float, seed: int, records: int, faults: float) -> int:
         problems.append(f"write-back effects not exactly once / echoed: {len(wrong_effects)}")
     if lost:
         problems.append(f"{len(lost)} operator completions never written back")
+    _, rows = FileConnector(FileConfig(path=backlog), source=FILE_SOURCE).read_rows()
+    row_status = {str(r["id"]): r.get("status") for r in rows}
+    appended = appended_log.read_text().split()
+    lost_rows = [i for i in appended if i not in row_status]
+    if lost_rows:
+        problems.append(f"{len(lost_rows)} of {len(appended)} appended file rows lost")
+    unmarked = [i for i in tally.file_completed if row_status.get(i) != "done"]
+    if unmarked:
+        problems.append(f"{len(unmarked)} file completions not marked done in the file")
+    file_by_id = Counter(t.external_id for t in file_tasks)
+    if any(n > 1 for n in file_by_id.values()):
+        problems.append("duplicate tasks of the file source")
+    if set(row_status) - set(file_by_id):
+        problems.append(f"{len(set(row_status) - set(file_by_id))} file rows without a task")
+    temporaries = list(folder.glob(".backlog.csv.*.tmp"))
+    if temporaries:
+        problems.append(f"{len(temporaries)} temporary files left next to the backlog")
     if tally.runs["crashed"]:
         problems.append(f"{tally.runs['crashed']} runs printed a traceback")
 
@@ -212,6 +273,9 @@ def soak(minutes: float, seed: int, records: int, faults: float) -> int:
         "write_back_calls": office.write_backs(),
         "write_back_effects": sum(office.effects.values()),
         "duplicates": duplicates,
+        "file_rows_appended_by_another_program": len(appended),
+        "file_rows": len(rows),
+        "file_operator_completions": len(tally.file_completed),
         "problems": problems,
     }
     print(json.dumps(summary, indent=2))

@@ -170,3 +170,11 @@ def test_a_write_back_keeps_bad_lines_as_they_were(tmp_path: Path) -> None:
     connector = FileConnector(FileConfig(path=csv_path), source="s")
     assert connector.update_rows({"1": lambda row: row.update(status="done")}) == 1
     assert csv_path.read_text().splitlines() == ["id,title,status", "1,one,done", "2,two,,surplus"]
+
+
+def test_a_huge_integer_from_a_connector_is_a_bad_record_naming_the_field() -> None:
+    task = Task.new(external_id="x", title="t", custom={"n": 10**5000})
+    with pytest.raises(BadRecordError) as caught:
+        task.content_hash()
+    assert (caught.value.record_id, caught.value.field) == ("x", "fields.n")
+    assert "digits" in caught.value.message

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from fragment_core.config import build_connector, load_settings, parse_duration
+from fragment_core.config import load_settings, parse_duration
 from fragment_core.connector import Connector, ConnectorConfig
 from fragment_core.errors import ConfigurationError
 from fragment_core.plugins import ConnectorRegistry, PluginInfo
@@ -93,7 +93,7 @@ def test_full_config_loads(tmp_path: Path, registry: ConnectorRegistry) -> None:
     # secrets are never printed
     for text in (repr(settings), str(settings), settings.model_dump_json()):
         assert "api-secret" not in text and "desk-secret" not in text
-    connector = build_connector(source, registry)
+    connector = registry.build(source)
     assert isinstance(connector, Desk) and connector.source == "support"
     assert "desk-secret" not in repr(connector)
 
@@ -254,3 +254,13 @@ def test_durations(text: str | int, seconds: int) -> None:
 def test_bad_durations(bad: object) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(bad)
+
+
+def test_close_window_is_a_duration_with_a_24h_default() -> None:
+    from fragment_core.config import ClosePolicy
+
+    assert ClosePolicy().window == timedelta(hours=24)
+    assert ClosePolicy(window="6h").window == timedelta(hours=6)
+    assert ClosePolicy.model_validate({"window": 3600}).window == timedelta(hours=1)
+    with pytest.raises(ValueError, match="invalid duration"):
+        ClosePolicy(window="soon")

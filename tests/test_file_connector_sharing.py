@@ -103,11 +103,15 @@ def test_a_killed_write_back_leaves_the_file_whole_and_no_temporary(tmp_path: Pa
     assert list(tmp_path.glob(".*.tmp")) == []
 
 
-def test_a_stale_temporary_is_removed_by_the_next_write_back(tmp_path: Path) -> None:
+def test_a_stale_temporary_is_removed_by_the_next_write_back_or_read(tmp_path: Path) -> None:
     path = write_sample(tmp_path / "backlog.csv", 3)
+    c = FileConnector(FileConfig(path=path), source="kyc")
     stale = tmp_path / ".backlog.csv.abc123.tmp"
     stale.write_text("half a file")
-    _complete(FileConnector(FileConfig(path=path), source="kyc"), "C-0002")
+    _complete(c, "C-0002")
+    assert not stale.exists()
+    stale.write_text("half a file")
+    assert len(list(c.fetch_backlog())) == 2  # the next sync's read clears it too
     assert not stale.exists()
 
 

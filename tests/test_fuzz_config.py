@@ -12,8 +12,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fragment_core.config import Settings, build_connector, load_settings
+from fragment_core.config import Settings, load_settings
 from fragment_core.errors import ConfigurationError
+from fragment_core.plugins import get_registry
 
 SECRET = "fuzz-secret-6a1f-never-shown"
 ENV = {"FRAGMENT_TOKEN": SECRET, "DESK_TOKEN": SECRET, "EMPTY": ""}
@@ -145,9 +146,9 @@ def mutated_configs(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def _load(path: Path) -> Settings:
-    settings_ = load_settings(path, env=ENV)
+    settings_ = load_settings(path, registry=get_registry(), env=ENV)
     for source in settings_.sources:  # options are validated: the connectors can be built
-        build_connector(source).close()
+        get_registry().build(source).close()
     return settings_
 
 

@@ -19,6 +19,7 @@ from fragment_core.errors import (
     AuthenticationError,
     BadRecordError,
     ConfigurationError,
+    IncompleteFetchError,
     TransientError,
     WriteBackError,
 )
@@ -92,7 +93,7 @@ class Backoffice:
         return {k for k, t in self.tickets.items() if t["status"] == "open"}
 
     # -- routes ---------------------------------------------------------------------------
-    def _routes(self) -> None:
+    def _routes(self) -> None:  # noqa: C901
         api, route = self.api, self.api.route
 
         @route("GET", "/page/tickets")
@@ -696,3 +697,105 @@ def test_max_pages_stops_a_runaway_fetch(office: Backoffice, make: Callable[...,
     with pytest.raises(ConfigurationError, match=r"options\.pagination\.max_pages"):
         list(connector.fetch_backlog())
     assert len(office.api.requests) == 1
+
+
+def test_an_offset_listing_short_of_its_total_is_incomplete(
+    office: Backoffice, make: Callable[..., HttpConnector]
+) -> None:
+    @office.api.route("GET", "/shrinking")
+    def shrinking(req: FakeRequest) -> Any:
+        offset = int(req.query["offset"])
+        rows = [{"id": n, "subject": f"t{n}"} for n in range(5)]  # 6 announced, 5 served
+        return {"items": rows[offset : offset + 3], "total": 6}
+
+    connector = make(
+        backlog={"path": "/shrinking", "records_path": "items"},
+        pagination={"type": "offset", "limit": 3, "total_path": "total"},
+    )
+    with pytest.raises(IncompleteFetchError, match=r"GET /shrinking is incomplete") as caught:
+        list(connector.fetch_backlog())
+    assert (caught.value.fetched, caught.value.total) == (5, 6)
+    assert caught.value.where == connector.session.where
+
+
+def test_a_page_numbered_listing_short_before_its_last_page_is_incomplete(
+    office: Backoffice, make: Callable[..., HttpConnector]
+) -> None:
+    @office.api.route("GET", "/gaps")
+    def gaps(req: FakeRequest) -> Any:
+        page = int(req.query["page"])
+        data = [{"id": 1, "subject": "a"}, {"id": 2, "subject": "b"}] if page == 1 else []
+        return {"data": data, "meta": {"pages": 3}}  # 3 pages announced, page 2 empty
+
+    connector = make(
+        backlog={"path": "/gaps", "records_path": "data"},
+        pagination={"type": "page", "total_pages_path": "meta.pages"},
+    )
+    with pytest.raises(IncompleteFetchError, match=r"after 2 of the 5 items"):
+        list(connector.fetch_backlog())
+    assert [r.query["page"] for r in office.api.requests] == ["1", "2"]
+
+
+def test_a_record_served_on_two_pages_is_fetched_once(
+    office: Backoffice, make: Callable[..., HttpConnector]
+) -> None:
+    @office.api.route("GET", "/overlap")
+    def overlap(req: FakeRequest) -> Any:
+        offset = int(req.query["offset"])
+        rows = [{"id": n, "subject": f"t{n}"} for n in (1, 2, 3, 3, 4)]  # 3 shifted onto page 2
+        return {"items": rows[offset : offset + 3], "total": 4}
+
+    connector = make(
+        backlog={"path": "/overlap", "records_path": "items"},
+        pagination={"type": "offset", "limit": 3, "total_path": "total"},
+    )
+    assert [record["id"] for record in connector.fetch_backlog()] == [1, 2, 3, 4]
+
+
+# -- ids never change a path ------------------------------------------------------------------
+HOSTILE_IDS = {
+    "..": "%2E%2E",
+    ".": "%2E",
+    "../../admin": "%2E%2E%2F%2E%2E%2Fadmin",
+    "a/b": "a%2Fb",
+    "50%": "50%25",
+    "a?b=c": "a%3Fb%3Dc",
+    "x#y": "x%23y",
+    "v1.2": "v1%2E2",
+}
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["/tickets/{external_id}", "/tickets/{id}/close", "/t/{fields.customer}", "/u/{uid}.json"],
+)
+@pytest.mark.parametrize("hostile", list(HOSTILE_IDS))
+def test_no_id_changes_a_write_back_path(
+    office: Backoffice, make: Callable[..., HttpConnector], template: str, hostile: str
+) -> None:
+    @office.api.route("PATCH", "/{rest:path}")
+    def anything(req: FakeRequest) -> Any:
+        return {"ok": True}
+
+    write_back = {"path": template, "body": {"status": "closed"}, "accept_statuses": [404]}
+    connector = make(write_back=write_back)
+    record = {**office.tickets["2"], "id": hostile, "customer": {"name": hostile}}
+    task = connector.to_task(record)
+    remote, completion = completion_for(connector, task)
+    connector.on_complete(remote, completion)
+    (sent,) = office.api.requests
+    value = str(completion.uid) if "{uid}" in template else hostile
+    encoded = HOSTILE_IDS[hostile] if value == hostile else value
+    prefix, _, suffix = template.partition("{")
+    suffix = suffix.partition("}")[2]
+    assert sent.raw_path == prefix + encoded + suffix
+    assert sent.path == prefix + value + suffix
+
+
+@pytest.mark.parametrize("hostile", list(HOSTILE_IDS))
+def test_no_id_changes_the_path_of_a_url_template(
+    make: Callable[..., HttpConnector], office: Backoffice, hostile: str
+) -> None:
+    connector = make(mapping={**options("")["mapping"], "url": "https://crm.example/c/{id}/v"})
+    task = connector.to_task({**office.tickets["2"], "id": hostile})
+    assert task.fields.url == f"https://crm.example/c/{HOSTILE_IDS[hostile]}/v"

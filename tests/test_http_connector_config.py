@@ -16,6 +16,7 @@ from fragment_core.config import load_settings
 from fragment_core.connectors.http import HttpConfig, HttpConnector, parse_options
 from fragment_core.connectors.http.config import CursorPagination, PagePagination
 from fragment_core.errors import ConfigurationError
+from fragment_core.plugins import get_registry
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "connectors" / "http.md"
 
@@ -118,7 +119,7 @@ mapping = { title = "subject" }
     )
     env = {"FRAGMENT_TOKEN": "t", "BACKOFFICE_TOKEN": "sekrit-token-value"}
     with pytest.raises(ConfigurationError) as info:
-        load_settings(path, env=env)
+        load_settings(path, registry=get_registry(), env=env)
     text = str(info.value)
     assert 'sources[0] "backoffice" (http)' in text
     assert "options.pagination.type: must be one of" in text and "example:" in text
@@ -166,7 +167,7 @@ def test_docs_have_three_worked_examples_that_load(tmp_path: Path) -> None:
     for index, text in enumerate(examples):
         path = tmp_path / f"example{index}.toml"
         path.write_text(text)
-        (source,) = load_settings(path, env=env).sources
+        (source,) = load_settings(path, registry=get_registry(), env=env).sources
         config = source.options
         assert isinstance(config, HttpConfig)
         kinds.append(
@@ -208,11 +209,11 @@ backlog = {path = "/api/tickets", records_path = "data"}
 mapping = {title = "subject", custom = {report_file = "attachments.report"}}
 """
     )
-    (source,) = load_settings(path, env={}).sources
+    (source,) = load_settings(path, registry=get_registry(), env={}).sources
     assert source.options.auth.token.get_secret_value() == "s3cret-office"
     # free-form tables (custom fields) are data: a key ending in _file stays as it is
     assert source.options.mapping.custom == {"report_file": "attachments.report"}
     missing = path.read_text().replace("secrets/office", "secrets/none")
     path.write_text(missing)
     with pytest.raises(ConfigurationError, match=r"options\.auth\.token_file: cannot read"):
-        load_settings(path, env={})
+        load_settings(path, registry=get_registry(), env={})

@@ -2,6 +2,11 @@
 
 - ``fragment_core.sync`` (the engine) imports neither the CLI package nor click/rich: a
   Temporal worker imports the engine and must not load a terminal UI.
+- ``fragment_core.state`` and ``fragment_core.tasks_api`` import no engine (``sync``).
+- Vendor packages (``plugins/*/src``) use only the public API of the core: no
+  ``_private`` module or name of ``fragment_core``, and not the CLI package.
+- ``fragment_core.config`` imports no plugins (no import cycle: the registry is given to
+  ``load_settings`` and builds the connectors).
 """
 
 from __future__ import annotations
@@ -92,3 +97,57 @@ def test_the_import_checker_sees_a_violation() -> None:
     assert "rich.console" in names
     assert "fragment_core.cli" in names
     assert "fragment_core.sync.plan" in names
+
+
+def test_config_imports_no_plugins() -> None:
+    forbidden = {"fragment_core.plugins", "fragment_core.cli"}
+    assert _violations([SRC / "config.py"], forbidden) == []
+
+
+def test_state_and_tasks_api_import_no_engine() -> None:
+    files = [*_py(SRC / "state"), SRC / "tasks_api.py"]
+    assert _violations(files, {"fragment_core.sync", "fragment_core.cli"}) == []
+
+
+PLUGINS = ROOT / "plugins"
+
+
+def _private_core_imports(path: Path, text: str | None = None) -> list[str]:
+    tree = ast.parse(path.read_text() if text is None else text, str(path))
+    bad = []
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] != "fragment_core":
+                continue
+            if any(part.startswith("_") for part in parts) or parts[:2] == ["fragment_core", "cli"]:
+                bad.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {name}")
+    return bad
+
+
+def test_vendor_packages_use_only_the_public_core() -> None:
+    files = sorted(PLUGINS.glob("*/src/**/*.py"))
+    assert files, "no vendor package found under plugins/*/src"
+    assert [bad for path in files for bad in _private_core_imports(path)] == []
+
+
+def test_the_public_core_rule_can_fail() -> None:
+    where = PLUGINS / "fragment-x" / "src" / "x.py"
+    text = (
+        "from fragment_core.retries import _parse\n"
+        "from fragment_core._util import y\n"
+        "import fragment_core.cli\n"
+        "from fragment_core.retries import RetryPolicy\n"
+    )
+    found = _private_core_imports(where, text)
+    assert [line.rsplit(" ", 1)[1] for line in found] == [
+        "fragment_core.retries._parse",
+        "fragment_core._util",
+        "fragment_core._util.y",
+        "fragment_core.cli",
+    ]

@@ -58,8 +58,8 @@ def test_blast_radius_cap_and_force() -> None:
     assert "blast-radius cap" in plan.messages[0] and "--force-close" in plan.messages[0]
     forced = plan_sync(SOURCE, backlog, state, policy=PlanPolicy(force_close=True))
     assert len(forced.close) == 11 and not forced.capped
-    fine = plan_sync(SOURCE, [rec(str(i)) for i in range(10)], state)  # exactly 50%
-    assert len(fine.close) == 10 and not fine.capped
+    fine = plan_sync(SOURCE, [rec(str(i)) for i in range(11)], state)  # 9 of 20: 45%
+    assert len(fine.close) == 9 and not fine.capped
 
 
 def test_cap_does_not_apply_to_small_sources() -> None:
@@ -152,7 +152,7 @@ backlogs = st.lists(
 
 @settings(max_examples=150, deadline=None)
 @given(backlogs, st.data())
-def test_property_any_sequence_keeps_the_invariants(steps: list[dict[str, str]], data) -> None:
+def test_property_any_sequence_keeps_the_invariants(steps: list[dict[str, str]], data) -> None:  # noqa: C901
     """Simulated apply: state follows each plan; the invariants hold after every step."""
     state: dict[str, tuple[str, str, int]] = {}
     for backlog in steps:
@@ -200,3 +200,47 @@ def test_property_any_sequence_keeps_the_invariants(steps: list[dict[str, str]],
                 for eid, (_, status, _) in state.items():
                     if eid not in backlog:
                         assert status != "open"
+
+
+def test_incremental_explicit_closes_count_against_the_cap() -> None:
+    state = known(*[(str(i), h(str(i)), "open", 0) for i in range(20)])
+    gone = [rec(str(i), open=False, cursor=str(i)) for i in range(12)]  # 12 of 20: 60%
+    plan = plan_sync(SOURCE, gone, state, mode="incremental", previous_cursor="0")
+    assert plan.capped and plan.close == [] and plan.withheld_closes == 12
+    assert "blast-radius cap: 12 of 20 open tasks of source 's' would close" in plan.messages[0]
+    assert plan.next_cursor == "0"  # kept: the changes are fetched again, nothing lost
+    forced = plan_sync(
+        SOURCE, gone, state, mode="incremental", policy=PlanPolicy(force_close=True)
+    )
+    assert len(forced.close) == 12 and not forced.capped and forced.next_cursor == "11"
+
+
+def test_exactly_max_share_is_capped() -> None:
+    state = known(*[(str(i), h(str(i)), "open", 0) for i in range(20)])
+    plan = plan_sync(SOURCE, [rec(str(i)) for i in range(10)], state)  # 10 of 20: 50%
+    assert plan.capped and plan.close == [] and plan.withheld_closes == 10
+    gone = [rec(str(i), open=False) for i in range(10)]
+    assert plan_sync(SOURCE, gone, state, mode="incremental").capped
+
+
+def test_recent_closes_of_the_window_count_with_this_runs() -> None:
+    # 60 open now, 40 closed by earlier runs of the window: 40 + 10 of 100 is 50%
+    state = known(*[(str(i), h(str(i)), "open", 0) for i in range(60)])
+    backlog = [rec(str(i)) for i in range(50)]
+    alone = plan_sync(SOURCE, backlog, state)
+    assert len(alone.close) == 10 and not alone.capped  # 10 of 60 on its own
+    policy = PlanPolicy(recent_closes=40)
+    plan = plan_sync(SOURCE, backlog, state, policy=policy)
+    assert plan.capped and plan.close == [] and plan.withheld_closes == 10
+    assert "50 of 100 open tasks of source 's' would close in the last 24h (40 net closed" in (
+        plan.messages[0]
+    )
+    fewer = plan_sync(SOURCE, [rec(str(i)) for i in range(51)], state, policy=policy)
+    assert len(fewer.close) == 9 and not fewer.capped  # 49 of 100
+
+
+def test_a_capped_run_still_finishes_closes_decided_earlier() -> None:
+    rows = [(str(i), h(str(i)), "open", 0) for i in range(20)]
+    rows[19] = ("19", h("19"), "closing", 0)
+    plan = plan_sync(SOURCE, [rec(str(i)) for i in range(5)], known(*rows))
+    assert plan.capped and [c.external_id for c in plan.close] == ["19"]

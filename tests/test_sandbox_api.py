@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 
@@ -333,18 +334,22 @@ def test_latency_delays_responses(sandbox_factory):
 def test_operator_page_starts_and_completes_tasks(sandbox, api):
     uid = uuid.uuid4()
     _put(api, uid, {"fields": {"title": "Call <Ada>", "url": "https://example.com/1"}})
-    page = httpx.get(f"{sandbox.base_url}/")
-    assert page.status_code == 200
-    assert "Call &lt;Ada&gt;" in page.text
-    assert f"/operator/tasks/{uid}/start" in page.text
-    started = httpx.post(f"{sandbox.base_url}/operator/tasks/{uid}/start")
-    assert started.status_code == 303
-    assert api.get(f"/tasks/{uid}").json()["status"] == "STARTED"
-    httpx.post(f"{sandbox.base_url}/operator/tasks/{uid}/complete", data={"outcome": "refunded"})
-    task = api.get(f"/tasks/{uid}").json()
-    assert task["status"] == "DONE"
-    assert task["form_data"] == {"outcome": "refunded"}
-    assert "refunded" in httpx.get(f"{sandbox.base_url}/").text
+    with sandbox.operator_client() as operator:  # signed in through the printed URL
+        page = operator.get("/")
+        assert page.status_code == 200
+        assert "Call &lt;Ada&gt;" in page.text
+        assert f"/operator/tasks/{uid}/start" in page.text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+        started = operator.post(f"/operator/tasks/{uid}/start", data={"csrf": csrf})
+        assert started.status_code == 303
+        assert api.get(f"/tasks/{uid}").json()["status"] == "STARTED"
+        operator.post(
+            f"/operator/tasks/{uid}/complete", data={"csrf": csrf, "outcome": "refunded"}
+        )
+        task = api.get(f"/tasks/{uid}").json()
+        assert task["status"] == "DONE"
+        assert task["form_data"] == {"outcome": "refunded"}
+        assert "refunded" in operator.get("/").text
 
 
 def test_openapi_describes_the_api(sandbox):

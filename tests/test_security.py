@@ -32,6 +32,7 @@ from fragment_hubspot.testing import SEARCH_PATH, FakeHubSpot, error_body
 from fragment_core.config import load_settings
 from fragment_core.connectors.http import HttpConnector
 from fragment_core.errors import AuthenticationError, FragmentError, TransientError
+from fragment_core.plugins import get_registry
 from fragment_core.sandbox.runner import run_sandbox
 from fragment_core.state import StateStore
 from fragment_core.task import Task, task_uid
@@ -184,7 +185,7 @@ def test_secrets_never_in_reprs_or_errors(tmp_path: Path) -> None:
         )
     )
     env = {"FRAGMENT_TOKEN": FRAGMENT_TOKEN, "OFFICE_KEY": API_KEY, "HUBSPOT_TOKEN": HUBSPOT_TOKEN}
-    settings = load_settings(config, env=env)
+    settings = load_settings(config, registry=get_registry(), env=env)
     office, crm = settings.sources
     objects: list[Any] = [settings, settings.tasks_api, office, crm, office.options, crm.options]
     objects += [HttpConnector(office.options, source="office")]
@@ -199,7 +200,7 @@ def test_secrets_never_in_reprs_or_errors(tmp_path: Path) -> None:
     # a secret in a wrong place of the config is not echoed in the error
     config.write_text(config.read_text().replace("rate_limit = 0", f'rate_limit = "{API_KEY}"'))
     with pytest.raises(FragmentError) as caught:
-        load_settings(config, env=env)
+        load_settings(config, registry=get_registry(), env=env)
     assert "rate_limit" in str(caught.value)
     client.close()
 

@@ -371,3 +371,121 @@ def test_completions_are_listed_from_the_stored_high_water_mark(world: Any) -> N
     world.store.update_source_state(world.name, completions_seen_until=mark)
     assert world.sync().written_back == 1
     assert [c.external_id for c in world.connector.completions] == ["0", "1"]
+
+
+def _changes_world(world: Any, count: int) -> ChangesConnector:
+    connector = ChangesConnector(world.name)
+    world.connector = connector
+    connector.records = [
+        {"id": str(i), "title": f"t {i}", "modified": i, "state": "open"}
+        for i in range(1, count + 1)
+    ]
+    assert world.sync().created == count
+    return connector
+
+
+def test_incremental_explicit_closes_are_capped_and_not_lost(world: Any) -> None:
+    connector = _changes_world(world, 20)
+    # the vendor changes the case of its status value: every record "leaves the backlog"
+    for index, record in enumerate(connector.records):
+        record |= {"state": "Open", "modified": 100 + index}
+    connector.records.append({"id": "21", "title": "new", "modified": 200, "state": "open"})
+    capped = world.sync()
+    assert capped.mode == "incremental" and capped.outcome == RunOutcome.CAPPED
+    assert (capped.closed, capped.withheld_closes, capped.created) == (0, 20, 1)
+    message = next(m for m in capped.messages if "blast-radius cap" in m)
+    assert f"20 of 20 open tasks of source {world.name!r} would close in the last 24h" in message
+    assert "20 reported closed by the source" in message and "--force-close" in message
+    assert all(t.status == TaskStatus.TODO for t in world.tasks().values())
+    assert world.store.source_state(world.name).cursor == "20"  # kept: nothing lost
+    forced = world.sync(force_close=True)
+    assert connector.cursors_asked == ["20", "20"]
+    assert forced.outcome == RunOutcome.OK and forced.closed == 20
+    tasks = world.tasks()
+    assert tasks["21"].status == TaskStatus.TODO and forced.created == 0
+    assert sum(t.status == TaskStatus.DONE for t in tasks.values()) == 20
+
+
+def test_the_cap_counts_the_closes_of_the_rolling_window(world: Any) -> None:
+    world.set_backlog(100)
+    world.sync()
+    reports = []
+    for run in range(1, 7):  # six shrinking fetches, each 40% short of the one before
+        world.set_backlog(round(100 * 0.6**run))
+        reports.append(world.sync())
+    assert [r.closed for r in reports] == [40, 0, 0, 0, 0, 0]
+    assert [r.outcome for r in reports[1:]] == [RunOutcome.CAPPED] * 5
+    message = next(m for m in reports[1].messages if "blast-radius cap" in m)
+    assert "cap: 64 of 100 open tasks of source" in message
+    assert "would close in the last 24h (40 net closed by earlier runs, 24 in this" in message
+    assert sum(t.status == TaskStatus.DONE for t in world.tasks().values()) == 40
+
+
+def test_exactly_half_is_capped(world: Any) -> None:
+    world.set_backlog(20)
+    world.sync()
+    world.set_backlog(10)
+    capped = world.sync()
+    assert capped.outcome == RunOutcome.CAPPED and capped.closed == 0
+    assert "blast-radius cap: 10 of 20 open tasks" in capped.messages[0]
+
+
+def test_a_normal_small_close_still_works_and_forced_closes_leave_the_window(
+    world: Any,
+) -> None:
+    world.set_backlog(20)
+    world.sync()
+    world.set_backlog(18)
+    small = world.sync()
+    assert small.outcome == RunOutcome.OK and small.closed == 2
+    assert small.withheld_closes == 0 and not any("cap" in m for m in small.messages)
+    world.set_backlog(9)  # 9 more (of 18 open now): 11 of 20 in the window
+    assert world.sync().outcome == RunOutcome.CAPPED
+    assert world.sync(force_close=True).closed == 9
+    world.set_backlog(8)  # the forced closes do not count: 2 + 1 of 11
+    after = world.sync()
+    assert after.outcome == RunOutcome.OK and after.closed == 1
+
+
+def test_closes_since_reads_the_run_history_of_the_window(world: Any) -> None:
+    from fragment_core.reports import SyncReport
+
+    now = datetime.now(UTC)
+    store = world.store
+
+    def run(hours: float, closed: int, created: int = 0, forced: bool = False) -> None:
+        report = SyncReport(
+            source=world.name,
+            connector="list",
+            started_at=now - timedelta(hours=hours),
+            closed=closed,
+            created=created,
+            forced_close=forced,
+        )
+        store.save_run(report)
+
+    run(30, 50)
+    run(10, 5, created=1)
+    run(8, 4)
+    store.save_run(SyncReport(source="other", connector="list", started_at=now, closed=9))
+    day = now - timedelta(hours=24)
+    assert store.closes_since(world.name, day) == 8  # 5 - 1 + 4: the 30 h old run is out
+    assert store.closes_since(world.name, now - timedelta(days=2)) == 58
+    run(7, 2, created=20)  # a source that grows: never below 0
+    assert store.closes_since(world.name, day) == 0
+    run(6, 30, forced=True)  # a forced run restarts the count
+    run(5, 3)
+    run(4, 4, created=1)
+    assert store.closes_since(world.name, day) == 6
+
+
+def test_a_source_that_churns_is_not_capped_by_the_window(world: Any) -> None:
+    world.set_backlog(20)
+    world.sync()
+    for run in range(1, 6):  # each run 4 records resolve and 4 new ones arrive
+        world.connector.records = [
+            {"id": str(i), "title": f"t {i}"} for i in range(4 * run, 20 + 4 * run)
+        ]
+        report = world.sync()
+        assert (report.outcome, report.closed, report.created) == (RunOutcome.OK, 4, 4)
+    assert sum(t.status == TaskStatus.DONE for t in world.tasks().values()) == 20

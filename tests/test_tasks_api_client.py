@@ -252,3 +252,26 @@ def test_client_at_the_servers_own_budget_gets_no_429(sandbox_factory):
             thread.join()
     assert client.requests_made == 24
     assert "429" not in sandbox.stats()["statuses"]
+
+
+@pytest.mark.parametrize("hostile", ["..", ".", "../accounts/me", "x/y", "a?b", "a#b", "50%"])
+def test_no_uid_changes_a_task_path(fake_api, hostile):
+    api = fake_api("tasks")
+    uid = uuid.uuid4()
+
+    @api.route("GET", "/api/v1/{rest:path}")
+    def anything(req):
+        return {"uid": str(uid), "fields": {"title": "t", "external_id": "1"}, "status": "TODO"}
+
+    with TasksClient(f"{api.base_url}/api/v1", "token", rate_limit=None) as tasks:
+        for call in (
+            lambda: tasks.get_task(hostile),
+            lambda: tasks.patch_task(hostile, {"status": "DONE"}),
+            lambda: tasks.delete_task(hostile),
+        ):
+            with pytest.raises(ValueError, match="is not a task uid"):
+                call()
+        assert api.requests == []  # refused before sending: nothing reached a parent path
+        tasks.get_task(uid)
+    (sent,) = api.requests
+    assert sent.raw_path == sent.path == f"/api/v1/tasks/{uid}"

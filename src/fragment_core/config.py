@@ -14,35 +14,45 @@ Sources are counted from 0, like the array they are in.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import tomllib
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from fragment_core.errors import ConfigurationError
 from fragment_core.redaction import redact_url
+from fragment_core.validation import explain, loc_text
 
-if TYPE_CHECKING:
-    from fragment_core.connector import Connector
-    from fragment_core.plugins import ConnectorRegistry
+
+class ConnectorOptions(Protocol):
+    """What loading a configuration needs of the connector registry
+    (:class:`fragment_core.plugins.ConnectorRegistry`): the options model of a connector and
+    their validation. The registry is given, never looked up here (config imports no plugins)."""
+
+    def options_model(self, name: str) -> type[BaseModel]:
+        """The options model of connector ``name``; ``ConfigurationError`` if unknown."""
+        ...
+
+    def validate_options(self, name: str, options: Any) -> BaseModel:
+        """``options`` validated; raises pydantic's ``ValidationError``."""
+        ...
 
 __all__ = [
     "CONFIG_ENV",
     "DEFAULT_CONFIG_FILE",
     "DEFAULT_TASKS_API_URL",
     "ClosePolicy",
+    "ConnectorOptions",
     "Settings",
     "SourceSettings",
     "StateSettings",
     "TasksApiSettings",
-    "build_connector",
     "config_path",
     "load_settings",
     "parse_duration",
@@ -104,6 +114,17 @@ class StateSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = "sqlite:///fragment-state.db"
+    lease_ttl: timedelta = Field(
+        default=timedelta(minutes=2),
+        gt=timedelta(0),
+        description="How long a run's lease on its source outlives its last heartbeat "
+        "(renewed every third of it): a dead run's source is free again after this.",
+    )
+
+    @field_validator("lease_ttl", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
 
     def __repr_args__(self) -> Any:
         """The URL with its password masked (``repr`` reaches logs and tracebacks)."""
@@ -117,7 +138,11 @@ class ClosePolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_share: float = Field(
-        default=0.5, ge=0, le=1, description="Close nothing if more than this share would close."
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Close nothing if this share or more of the open tasks would close "
+        "(counting every close of the rolling window).",
     )
     min_open: int = Field(
         default=10, ge=0, description="The cap applies above this many open tasks."
@@ -125,6 +150,16 @@ class ClosePolicy(BaseModel):
     debounce: int = Field(
         default=1, ge=1, description="Complete runs a record must be missing before closing."
     )
+    window: timedelta = Field(
+        default=timedelta(hours=24),
+        description="Closes by the runs of this rolling window count together against the "
+        "cap (a run forced with --force-close is not counted).",
+    )
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _window(cls, value: Any) -> timedelta:
+        return parse_duration(value)
 
 
 class SourceSettings(BaseModel):
@@ -189,7 +224,7 @@ class _Loader:
     and the key (``options.subdomain``).
     """
 
-    def __init__(self, path: Path, env: Mapping[str, str], registry: ConnectorRegistry) -> None:
+    def __init__(self, path: Path, env: Mapping[str, str], registry: ConnectorOptions) -> None:
         self.path = path
         self.label = str(path)
         self.env = env
@@ -269,16 +304,23 @@ class _Loader:
         return result
 
     # validation -----------------------------------------------------------------------
-    def validate(self, model: type[BaseModel], data: Any, source: str, prefix: str) -> Any:
+    def validate(
+        self,
+        model: type[BaseModel],
+        data: Any,
+        source: str,
+        prefix: str,
+        validator: Callable[[Any], Any] | None = None,
+    ) -> Any:
         try:
-            return model.model_validate(data)
+            return (validator or model.model_validate)(data)
         except ValidationError as exc:
             lines = []
-            for error in exc.errors(include_input=False, include_url=False):
-                loc = list(error["loc"])
-                key = _dotted(prefix, _loc_text(loc))
+            for error in exc.errors(include_url=False):
+                loc, text = explain(error, model)
+                key = _dotted(prefix, loc_text(loc))
                 where = ": ".join(part for part in (self.label, source, key) if part)
-                lines.append(f"{where}: {_error_text(error, model, loc)}")
+                lines.append(f"{where}: {text}")
             raise ConfigurationError("\n".join(lines)) from None
 
     def load(self, raw: dict[str, Any]) -> Settings:
@@ -329,11 +371,17 @@ class _Loader:
         if not isinstance(options, dict):
             raise self.fail(where, "options", "expected a table ([sources.options])")
         try:
-            cls = self.registry.get(source.connector)
+            model = self.registry.options_model(source.connector)
         except ConfigurationError as exc:
             raise self.fail(where, "connector", exc.message) from None
-        options = self.read_secret_files(options, cls.Config, where, "options")
-        config = self.validate(cls.Config, options, where, "options")
+        options = self.read_secret_files(options, model, where, "options")
+        config = self.validate(
+            model,
+            options,
+            where,
+            "options",
+            lambda data: self.registry.validate_options(source.connector, data),
+        )
         return source.model_copy(update={"options": config})
 
 
@@ -364,47 +412,17 @@ def _dotted(prefix: str, key: Any) -> str:
     return f"{prefix}{key}" if key.startswith("[") else f"{prefix}.{key}"
 
 
-def _loc_text(loc: list[Any]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _error_text(error: Mapping[str, Any], model: type[BaseModel], loc: list[Any]) -> str:
-    if error["type"] == "extra_forbidden":
-        owner = _model_at(model, loc[:-1])
-        hint = (
-            difflib.get_close_matches(str(loc[-1]), list(owner.model_fields), n=1) if owner else []
-        )
-        return "unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-    message = str(error["msg"])
-    message = message.removeprefix("Value error, ")
-    return message[:1].lower() + message[1:]
-
-
-def _model_at(model: type[BaseModel], loc: list[Any]) -> type[BaseModel] | None:
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = getattr(current, "model_fields", {}).get(part)
-        if field is None:
-            return None
-        current = field.annotation
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
 def load_settings(
     path: str | os.PathLike[str] | None = None,
     *,
-    registry: ConnectorRegistry | None = None,
+    registry: ConnectorOptions,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
     """Read and validate a ``fragment.toml``.
 
-    ``path`` defaults to ``$FRAGMENT_CONFIG`` or ``./fragment.toml``; ``registry`` to the
-    connectors of the installed plugins; ``env`` (for ``${VAR}``) to :data:`os.environ`.
+    ``path`` defaults to ``$FRAGMENT_CONFIG`` or ``./fragment.toml``; ``registry`` (the
+    connectors, e.g. ``fragment_core.plugins.get_registry()``) validates each source's
+    options; ``env`` (for ``${VAR}``) to :data:`os.environ`.
     Raises :class:`ConfigurationError` naming the file, the source and the key.
     """
     file = config_path(path)
@@ -426,19 +444,4 @@ def load_settings(
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"invalid TOML: {exc}", where=str(file)) from None
-    if registry is None:
-        from fragment_core.plugins import get_registry
-
-        registry = get_registry()
     return _Loader(file, os.environ if env is None else env, registry).load(raw)
-
-
-def build_connector(source: SourceSettings, registry: ConnectorRegistry | None = None) -> Connector:
-    """Instantiate the connector of ``source`` with its validated options."""
-    if registry is None:
-        from fragment_core.plugins import get_registry
-
-        registry = get_registry()
-    cls = registry.get(source.connector)
-    options = source.options if source.options is not None else cls.Config()
-    return cls(options, source=source.name)

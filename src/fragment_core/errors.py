@@ -10,6 +10,7 @@ class                     meaning                                          runne
 ``AuthenticationError``   credentials rejected or lacking a scope          stop the source
 ``TransientError``        a retry may succeed (5xx, timeout, dropped)      retry, then fail
 ``RateLimitedError``      the remote asked us to slow down                 wait, then retry
+``IncompleteFetchError``  a listing ended before the total it announced    retry, then fail
 ``BadRecordError``        one record cannot be mapped                      skip it, go on
 ``PluginError``           a plugin is broken or conflicts with another     stop / warn
 ========================  ===============================================  ==============
@@ -81,3 +82,23 @@ class PluginError(FragmentError):
 
 class WriteBackError(FragmentError):
     """A write-back (``on_complete``) failed in a way retrying will not fix."""
+
+
+class IncompleteFetchError(TransientError):
+    """A fetch ended before the total it announced: never the end of the listing.
+
+    The run fails (and is retried later) so that nothing is closed for want of a record
+    that was only missing from a cut-short listing. ``fetched`` and ``total`` say how many.
+    """
+
+    def __init__(
+        self, what: str, *, fetched: int, total: int, where: str | None = None
+    ) -> None:
+        self.what = what
+        self.fetched = fetched
+        self.total = total
+        super().__init__(
+            f"{what or 'the fetch'} is incomplete: it ended after {fetched} of the {total} "
+            "items it announced (the listing changed or was cut short); nothing is closed",
+            where=where,
+        )

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 from pluggy import HookImpl, HookimplOpts, PluginValidationError
+from pydantic import BaseModel
 
 from fragment_core import __version__, hookspecs
 from fragment_core.connector import Connector
@@ -369,6 +370,20 @@ class ConnectorRegistry:
         official connector that is not installed, or the list of known names otherwise.
         """
         return self.entry(name).cls
+
+    def options_model(self, name: str) -> type[BaseModel]:
+        """The pydantic model of the options of connector ``name`` (its ``Config``)."""
+        return self.get(name).Config
+
+    def validate_options(self, name: str, options: Any) -> BaseModel:
+        """``options`` validated by connector ``name``; raises pydantic's ``ValidationError``."""
+        return self.options_model(name).model_validate(options)
+
+    def build(self, source: SourceSettings) -> Connector[Any]:
+        """Instantiate the connector of ``source`` with its validated options."""
+        cls = self.get(source.connector)
+        options = source.options if source.options is not None else cls.Config()
+        return cls(options, source=source.name)
 
     def entry(self, name: str) -> ConnectorEntry:
         """The registry entry of ``name`` (same errors as :meth:`get`)."""

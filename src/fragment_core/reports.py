@@ -63,6 +63,8 @@ class SyncReport:
     """Of the unchanged records, those recognised by their raw form, without mapping."""
     dropped: int = 0
     withheld_closes: int = 0
+    forced_close: bool = False
+    """The run was told to bypass the blast-radius cap (``--force-close``)."""
     written_back: int = 0
     write_back_failed: int = 0
     requests: int = 0

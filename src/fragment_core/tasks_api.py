@@ -327,20 +327,20 @@ class TasksClient:
     def upsert_task(self, task: Task) -> RemoteTask:
         """``PUT /tasks/{uid}``: create or replace (idempotent; ``task.uid`` required)."""
         uid = self._uid_of(task, "upsert_task")
-        return RemoteTask.model_validate(self._request("PUT", f"/tasks/{uid}", body=task.to_api()))
+        return RemoteTask.model_validate(self._request("PUT", _task_path(uid), body=task.to_api()))
 
     def patch_task(self, uid: uuid.UUID, changes: Mapping[str, Any]) -> RemoteTask:
         """``PATCH /tasks/{uid}``: set the given attributes; ``fields`` merge shallowly."""
         body = normalize_value(dict(changes))
-        return RemoteTask.model_validate(self._request("PATCH", f"/tasks/{uid}", body=body))
+        return RemoteTask.model_validate(self._request("PATCH", _task_path(uid), body=body))
 
     def get_task(self, uid: uuid.UUID) -> RemoteTask:
         """``GET /tasks/{uid}`` (:class:`TaskNotFoundError` if there is none)."""
-        return RemoteTask.model_validate(self._request("GET", f"/tasks/{uid}"))
+        return RemoteTask.model_validate(self._request("GET", _task_path(uid)))
 
     def delete_task(self, uid: uuid.UUID) -> None:
         """``DELETE /tasks/{uid}`` (:class:`TaskNotFoundError` if there is none)."""
-        self._request("DELETE", f"/tasks/{uid}")
+        self._request("DELETE", _task_path(uid))
 
     def list_tasks(
         self,
@@ -507,3 +507,12 @@ class TasksClient:
                 " derive it with Task.for_source(source)"
             )
         return task.uid
+
+
+def _task_path(uid: uuid.UUID | str) -> str:
+    """``/tasks/{uid}``; ``uid`` must be a UUID, so no value can change the path."""
+    try:
+        text = str(uid if isinstance(uid, uuid.UUID) else uuid.UUID(str(uid)))
+    except ValueError:
+        raise ValueError(f"{str(uid)[:80]!r} is not a task uid (a UUID)") from None
+    return f"/tasks/{text}"

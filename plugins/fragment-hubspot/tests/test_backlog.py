@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from fragment_hubspot import HubSpotConnector
 from fragment_hubspot.search import MODIFIED
 from fragment_hubspot.testing import SEARCH_PATH, FakeHubSpot, iso
+
+from fragment_core.errors import IncompleteFetchError, TransientError
 
 
 def _search_bodies(fake: FakeHubSpot) -> list[dict]:
@@ -116,3 +119,19 @@ def test_search_rate_is_paced_below_hubspots_per_second_limit() -> None:
         elapsed = time.monotonic() - started
     assert fake.searches_over_limit == 0  # never tripped the fake's 5/s limit
     assert elapsed >= 11 / 4 - 0.1
+
+
+def test_a_listing_that_shrinks_while_paged_is_incomplete_not_the_end(
+    hubspot: FakeHubSpot,
+) -> None:
+    # 50 open tasks, 20 a page; one is completed after the first page: the offsets shift,
+    # so a task the fetch never saw would look gone and be closed, were this the end
+    hubspot.add_tasks(50)
+    connector = HubSpotConnector(hubspot.config(page_size=20), source="crm")
+    records = connector.fetch_backlog()
+    first = next(records)
+    hubspot.update(first["id"], hs_task_status="COMPLETED")
+    with pytest.raises(IncompleteFetchError, match=r"after 49 of the 50 items") as caught:
+        list(records)
+    assert isinstance(caught.value, TransientError)
+    assert caught.value.where is not None

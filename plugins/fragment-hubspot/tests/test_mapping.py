@@ -121,3 +121,30 @@ def test_config_errors_name_the_option() -> None:
         HubSpotConfig(access_token="t", url_template="https://x/{nope}")
     with pytest.raises(ValidationError, match="page_size"):
         HubSpotConfig(access_token="t", page_size=500)
+
+
+@pytest.mark.parametrize(
+    "hostile", ["..", ".", "../../v3/owners", "1/../2", "1?x=y", "1#x", "1%2F2"]
+)
+def test_no_id_changes_a_write_back_path(hubspot: FakeHubSpot, hostile: str) -> None:
+    from fragment_core.task import Task
+
+    hubspot.add_tasks(1)
+    connector = HubSpotConnector(hubspot.config(), source="crm")
+    task = Task.new(external_id=hostile, title="t")
+    with pytest.raises(WriteBackError, match="is not a HubSpot task id"):
+        connector.on_complete(*completion_for(connector, task))
+    assert hubspot.api.requests == []
+
+
+def test_a_write_back_reaches_exactly_the_task_path(hubspot: FakeHubSpot) -> None:
+    (task_id,) = hubspot.add_tasks(1)
+    connector = HubSpotConnector(hubspot.config(), source="crm")
+    task = connector.to_task(next(iter(connector.fetch_backlog())))
+    hubspot.api.requests.clear()
+    connector.on_complete(*completion_for(connector, task))
+    paths = {(r.method, r.raw_path) for r in hubspot.api.requests}
+    assert paths == {
+        ("GET", f"/crm/v3/objects/tasks/{task_id}"),
+        ("PATCH", f"/crm/v3/objects/tasks/{task_id}"),
+    }

@@ -23,7 +23,7 @@ from fragment_core.cli.support import (
     stdout_console,
 )
 from fragment_core.cli.sync import demo_command, run_command, status_command, sync_command
-from fragment_core.config import CONFIG_ENV, SourceSettings, build_connector
+from fragment_core.config import CONFIG_ENV, SourceSettings
 from fragment_core.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -92,7 +92,7 @@ def _table(*headers: str) -> Table:
 def plugins_command(ctx: click.Context, as_json: bool) -> None:
     """List installed plugins, their versions and the hooks they implement."""
     pm = plugin_manager_from_context(ctx)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": info.name,
             "distribution": info.distribution,
@@ -322,10 +322,15 @@ _CHECK_LABELS: dict[type[FragmentError], str] = {
 
 
 def _check_source(source: SourceSettings, registry: Any) -> dict[str, Any]:
-    result = {"source": source.name, "connector": source.connector, "ok": False, "message": ""}
+    result: dict[str, Any] = {
+        "source": source.name,
+        "connector": source.connector,
+        "ok": False,
+        "message": "",
+    }
     connector = None
     try:
-        connector = build_connector(source, registry)
+        connector = registry.build(source)
         with retry_policy(QUICK):  # a person is waiting: report an unreachable host fast
             result["message"] = connector.check()
         result["ok"] = True

@@ -17,8 +17,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from fragment_core.cli.summary import print_report
-from fragment_core.config import Settings, build_connector, load_settings
-from fragment_core.connectors.file import write_rows, write_sample
+from fragment_core.config import Settings, load_settings
+from fragment_core.connectors.file import FileConnector, write_rows, write_sample
 from fragment_core.plugins import get_plugin_manager, get_registry
 from fragment_core.state import StateStore
 from fragment_core.sync.engine import sync_source
@@ -90,8 +90,8 @@ class Demo:
         self.client = client
         self.pm = get_plugin_manager()
         self.source = settings.source(SOURCE)
-        self.connector = build_connector(self.source, get_registry(self.pm))
-        self.store = StateStore(settings.state.url)
+        self.connector = get_registry(self.pm).build(self.source)
+        self.store = StateStore(settings.state.url, lease_ttl=settings.state.lease_ttl)
 
     def say(self, step: str, text: str) -> None:
         """Explain a step."""
@@ -137,14 +137,13 @@ def run_demo(
             f"{sandbox.base_url} (the sandbox; no account needed)."
         )
         config = _write_config(folder, sandbox.url, sandbox.token)
-        settings = load_settings(config)
+        settings = load_settings(config, registry=get_registry())
         client = sandbox.client()
         demo = Demo(folder, settings, console, client)
         try:
             facts = _steps(demo, backlog, rows)
         finally:
             demo.close()
-        base = sandbox.base_url
         console.print(
             f"\n[bold green]That is the whole loop.[/] Your files are in {folder}:\n"
             f"  backlog.csv   the backlog (edit it: add, change or remove rows)\n"
@@ -152,7 +151,8 @@ def run_demo(
         )
         if keep_running:
             console.print(
-                f"The sandbox keeps running. Open the operator page at [bold]{base}/[/] to "
+                "The sandbox keeps running. Open the operator page (this link signs you in)"
+                f" at [bold]{escape(sandbox.operator_url)}[/] to "
                 "start and complete tasks, edit the backlog, then sync again in another "
                 f"terminal:\n  fragment --config {config} sync {SOURCE}\n"
                 f"  fragment --config {config} status\nPress Ctrl-C to stop."
@@ -205,6 +205,7 @@ def _steps(demo: Demo, backlog: Path, rows: int) -> dict[str, Any]:
     console.print(_rows_table(backlog, f"{backlog.name} after the write-back"))
 
     connector = demo.connector
+    assert isinstance(connector, FileConnector)
     columns, all_rows = connector.read_rows()
     open_rows = [r for r in all_rows if r.get("status") != "done"]
     removed = [r["id"] for r in open_rows[:2]]

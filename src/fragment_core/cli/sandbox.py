@@ -7,7 +7,15 @@ import secrets
 import click
 from pydantic import SecretStr
 
-from fragment_core.sandbox.runner import READY_PREFIX, TOKEN_ENV, _bind, _url_host, serve
+from fragment_core.sandbox.operator import LOGIN_PATH
+from fragment_core.sandbox.runner import (
+    OPERATOR_TOKEN_ENV,
+    READY_PREFIX,
+    TOKEN_ENV,
+    _bind,
+    _url_host,
+    serve,
+)
 from fragment_core.sandbox.settings import (
     DEFAULT_MAX_BATCH,
     SandboxSettings,
@@ -57,6 +65,20 @@ Examples:
     default=None,
     help=f"API token clients must send (env {TOKEN_ENV}); random and printed if unset.",
 )
+@click.option(
+    "--operator-token",
+    envvar=OPERATOR_TOKEN_ENV,
+    default=None,
+    help=f"Login token of the operator page (env {OPERATOR_TOKEN_ENV}); random if unset. "
+    "The sign-in URL is printed on start.",
+)
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    help="Host name the operator page answers to besides IP addresses and localhost "
+    "(repeatable).",
+)
 @click.option("--rate-limit", callback=_rate, help="Answer 429 past this budget, e.g. 60/min.")
 @click.option(
     "--faults",
@@ -85,6 +107,8 @@ def sandbox_command(
     port: int,
     db: str,
     token: str | None,
+    operator_token: str | None,
+    allowed_hosts: tuple[str, ...],
     rate_limit: object,
     faults: float,
     seed: int | None,
@@ -103,6 +127,8 @@ def sandbox_command(
         latency=latency,
         max_batch=max_batch,
         fault_retry_after=fault_retry_after,
+        operator_token=SecretStr(operator_token or secrets.token_urlsafe(18)),
+        allowed_hosts=tuple(allowed_hosts),
     )
     try:
         sock = _bind(host, port)
@@ -113,5 +139,6 @@ def sandbox_command(
     click.echo(f"{READY_PREFIX}{base}/api/v1", nl=True)
     if generated:
         click.echo(f"token (generated for this run): {settings.token.get_secret_value()}")
-    click.echo(f"operator page: {base}/   API schema: {base}/openapi.json", err=True)
+    login = f"{base}{LOGIN_PATH}?token={settings.operator_token.get_secret_value()}"
+    click.echo(f"operator page (sign in): {login}   API schema: {base}/openapi.json", err=True)
     serve(settings, sock).run(sockets=[sock])

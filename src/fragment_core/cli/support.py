@@ -127,7 +127,7 @@ class FragmentClickError(click.ClickException):
 
     def __init__(self, error: FragmentError) -> None:
         super().__init__(str(error))
-        self.exit_code = 2 if isinstance(error, (ConfigurationError, PluginError)) else 1
+        self.exit_code = 2 if isinstance(error, (ConfigurationError, PluginError)) else 1  # type: ignore[misc]  # click declares it a ClassVar; per instance by design
 
     def show(self, file: IO[Any] | None = None) -> None:
         console = Console(file=file or sys.stderr, soft_wrap=True)

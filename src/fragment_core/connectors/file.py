@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
+import glob
 import json
 import os
 import tempfile
@@ -34,6 +34,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
+
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): write-backs of this process still take turns
+    fcntl = None  # type: ignore[assignment]
 
 from fragment_core.connector import Completion, Connector, ConnectorConfig, Record
 from fragment_core.errors import BadRecordError, ConfigurationError
@@ -68,6 +73,9 @@ def locked(path: Path) -> Iterator[None]:
     """
     with _lock_for(path):
         path.parent.mkdir(parents=True, exist_ok=True)
+        if fcntl is None:
+            yield
+            return
         fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -76,9 +84,13 @@ def locked(path: Path) -> Iterator[None]:
             os.close(fd)  # closing the descriptor releases the flock
 
 
+def _stale_temporaries(path: Path) -> list[Path]:
+    return list(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+
+
 def _remove_stale_temporaries(path: Path) -> None:
     """Delete temporary files a killed write-back left (call only under the lock)."""
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+    for stale in _stale_temporaries(path):
         stale.unlink(missing_ok=True)
 
 
@@ -114,7 +126,10 @@ class FileConfig(ConnectorConfig):
     outcome_column: str | None = Field(
         default=None, description="Column the write-back sets to the operator's outcome (JSON)."
     )
-    encoding: str = Field(default="utf-8", description="Text encoding of the file.")
+    encoding: str = Field(
+        default="utf-8",
+        description="Text encoding of the file (utf-8 also reads a file starting with a BOM).",
+    )
 
     @model_validator(mode="after")
     def _known_format(self) -> FileConfig:
@@ -158,7 +173,7 @@ class FileConnector(Connector[FileConfig]):
             with path.open(newline="", encoding=_encoding(self.config.encoding)) as handle:
                 if self.config.format == "csv":
                     reader = csv.DictReader(handle, restkey=_EXTRA)
-                    columns = list(reader.fieldnames or [])
+                    columns: list[str] = list(reader.fieldnames or [])
                     if columns and self.config.id_column not in columns:
                         raise ConfigurationError(
                             f"{path.name} has no column {self.config.id_column!r} "
@@ -167,7 +182,7 @@ class FileConnector(Connector[FileConfig]):
                         )
                     rows = [{**row, _LINE: reader.line_num} for row in reader]
                     return columns, rows
-                columns: list[str] = []
+                columns = []
                 rows = []
                 for number, line in enumerate(handle, start=1):
                     if not line.strip():
@@ -195,7 +210,10 @@ class FileConnector(Connector[FileConfig]):
             ) from None
 
     def fetch_backlog(self) -> Iterator[Record]:
-        """Every row not marked done."""
+        """Every row not marked done (first removing temporaries a killed write-back left)."""
+        if _stale_temporaries(self.config.path):
+            with locked(self.config.path):
+                _remove_stale_temporaries(self.config.path)
         _, rows = self.read_rows()
         status, done = self.config.status_column, self.config.done_value
         for row in rows:
@@ -216,6 +234,13 @@ class FileConnector(Connector[FileConfig]):
         if external_id is None:
             raise BadRecordError(
                 f"line {line}: the id column is empty", field=cfg.id_column, where=self._where()
+            )
+        if "\x00" in external_id:
+            raise BadRecordError(
+                f"line {line}: the id contains a NUL character, which no state store can keep",
+                record_id=external_id.replace("\x00", "\\x00"),
+                field=cfg.id_column,
+                where=self._where(),
             )
         extra = record.get(_EXTRA)
         if extra is not None:

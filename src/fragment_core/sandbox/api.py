@@ -81,7 +81,7 @@ def _raw_uid(item: Any) -> uuid.UUID | None:
         return None
 
 
-def build_router(settings: SandboxSettings, store: TaskStore) -> APIRouter:
+def build_router(settings: SandboxSettings, store: TaskStore) -> APIRouter:  # noqa: C901
     """The API routes bound to one store and one token."""
     expected = settings.token.get_secret_value().encode()
     account_uid = uuid.UUID(hashlib.sha256(expected).hexdigest()[:32])

@@ -52,7 +52,7 @@ def create_app(settings: SandboxSettings, store: TaskStore | None = None) -> Fas
     app.state.stats = stats
     app.state.settings = settings
     app.include_router(build_router(settings, store))
-    app.include_router(build_operator_router(store))
+    app.include_router(build_operator_router(store, settings))
 
     @app.get("/_sandbox/stats", include_in_schema=False)
     async def sandbox_stats() -> dict[str, Any]:

@@ -1,23 +1,42 @@
 """The operator page at ``/``: tasks by status, with Start and Complete buttons.
 
-Server-rendered HTML and plain forms, no JavaScript. These routes are for the person
-running the sandbox locally and take no token (the API under ``/api/v1`` does); the
-outcome typed when completing a task lands in the task's ``form_data.outcome``.
+Server-rendered HTML and plain forms, no JavaScript; the outcome typed when completing
+a task lands in the task's ``form_data.outcome``. Completing a task triggers a real
+write-back on the next sync, so the page is guarded like a production admin page:
+
+- **Sign-in.** ``GET /operator/login?token=...`` (the URL the sandbox prints on start;
+  the operator token or the API token) sets an HttpOnly, SameSite=Strict session
+  cookie and redirects to ``/``. Scripts may instead send ``Authorization: Bearer
+  <API token>`` on every request.
+- **Host check.** The ``Host`` header must be an IP address, ``localhost`` or a name in
+  ``allowed_hosts`` (no DNS rebinding).
+- **Same origin.** A POST whose ``Origin`` (or ``Referer``) is another origin, or whose
+  ``Sec-Fetch-Site`` is not ``same-origin``/``none``, is refused with 403.
+- **CSRF token.** Every form carries the session's ``csrf`` token; a cookie-session POST
+  without the right one is refused with 403.
 """
 
 from __future__ import annotations
 
 import html
+import ipaddress
+import secrets
 import uuid
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from fragment_core.sandbox import tasks
 from fragment_core.sandbox.schemas import TaskPatch
+from fragment_core.sandbox.settings import SandboxSettings
 from fragment_core.sandbox.store import TaskStore
 from fragment_core.task import TaskStatus
+
+#: Name of the operator session cookie.
+SESSION_COOKIE = "fragment_sandbox_operator"
+#: Path of the sign-in route (``?token=...``).
+LOGIN_PATH = "/operator/login"
 
 PAGE_LIMIT = 200
 
@@ -29,7 +48,7 @@ form{display:inline}input[type=text]{width:14rem}small{color:#666}
 """
 
 
-def _row(task: dict[str, object]) -> str:
+def _row(task: dict[str, object], csrf: str) -> str:
     uid = html.escape(str(task["uid"]))
     fields = task["fields"] if isinstance(task["fields"], dict) else {}
     title = html.escape(str(fields.get("title", "")))
@@ -41,12 +60,12 @@ def _row(task: dict[str, object]) -> str:
     actions = ""
     if task["status"] == TaskStatus.TODO.value:
         actions += (
-            f'<form method="post" action="/operator/tasks/{uid}/start">'
+            f'<form method="post" action="/operator/tasks/{uid}/start">{csrf}'
             '<button type="submit">Start</button></form> '
         )
     if task["status"] != TaskStatus.DONE.value:
         actions += (
-            f'<form method="post" action="/operator/tasks/{uid}/complete">'
+            f'<form method="post" action="/operator/tasks/{uid}/complete">{csrf}'
             '<input type="text" name="outcome" placeholder="outcome (optional)"> '
             '<button type="submit">Complete</button></form>'
         )
@@ -60,12 +79,15 @@ def _row(task: dict[str, object]) -> str:
     )
 
 
-def render_page(store: TaskStore) -> str:
-    """The whole operator page."""
+def render_page(store: TaskStore, csrf_token: str = "") -> str:
+    """The whole operator page (its forms carry ``csrf_token``)."""
+    csrf = (
+        f'<input type="hidden" name="csrf" value="{html.escape(csrf_token)}">' if csrf_token else ""
+    )
     sections = []
     for status in TaskStatus:
         rows = store.by_status(status.value, PAGE_LIMIT)
-        body = "".join(_row(task) for task in rows) or '<tr><td colspan="4">none</td></tr>'
+        body = "".join(_row(task, csrf) for task in rows) or '<tr><td colspan="4">none</td></tr>'
         sections.append(
             f"<section><h2>{status.value}</h2><table><tr><th>Task</th><th>Source</th>"
             f"<th>Due</th><th></th></tr>{body}</table></section>"
@@ -79,13 +101,129 @@ def render_page(store: TaskStore) -> str:
     )
 
 
-def build_operator_router(store: TaskStore) -> APIRouter:
-    """The page and its two form targets (not part of the API schema)."""
+_SIGN_IN_PAGE = (
+    "<!doctype html><html><head><meta charset='utf-8'><title>Fragment sandbox</title>"
+    f"<style>{_STYLE}</style></head><body><h1>Fragment sandbox: sign in</h1>"
+    "<p>{message}</p><p>Open the operator URL the sandbox printed when it started "
+    f"(<code>{LOGIN_PATH}?token=...</code>), or run <code>fragment demo --keep-running</code>."
+    "</p></body></html>"
+)
+
+
+def _sign_in_page(message: str, status_code: int) -> HTMLResponse:
+    return HTMLResponse(_SIGN_IN_PAGE.replace("{message}", html.escape(message)), status_code)
+
+
+class OperatorGuard:
+    """Sessions, host, origin and CSRF checks of the operator routes."""
+
+    def __init__(self, settings: SandboxSettings) -> None:
+        self.settings = settings
+        self.sessions: dict[str, str] = {}  # session id -> its CSRF token
+
+    def valid_login_token(self, token: str) -> bool:
+        """The operator token or the API token (compared in constant time)."""
+        given = token.encode()
+        return any(
+            secrets.compare_digest(given, known.get_secret_value().encode())
+            for known in (self.settings.operator_token, self.settings.token)
+        )
+
+    def new_session(self) -> tuple[str, str]:
+        """A new session id and its CSRF token."""
+        session, csrf = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        self.sessions[session] = csrf
+        return session, csrf
+
+    def host_allowed(self, request: Request) -> bool:
+        """The Host header names an IP address, localhost, or an allowed host."""
+        host = (urlsplit(f"//{request.headers.get('host', '')}").hostname or "").lower()
+        if not host:
+            return False
+        if host == "localhost" or host.endswith(".localhost"):
+            return True
+        if host in {name.lower() for name in self.settings.allowed_hosts}:
+            return True
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return True
+
+    @staticmethod
+    def same_origin(request: Request) -> bool:
+        """Nothing in the request says it comes from another origin."""
+        site = request.headers.get("sec-fetch-site")
+        if site is not None and site not in ("same-origin", "none"):
+            return False
+        host = request.headers.get("host", "").lower()
+        for header in ("origin", "referer"):
+            value = request.headers.get(header)
+            if value is None:
+                continue
+            parts = urlsplit(value)
+            return parts.scheme in ("http", "https") and parts.netloc.lower() == host
+        return True
+
+    def bearer_ok(self, request: Request) -> bool:
+        """``Authorization: Bearer <API token>`` (for scripts)."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        expected = self.settings.token.get_secret_value().encode()
+        return scheme.lower() == "bearer" and secrets.compare_digest(token.encode(), expected)
+
+    def session_csrf(self, request: Request) -> str | None:
+        """The CSRF token of the request's session, or None without a valid session."""
+        session = request.cookies.get(SESSION_COOKIE)
+        return self.sessions.get(session) if session else None
+
+    def check_post(self, request: Request, form: dict[str, list[str]]) -> None:
+        """Refuse a state-changing request that is cross-site, unsigned-in or forged."""
+        if not self.host_allowed(request):
+            raise HTTPException(403, "operator page: unexpected Host header")
+        if not self.same_origin(request):
+            raise HTTPException(403, "operator page: cross-origin request refused")
+        if self.bearer_ok(request):
+            return
+        csrf = self.session_csrf(request)
+        if csrf is None:
+            raise HTTPException(401, f"operator page: sign in first ({LOGIN_PATH}?token=...)")
+        given = (form.get("csrf") or [""])[0]
+        if not secrets.compare_digest(given.encode(), csrf.encode()):
+            raise HTTPException(403, "operator page: missing or wrong CSRF token")
+
+
+def build_operator_router(store: TaskStore, settings: SandboxSettings) -> APIRouter:  # noqa: C901
+    """The page, its sign-in and its two form targets (not part of the API schema)."""
     router = APIRouter(include_in_schema=False)
+    guard = OperatorGuard(settings)
+
+    @router.get(LOGIN_PATH)
+    async def login(request: Request, token: str = "") -> Response:
+        if not guard.host_allowed(request):
+            return _sign_in_page("Unexpected Host header.", 403)
+        if not token or not guard.valid_login_token(token):
+            return _sign_in_page("That sign-in link is not valid for this sandbox.", 403)
+        session, _ = guard.new_session()
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="strict", path="/")
+        return response
 
     @router.get("/", response_class=HTMLResponse)
-    async def page() -> str:
-        return render_page(store)
+    async def page(request: Request) -> Response:
+        if not guard.host_allowed(request):
+            return _sign_in_page("Unexpected Host header.", 403)
+        csrf = guard.session_csrf(request)
+        if csrf is None and guard.bearer_ok(request):
+            csrf = ""
+        if csrf is None:
+            return _sign_in_page("Sign in to see the tasks.", 401)
+        headers = {"X-Frame-Options": "DENY", "Cache-Control": "no-store"}
+        return HTMLResponse(render_page(store, csrf), headers=headers)
+
+    async def form_of(request: Request) -> dict[str, list[str]]:
+        form = parse_qs((await request.body()).decode(errors="replace"))
+        guard.check_post(request, form)
+        return form
 
     async def change(uid: uuid.UUID, body: TaskPatch) -> RedirectResponse:
         old = store.get(str(uid))
@@ -97,12 +235,13 @@ def build_operator_router(store: TaskStore) -> APIRouter:
         return RedirectResponse("/", status_code=303)
 
     @router.post("/operator/tasks/{uid}/start")
-    async def start(uid: uuid.UUID) -> RedirectResponse:
+    async def start(uid: uuid.UUID, request: Request) -> RedirectResponse:
+        await form_of(request)
         return await change(uid, TaskPatch(status=TaskStatus.STARTED))
 
     @router.post("/operator/tasks/{uid}/complete")
     async def complete(uid: uuid.UUID, request: Request) -> RedirectResponse:
-        form = parse_qs((await request.body()).decode(errors="replace"))
+        form = await form_of(request)
         outcome = (form.get("outcome") or [""])[0].strip()
         old = store.get(str(uid))
         form_data = dict((old or {}).get("form_data") or {})

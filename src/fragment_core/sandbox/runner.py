@@ -17,10 +17,12 @@ from typing import Any
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
 from pydantic import SecretStr
 
 from fragment_core.sandbox.app import create_app
 from fragment_core.sandbox.faults import quiet_dropped_connections
+from fragment_core.sandbox.operator import LOGIN_PATH, SESSION_COOKIE
 from fragment_core.sandbox.settings import (
     DEFAULT_MAX_BATCH,
     RateLimit,
@@ -31,22 +33,47 @@ from fragment_core.sandbox.settings import (
 
 #: Environment variable the CLI reads the token from (keeps it out of process lists).
 TOKEN_ENV = "FRAGMENT_SANDBOX_TOKEN"
+#: Environment variable the CLI reads the operator page's login token from.
+OPERATOR_TOKEN_ENV = "FRAGMENT_SANDBOX_OPERATOR_TOKEN"
 #: First line the CLI prints, followed by the API's base URL.
 READY_PREFIX = "fragment sandbox listening on "
 
 
 @dataclass
 class SandboxHandle:
-    """A running sandbox: ``url`` is the API base (``.../api/v1``)."""
+    """A running sandbox: ``url`` is the API base (``.../api/v1``); ``operator_url`` signs
+    a browser in to the operator page."""
 
     base_url: str
     token: str = field(repr=False)
     _stop: Any = field(repr=False, default=None)
     app: Any = field(repr=False, default=None)
+    operator_token: str = field(repr=False, default="")
 
     @property
     def url(self) -> str:
         return f"{self.base_url}/api/v1"
+
+    @property
+    def operator_url(self) -> str:
+        """``.../operator/login?token=...``: opens the operator page with a session."""
+        return f"{self.base_url}{LOGIN_PATH}?token={self.operator_token}"
+
+    def operator_client(self) -> httpx.Client:
+        """An httpx client signed in to the operator page (session cookie set); its
+        requests carry the sandbox's origin, like the browser's forms."""
+        signed_in = httpx.get(
+            f"{self.base_url}{LOGIN_PATH}", params={"token": self.operator_token}, timeout=10
+        )
+        session = signed_in.cookies.get(SESSION_COOKIE)
+        if signed_in.status_code != 303 or not session:  # the message leaves the token out
+            raise RuntimeError(f"operator sign-in failed: HTTP {signed_in.status_code}")
+        return httpx.Client(
+            base_url=self.base_url,
+            timeout=10,
+            headers={"Origin": self.base_url},
+            cookies={SESSION_COOKIE: session},
+        )
 
     def stop(self) -> None:
         """Stop the server (idempotent)."""
@@ -111,13 +138,16 @@ def _start_in_thread(settings: SandboxSettings, host: str, port: int) -> Sandbox
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
-        server.config.app.state.store.close()
+        app = server.config.app
+        assert isinstance(app, FastAPI)
+        app.state.store.close()
 
     handle = SandboxHandle(
         f"http://{_url_host(bound_host)}:{bound_port}",
         settings.token.get_secret_value(),
         stop,
         server.config.app,
+        operator_token=settings.operator_token.get_secret_value(),
     )
     return handle
 
@@ -126,7 +156,7 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _start_subprocess(
+def _start_subprocess(  # noqa: C901
     settings: SandboxSettings, host: str, port: int, timeout: float = 30.0
 ) -> SandboxHandle:
     args = [sys.executable, "-m", "fragment_core", "sandbox", "--host", host]
@@ -143,7 +173,13 @@ def _start_subprocess(
     if settings.latency:
         args += ["--latency", f"{settings.latency}s"]
     args += ["--fault-retry-after", f"{settings.fault_retry_after:g}"]
-    env = {**os.environ, TOKEN_ENV: settings.token.get_secret_value()}
+    for name in settings.allowed_hosts:
+        args += ["--allowed-host", name]
+    env = {
+        **os.environ,
+        TOKEN_ENV: settings.token.get_secret_value(),
+        OPERATOR_TOKEN_ENV: settings.operator_token.get_secret_value(),
+    }
     process = subprocess.Popen(
         args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
@@ -168,7 +204,12 @@ def _start_subprocess(
     if base_url is None:
         stop()
         raise RuntimeError(f"the sandbox subprocess did not start (exit code {process.poll()})")
-    handle = SandboxHandle(base_url, settings.token.get_secret_value(), stop)
+    handle = SandboxHandle(
+        base_url,
+        settings.token.get_secret_value(),
+        stop,
+        operator_token=settings.operator_token.get_secret_value(),
+    )
     while time.monotonic() < deadline:
         try:
             httpx.get(f"{base_url}/openapi.json", timeout=2).raise_for_status()
@@ -193,12 +234,16 @@ def run_sandbox(
     max_batch: int = DEFAULT_MAX_BATCH,
     fault_retry_after: float = 1.0,
     in_thread: bool = True,
+    operator_token: str | SecretStr | None = None,
+    allowed_hosts: tuple[str, ...] = (),
 ) -> Iterator[SandboxHandle]:
     """Run a sandbox for the duration of the ``with`` block.
 
     ``port=0`` picks a free port; ``token=None`` makes a random one (``handle.token``);
     ``rate_limit`` is requests per minute or a ``"N/s"``-style text; ``latency`` is seconds
     or ``"25ms"``. ``in_thread=False`` runs ``python -m fragment_core sandbox``.
+    ``operator_token=None`` makes a random login token of the operator page
+    (``handle.operator_url`` signs in; ``handle.operator_client()`` is signed in).
     """
     if token is None:
         token = secrets.token_urlsafe(24)
@@ -211,6 +256,10 @@ def run_sandbox(
         latency=parse_duration(latency),
         max_batch=max_batch,
         fault_retry_after=fault_retry_after,
+        operator_token=SecretStr(str(operator_token or secrets.token_urlsafe(18)))
+        if not isinstance(operator_token, SecretStr)
+        else operator_token,
+        allowed_hosts=tuple(allowed_hosts),
     )
     if in_thread:
         handle = _start_in_thread(settings, host, port)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
@@ -68,6 +69,12 @@ class SandboxSettings:
     max_batch: int = DEFAULT_MAX_BATCH
     fault_retry_after: float = 1.0
     post_conflict_status: int = 409
+    #: Login token of the operator page (``/operator/login?token=...``); random by default.
+    operator_token: SecretStr = field(
+        default_factory=lambda: SecretStr(secrets.token_urlsafe(18)), repr=False
+    )
+    #: Host names (besides IP addresses and ``localhost``) the operator page answers to.
+    allowed_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.faults <= 1.0:
@@ -78,3 +85,5 @@ class SandboxSettings:
             raise ValueError(f"latency={self.latency}: must not be negative")
         if not self.token.get_secret_value():
             raise ValueError("token must not be empty")
+        if not self.operator_token.get_secret_value():
+            raise ValueError("operator_token must not be empty")

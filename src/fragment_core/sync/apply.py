@@ -175,7 +175,9 @@ class StreamingApplier:
         """Send what is left (the writes not sent yet, then ``plan``'s closes), wait for
         every answer and commit it. Raises what a request raised."""
         try:
-            rest = [(kind, self._buffers[kind]) for kind in PUT_KINDS]
+            rest: list[tuple[str, Sequence[PlannedWrite | PlannedClose]]] = [
+                (kind, self._buffers[kind]) for kind in PUT_KINDS
+            ]
             rest.append(("closed", plan.close))
             for kind, items in rest:
                 for i in range(0, len(items), self.batch_size):

@@ -278,7 +278,10 @@ def plan_source(
     fingerprint = Fingerprinter(connector, mapping_key(source, connector, pm))
     fetch = _Fetch(source, connector, pm, mode, state.cursor, progress, known, fingerprint)
     fetch.skip = source.skip_unchanged and not remap
-    policy = PlanPolicy(close=source.close, reopen=source.reopen, force_close=force_close)
+    recent = 0 if force_close else store.closes_since(source.name, utcnow() - source.close.window)
+    policy = PlanPolicy(
+        close=source.close, reopen=source.reopen, force_close=force_close, recent_closes=recent
+    )
     plan = plan_sync(
         source.name,
         fetch,
@@ -298,6 +301,27 @@ def plan_source(
 
 
 def sync_source(
+    source: SourceSettings,
+    connector: Connector,
+    client: Any,
+    store: StateStore,
+    *,
+    wait: bool | float = False,
+    **options: Any,
+) -> SyncReport:
+    """Run one sync of ``source`` holding its lease (see :meth:`StateStore.lease`): one
+    run per source across processes and machines. Raises
+    :class:`~fragment_core.state.LeaseHeldError` when another run holds it (``wait``
+    waits instead). A dry run writes nothing and takes no lease. ``options`` are
+    :func:`_sync_source`'s.
+    """
+    if options.get("dry_run"):
+        return _sync_source(source, connector, client, store, **options)
+    with store.lease(source.name, wait=wait):
+        return _sync_source(source, connector, client, store, **options)
+
+
+def _sync_source(  # noqa: C901
     source: SourceSettings,
     connector: Connector,
     client: Any,
@@ -324,6 +348,7 @@ def sync_source(
         connector=connector.name,
         dry_run=dry_run,
         started_at=utcnow(),
+        forced_close=force_close,
     )
     requests_before = getattr(client, "requests_made", 0)
     blocked = False  # the Tasks API cannot be used safely: plan and write nothing

@@ -33,7 +33,7 @@ class StoredKnown:
         :meth:`get` until the next call."""
         self._chunk = {} if self._empty else self.store.lookup(self.source, external_ids)
         self._ids = external_ids
-        self._id_set: set[str] | None = None
+        self._id_set = None
         return self._chunk
 
     def get(self, external_id: str) -> Known | None:

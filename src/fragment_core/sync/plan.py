@@ -7,9 +7,12 @@ It keeps the sync's invariants:
   reported, the first record wins;
 - change detection: a task is written only when its content hash changed;
 - safe closing: absent records close their tasks only after a *complete* fetch, only
-  after ``debounce`` complete runs in a row, and never when more than ``max_share`` of
-  the source's open tasks would close (when it has more than ``min_open``), unless
-  forced; a record that failed to map still counts as seen;
+  after ``debounce`` complete runs in a row; every new close of a run (absent, or an
+  incremental change saying the record left the backlog) counts against the
+  blast-radius cap with the closes of the rolling ``window`` (:attr:`PlanPolicy.recent_closes`):
+  when they reach ``max_share`` of the open tasks (when there are more than
+  ``min_open``), none of them is closed, unless forced; a record that failed to map
+  still counts as seen;
 - no resurrection: an operator-completed task is reopened only when its record changed
   after completion and the policy is ``reopen = "on-change"``;
 - cursors: the next cursor is the largest one seen; the engine stores it only after the
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any, Protocol
 
 from fragment_core.config import ClosePolicy
@@ -240,6 +244,11 @@ class PlanPolicy:
     close: ClosePolicy = field(default_factory=ClosePolicy)
     reopen: str = "on-change"
     force_close: bool = False
+    recent_closes: int = 0
+    """Open tasks the earlier runs of the rolling window (:attr:`ClosePolicy.window`)
+    took away: closed minus created and reopened over the latest runs, at its largest
+    (:meth:`~fragment_core.state.StateStore.closes_since`). They count against the cap
+    with this run's closes."""
 
 
 #: The kinds of planned writes, as ``on_write`` is told them.
@@ -312,7 +321,7 @@ def max_cursor(a: str | None, b: str | None) -> str | None:
     return a if cursor_key(a) >= cursor_key(b) else b
 
 
-def plan_sync(
+def plan_sync(  # noqa: C901
     source: str,
     mapped: Iterable[MappedRecord | Unchanged],
     known: KnownRecords | Mapping[str, tuple[Any, ...]],
@@ -345,7 +354,8 @@ def plan_sync(
     policy = policy or PlanPolicy()
     plan = Plan(source=source, mode=mode, write_backs_due=write_backs_due)
     seen: set[str] = set()
-    explicit_closes: list[PlannedClose] = []
+    explicit_closes: list[PlannedClose] = []  # incremental changes: the record left
+    retries: list[PlannedClose] = []  # closes an earlier run decided (already capped)
     cursor = previous_cursor
     reopen_on_change = policy.reopen == "on-change"
     unchanged = skipped = fetched = unidentified = 0
@@ -402,7 +412,8 @@ def plan_sync(
             seen_active += state[1] in ACTIVE
         if not item.open:
             if state is not None and state[1] in ACTIVE:
-                explicit_closes.append(PlannedClose(eid, task_uid_text(source, eid)))
+                close = PlannedClose(eid, task_uid_text(source, eid))
+                (retries if state[1] == CLOSING else explicit_closes).append(close)
             continue
         if item.task is None or item.content_hash is None:
             continue  # failed to map: seen (so not closed), nothing to write
@@ -440,14 +451,75 @@ def plan_sync(
     plan.fetched = fetched
     plan.unchanged = unchanged + skipped
     plan.skipped = skipped
-    plan.close.extend(explicit_closes)
-    if complete:
-        plan.next_cursor = cursor
+    absent: list[PlannedClose] = []
     if mode == "full":
         everything_seen = seen_active >= known.active_count()
         if not (complete and everything_seen):  # else no task can have lost its record
-            _plan_absence(plan, source, known, seen, policy, complete, unidentified)
+            absent = _plan_absence(plan, source, known, seen, policy, complete, unidentified)
+            retries.extend(plan.close)
+            plan.close.clear()
+    capped = _cap(plan, source, known.open_count(), explicit_closes, absent, policy)
+    plan.close.extend(retries)
+    if not capped:
+        plan.close.extend(explicit_closes)
+        plan.close.extend(absent)
+    if complete:
+        # a capped incremental run keeps its cursor: the changes that said "closed" are
+        # fetched again, so the withheld closes are not lost
+        plan.next_cursor = previous_cursor if capped and mode != "full" else cursor
     return plan
+
+
+def _cap(
+    plan: Plan,
+    source: str,
+    open_count: int,
+    explicit: list[PlannedClose],
+    absent: list[PlannedClose],
+    policy: PlanPolicy,
+) -> bool:
+    """Whether the blast-radius cap withholds this run's new closes (and say why).
+
+    The earlier runs of the rolling window count with this one: ``recent + new`` of
+    the ``open + recent`` tasks open when the window began, where ``recent`` is what
+    the latest of those runs closed net of what they created and reopened, at its
+    largest (so a source that churns is not capped, one that shrinks by slices is).
+    With ``recent = 0`` this is this run's share of the open tasks. The boundary is
+    inclusive.
+    """
+    new = len(explicit) + len(absent)
+    if not new or policy.force_close:
+        return False
+    cap = policy.close
+    recent = policy.recent_closes
+    base = open_count + recent
+    total = recent + new
+    if base <= cap.min_open or total < cap.max_share * base:
+        return False
+    plan.withheld_closes = new
+    plan.capped = True
+    kinds = []
+    if explicit:
+        kinds.append(f"{len(explicit)} reported closed by the source")
+    if absent:
+        kinds.append(f"{len(absent)} missing from the fetch")
+    window = format_window(cap.window)
+    plan.messages.append(
+        f"blast-radius cap: {total} of {base} open tasks of source {source!r} would "
+        f"close in the last {window} ({recent} net closed by earlier runs, {new} in "
+        f"this run: {', '.join(kinds)}), {cap.max_share:.0%} or more; closed none of "
+        f"this run's {new}. Check the source, then run with --force-close if this is right."
+    )
+    return True
+
+
+def format_window(window: timedelta) -> str:
+    """A rolling window as text: ``24h``, ``90m``, ``45s``."""
+    seconds = int(window.total_seconds())
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _duplicate(plan: Plan, source: str, eid: str) -> None:
@@ -464,14 +536,15 @@ def _plan_absence(
     policy: PlanPolicy,
     complete: bool,
     unidentified: int = 0,
-) -> None:
+) -> list[PlannedClose]:
+    """Plan the closes of absent records: retries go to ``plan.close``; the new closes
+    are returned, for the cap to decide."""
     if not complete:
         if known.active_count():
             plan.messages.append("the fetch did not complete: no task was closed")
-        return
+        return []
     candidates: list[PlannedClose] = []
     retries: list[PlannedClose] = []
-    open_count = known.open_count()
     debounce = policy.close.debounce
     for eid, status, times_missing in known.candidates():
         if eid in seen:
@@ -491,20 +564,5 @@ def _plan_absence(
             f"{len(candidates)} tasks whose records are missing, as they may be among them"
         )
         candidates = []
-    limit = policy.close.max_share * open_count
-    if (
-        candidates
-        and not policy.force_close
-        and open_count > policy.close.min_open
-        and len(candidates) > limit
-    ):
-        plan.withheld_closes = len(candidates)
-        plan.capped = True
-        plan.messages.append(
-            f"blast-radius cap: {len(candidates)} of {open_count} open tasks would close "
-            f"(more than {policy.close.max_share:.0%}); closed none. Check the source, "
-            "then run with --force-close if this is right."
-        )
-        candidates = []
     plan.close.extend(retries)
-    plan.close.extend(candidates)
+    return candidates

@@ -31,7 +31,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
@@ -115,6 +115,8 @@ class RecordedRequest:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    #: The path as it arrived, still percent-encoded (``path`` is decoded).
+    raw_path: str = ""
 
     def json(self) -> Any:
         """The body decoded as JSON (``None`` when empty)."""
@@ -259,7 +261,7 @@ class FakeAPI:
             lifespan="off",
             http="h11",
             loop="asyncio",
-            timeout_graceful_shutdown=self._shutdown_timeout,
+            timeout_graceful_shutdown=self._shutdown_timeout,  # type: ignore[arg-type]  # a float works
         )
         server = uvicorn.Server(config)
         self._server = server
@@ -388,7 +390,9 @@ class FakeAPI:
         query_list = parse_qsl(scope.get("query_string", b"").decode(), keep_blank_values=True)
         headers = Headers(scope=scope)
         with self._lock:
-            self.requests.append(_recorded(method, path, query_list, headers, body))
+            recorded = _recorded(method, path, query_list, headers, body)
+            raw = scope.get("raw_path") or path.encode()
+            self.requests.append(replace(recorded, raw_path=raw.decode("latin-1")))
 
         fault = self._take_fault(path)
         if fault is not None and fault.kind == "drop":
@@ -456,7 +460,7 @@ class FakeAPI:
         if server is not None:
             for connection in list(server.server_state.connections):
                 if tuple(getattr(connection, "client", None) or ()) == client:
-                    connection.transport.abort()  # type: ignore[union-attr]
+                    connection.transport.abort()
         await asyncio.sleep(0.01)  # let uvicorn see the connection is gone
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from fragment_core.config import (
     ClosePolicy,
@@ -94,7 +95,9 @@ def fragment_runner(
             validated = cls.Config.model_validate(dict(options or {}))
             source_settings.setdefault("close", ClosePolicy())
             settings = Settings(
-                tasks_api=TasksApiSettings(url=sandbox.url, token=sandbox.token, rate_limit=None),
+                tasks_api=TasksApiSettings(
+                    url=sandbox.url, token=SecretStr(sandbox.token), rate_limit=None
+                ),
                 state=StateSettings(url=f"sqlite:///{tmp_path / f'{source}-state.db'}"),
                 sources=[
                     SourceSettings(

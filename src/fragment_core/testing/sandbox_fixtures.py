@@ -3,8 +3,9 @@
 ``sandbox`` is a fresh in-memory sandbox per test; ``sandbox_factory(**options)`` starts
 one with the options of :func:`fragment_core.sandbox.run_sandbox` (``faults``, ``seed``,
 ``rate_limit``, ``latency``, ``max_batch``...). Both yield a
-:class:`~fragment_core.sandbox.SandboxHandle`: ``.url`` (``.../api/v1``), ``.token`` and
-``.client()`` (a TasksClient with its rate limit off).
+:class:`~fragment_core.sandbox.SandboxHandle`: ``.url`` (``.../api/v1``), ``.token``,
+``.client()`` (a TasksClient with its rate limit off), and for the operator page
+``.operator_url`` (its sign-in link) and ``.operator_client()`` (an httpx client signed in).
 """
 
 from __future__ import annotations

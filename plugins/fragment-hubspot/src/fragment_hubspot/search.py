@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from fragment_core.errors import TransientError
+from fragment_core.errors import IncompleteFetchError, TransientError
+from fragment_core.paging import Page, paginate
 
 MODIFIED = "hs_lastmodifieddate"
 OBJECT_ID = "hs_object_id"
@@ -99,8 +100,8 @@ class WindowedSearch:
         self.cap = cap
         self.queries = 0
 
-    def _pages(self, filters: Filters, sort_property: str) -> Iterator[tuple[list[Any], bool]]:
-        """Pages of one query: (results, capped) where capped means the cap stopped it."""
+    def _query(self, filters: Filters, sort_property: str) -> Query:
+        """One query, paged through :func:`fragment_core.paging.paginate`."""
         self.queries += 1
         body: dict[str, Any] = {
             "filterGroups": [{"filters": filters}],
@@ -108,28 +109,7 @@ class WindowedSearch:
             "properties": self.properties,
             "limit": self.page_size,
         }
-        while True:
-            page = self.search(body)
-            results = page.get("results") or []
-            after = ((page.get("paging") or {}).get("next") or {}).get("after")
-            if not after:
-                yield list(results), False
-                return
-            if len(results) < self.page_size:
-                # HubSpot fills every page but the last: a short page with a next page
-                # means results went missing, so the fetch is not complete.
-                raise TransientError(
-                    f"HubSpot search returned {len(results)} results on a page of "
-                    f"{self.page_size} with more pages to follow (total {page.get('total')}): "
-                    "the fetch is incomplete",
-                    where=self.where,
-                )
-            offset = _offset(after)
-            if offset is not None and offset >= self.cap:
-                yield list(results), True
-                return
-            yield list(results), False
-            body = {**body, "after": str(after)}
+        return Query(self, body)
 
     def fetch(self, filters: Filters, *, since_ms: int | None = None) -> Iterator[Any]:
         """Yield each matching result once (by id); raw items, malformed ones included."""
@@ -140,16 +120,14 @@ class WindowedSearch:
             if lower is not None:
                 window.append({"propertyName": MODIFIED, "operator": "GTE", "value": str(lower)})
             latest = lower
-            capped = False
-            for results, page_capped in self._pages(window, MODIFIED):
-                capped = page_capped
-                for item in results:
-                    ms = _modified_ms(item)
-                    if ms is not None and (latest is None or ms > latest):
-                        latest = ms
-                    if _first_sighting(item, seen):
-                        yield item
-            if not capped:
+            query = self._query(window, MODIFIED)
+            for item in query:
+                ms = _modified_ms(item)
+                if ms is not None and (latest is None or ms > latest):
+                    latest = ms
+                if _first_sighting(item, seen):
+                    yield item
+            if not query.capped:
                 return
             if latest is None:
                 raise TransientError(
@@ -171,18 +149,16 @@ class WindowedSearch:
             window = [*filters, at_instant]
             if last_id is not None:
                 window.append({"propertyName": OBJECT_ID, "operator": "GT", "value": str(last_id)})
-            capped = False
             progressed = False
-            for results, page_capped in self._pages(window, OBJECT_ID):
-                capped = page_capped
-                for item in results:
-                    object_id = _object_id(item)
-                    if object_id is not None and (last_id is None or object_id > last_id):
-                        last_id = object_id
-                        progressed = True
-                    if _first_sighting(item, seen):
-                        yield item
-            if not capped:
+            query = self._query(window, OBJECT_ID)
+            for item in query:
+                object_id = _object_id(item)
+                if object_id is not None and (last_id is None or object_id > last_id):
+                    last_id = object_id
+                    progressed = True
+                if _first_sighting(item, seen):
+                    yield item
+            if not query.capped:
                 return
             if not progressed:
                 raise TransientError(
@@ -190,3 +166,50 @@ class WindowedSearch:
                     "to continue from",
                     where=self.where,
                 )
+
+
+class Query:
+    """The results of one search query (up to the cap), each once, through ``paginate``.
+
+    Each page announces ``min(total, cap)``, the results one query can reach, so a
+    listing that ends short of it (a short page, a page gone missing) raises
+    :class:`~fragment_core.errors.IncompleteFetchError` instead of passing for the end.
+    ``capped`` says, once iterated, whether the cap (not the end) stopped it.
+    """
+
+    def __init__(self, search: WindowedSearch, body: dict[str, Any]) -> None:
+        self.search = search
+        self.body = body
+        self.capped = False
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            yield from paginate(
+                self._page,
+                id_of=_item_id,
+                what=f"HubSpot search (page size {self.search.page_size})",
+            )
+        except IncompleteFetchError as exc:
+            if exc.where is None:
+                raise IncompleteFetchError(
+                    exc.what, fetched=exc.fetched, total=exc.total, where=self.search.where
+                ) from None
+            raise
+
+    def _page(self, after: object | None) -> Page[Any]:
+        body = self.body if after is None else {**self.body, "after": str(after)}
+        page = self.search.search(body)
+        results = list(page.get("results") or [])
+        total = page.get("total")
+        reachable = min(int(total), self.search.cap) if isinstance(total, int) else None
+        nxt = ((page.get("paging") or {}).get("next") or {}).get("after") or None
+        offset = _offset(nxt) if nxt is not None else None
+        if offset is not None and offset >= self.search.cap:
+            self.capped = True
+            nxt = None
+        return Page(results, nxt, reachable)
+
+
+def _item_id(item: Any) -> str | None:
+    item_id = item.get("id") if isinstance(item, Mapping) else None
+    return None if item_id is None else str(item_id)

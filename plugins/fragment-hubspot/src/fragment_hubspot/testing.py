@@ -225,7 +225,7 @@ class FakeHubSpot:
         self.invalid_requests.append(message)
         return FakeResponse(status=400, json=error_body(message, "VALIDATION_ERROR"))
 
-    def _check_search(self, body: Any) -> str | None:
+    def _check_search(self, body: Any) -> str | None:  # noqa: C901
         if not isinstance(body, dict):
             return "search body must be a JSON object"
         unknown = set(body) - SEARCH_KEYS
@@ -363,7 +363,7 @@ class FakeHubSpot:
         return False
 
     # -- routes ---------------------------------------------------------------------------
-    def _routes(self) -> None:
+    def _routes(self) -> None:  # noqa: C901
         api = self.api
 
         @api.route("POST", SEARCH_PATH)

@@ -7,10 +7,6 @@ example of the part that is wrong; :func:`parse_options` turns them into one
 
 from __future__ import annotations
 
-import difflib
-import json
-import types
-import typing
 from typing import Annotated, Any, ClassVar, Literal, Union
 from urllib.parse import urlsplit
 
@@ -23,11 +19,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from fragment_core.connector import ConnectorConfig
 from fragment_core.connectors.http.paths import placeholders
 from fragment_core.errors import ConfigurationError
+from fragment_core.validation import explained_error, loc_text
 
 __all__ = [
     "ApiKeyAuth",
@@ -369,7 +365,10 @@ class WriteBack(_Options):
     method: Literal["POST", "PUT", "PATCH", "DELETE"] = Field(
         default="PATCH", description="HTTP method."
     )
-    path: str = Field(description='Path template, e.g. "/api/tickets/{external_id}".')
+    path: str = Field(
+        description='Path template, e.g. "/api/tickets/{external_id}"; each value is '
+        "percent-encoded whole (/, ?, #, % and . too), so no id can change the path."
+    )
     body: dict[str, Any] | None = Field(
         default=None, description='JSON body template, e.g. {status = "closed"}.'
     )
@@ -449,99 +448,7 @@ class HttpConfig(ConnectorConfig):
         try:
             return handler(data)
         except ValidationError as exc:
-            details = [
-                {
-                    "type": PydanticCustomError("http_option", "{detail}", {"detail": text}),
-                    "loc": loc,
-                    "input": error.get("input"),
-                }
-                for error in exc.errors()
-                for loc, text in [_explain(error)]
-            ]
-            raise ValidationError.from_exception_data(exc.title, details) from None  # type: ignore[arg-type]
-
-
-# -- error explanation ------------------------------------------------------------------
-def _union_variants(annotation: Any) -> dict[str, type[_Options]]:
-    """``{tag: model}`` for a discriminated-union annotation, else ``{}``."""
-    if typing.get_origin(annotation) is Annotated:
-        annotation = typing.get_args(annotation)[0]
-    if typing.get_origin(annotation) not in (Union, types.UnionType):
-        return {}
-    variants = {}
-    for arg in typing.get_args(annotation):
-        if isinstance(arg, type) and issubclass(arg, _Options) and "type" in arg.model_fields:
-            tag = typing.get_args(arg.model_fields["type"].annotation)
-            if tag:
-                variants[tag[0]] = arg
-    return variants if len(variants) > 1 else {}
-
-
-def _model_of(annotation: Any) -> type[_Options] | None:
-    """The options model of a (possibly optional) annotation."""
-    candidates = typing.get_args(annotation) or (annotation,)
-    for arg in candidates:
-        if isinstance(arg, type) and issubclass(arg, BaseModel):
-            return arg  # type: ignore[return-value]
-    return None
-
-
-def _explain(error: Any) -> tuple[tuple[Any, ...], str]:
-    """Re-locate an error (union tags dropped) and add a valid example to its message."""
-    loc = tuple(error["loc"])
-    kind = error["type"]
-    model: type[BaseModel] | None = HttpConfig
-    example = HttpConfig.example
-    clean: list[Any] = []
-    index = 0
-    while index < len(loc):
-        part = loc[index]
-        clean.append(part)
-        field = model.model_fields.get(part) if model and isinstance(part, str) else None
-        if model is not None and field is None and kind == "extra_forbidden":
-            close = difflib.get_close_matches(str(part), list(model.model_fields), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            allowed = ", ".join(name for name in model.model_fields if name != "type")
-            text = f"unknown option{hint}; allowed: {allowed}; example: {example}"
-            return tuple(clean), text
-        if field is None:
-            model = None
-            index += 1
-            continue
-        variants = _union_variants(field.annotation)
-        if variants:
-            tag = loc[index + 1] if index + 1 < len(loc) else None
-            if tag in variants:
-                model = variants[tag]
-                example = getattr(model, "example", example)
-                index += 2
-                continue
-            tags = "|".join(variants)
-            first = next(iter(variants.values()))
-            sample = variants.get("cursor") or variants.get("bearer") or first
-            given_input = error.get("input")
-            given = given_input.get("type") if isinstance(given_input, dict) else None
-            got = f" (got {given!r})" if given is not None else ""
-            return (*clean, "type"), f"must be one of {tags}{got}; example: {sample.example}"
-        model = _model_of(field.annotation)
-        if model is not None:
-            example = getattr(model, "example", example)
-        elif field.examples:
-            example = f"{part} = {json.dumps(field.examples[0])}"
-        index += 1
-    message = error["msg"]
-    if message.startswith("Value error, "):
-        message = message[len("Value error, ") :]
-    if kind == "missing":
-        message = "required option is missing"
-    return tuple(clean), f"{message}; example: {example}"
-
-
-def _loc_text(loc: tuple[Any, ...], prefix: str) -> str:
-    text = prefix
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return text.lstrip(".")
+            raise explained_error(exc, HttpConfig, noun="option") from None
 
 
 def parse_options(options: Any, *, where: str = "options") -> HttpConfig:
@@ -552,7 +459,7 @@ def parse_options(options: Any, *, where: str = "options") -> HttpConfig:
     try:
         return HttpConfig.model_validate(options)
     except ValidationError as exc:
-        lines = [f"{_loc_text(tuple(e['loc']), where)}: {e['msg']}" for e in exc.errors()]
+        lines = [f"{loc_text(e['loc'], where)}: {e['msg']}" for e in exc.errors()]
         raise ConfigurationError(
             "invalid options of the http connector:\n  " + "\n  ".join(lines)
         ) from None

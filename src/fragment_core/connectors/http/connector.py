@@ -7,15 +7,21 @@ from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
-from urllib.parse import quote
 
 from pydantic import TypeAdapter, ValidationError
 
 from fragment_core.connector import Capability, Completion, Connector, Record
 from fragment_core.connectors.http.config import HttpConfig, Incremental
 from fragment_core.connectors.http.examples import EXAMPLE_OPTIONS, EXAMPLE_TOML
-from fragment_core.connectors.http.paging import PageRequest, first_request, next_request
-from fragment_core.connectors.http.paths import MISSING, lookup, placeholders, render, set_path
+from fragment_core.connectors.http.paging import paginator_for
+from fragment_core.connectors.http.paths import (
+    MISSING,
+    lookup,
+    placeholders,
+    quote_segment,
+    render,
+    set_path,
+)
 from fragment_core.connectors.http.session import HttpSession
 from fragment_core.errors import (
     BadRecordError,
@@ -23,6 +29,7 @@ from fragment_core.errors import (
     TransientError,
     WriteBackError,
 )
+from fragment_core.paging import MaxPagesError, PageRequest, PagingLoopError, paginate_http
 from fragment_core.task import RemoteTask, Task, format_datetime
 
 __all__ = ["HttpConnector"]
@@ -58,7 +65,7 @@ class HttpConnector(Connector[HttpConfig]):
     Config: ClassVar[type[HttpConfig]] = HttpConfig
     example_options: ClassVar[dict[str, Any]] = EXAMPLE_OPTIONS
     example_toml = EXAMPLE_TOML
-    capabilities = _Capabilities()  # type: ignore[assignment]
+    capabilities = _Capabilities()
 
     def __init__(self, config: HttpConfig | Mapping[str, Any], *, source: str = "") -> None:
         if not isinstance(config, HttpConfig):
@@ -125,25 +132,10 @@ class HttpConnector(Connector[HttpConfig]):
 
     def _fetch(self, request: PageRequest, *, key: str) -> Iterator[Record]:
         pagination = self.config.pagination
-        current: PageRequest | None = first_request(pagination, request)
-        seen: set[str] = set()
-        while current is not None:
-            if current.number > pagination.max_pages:
-                raise ConfigurationError(
-                    f"options.pagination.max_pages: stopped after {pagination.max_pages} "
-                    "pages; raise it if the backlog really is that large",
-                    where=self.session.where,
-                )
-            signature = current.signature()
-            if signature in seen:
-                raise ConfigurationError(
-                    f"options.pagination: page {current.number} repeats an earlier request "
-                    f"({current.method} {current.url}); the API does not advance with "
-                    f"pagination type {pagination.type!r}",
-                    where=self.session.where,
-                )
-            seen.add(signature)
-            response, payload = self.session.request(
+        where = self.session.where
+
+        def send(current: PageRequest) -> tuple[Any, Any]:
+            return self.session.request(
                 current.method,
                 current.url,
                 key=key,
@@ -151,14 +143,37 @@ class HttpConnector(Connector[HttpConfig]):
                 body=current.body,
                 headers=current.headers,
             )
-            records = self._records(payload, current)
+
+        records = paginate_http(
+            send,
+            request,
+            paginator_for(pagination),
+            self._records,
+            id_of=self.record_id,
+            max_pages=pagination.max_pages,
+            what=f"the listing {request.method} {request.url}",
+        )
+        try:
             yield from records
-            try:
-                current = next_request(pagination, current, response, payload, records)
-            except (ConfigurationError, TransientError) as exc:
-                if exc.where is not None:
-                    raise
-                raise type(exc)(exc.message, where=self.session.where) from None
+        except MaxPagesError:
+            raise ConfigurationError(
+                f"options.pagination.max_pages: stopped after {pagination.max_pages} "
+                "pages; raise it if the backlog really is that large",
+                where=where,
+            ) from None
+        except PagingLoopError as exc:
+            raise ConfigurationError(
+                f"options.pagination: page {exc.page} repeats an earlier request "
+                f"({request.method} {request.url}); the API does not advance with "
+                f"pagination type {pagination.type!r}",
+                where=where,
+            ) from None
+        except (ConfigurationError, TransientError) as exc:
+            if exc.where is not None:
+                raise
+            exc.where = where
+            exc.args = (f"{where}: {exc.message}",)
+            raise
 
     def _records(self, payload: Any, request: PageRequest) -> list[Any]:
         path = self.config.backlog.records_path
@@ -206,7 +221,7 @@ class HttpConnector(Connector[HttpConfig]):
         value = lookup(record, incremental.open_field)
         return any(_same(value, open_value) for open_value in incremental.open_values)
 
-    def to_task(self, record: Record) -> Task:
+    def to_task(self, record: Record) -> Task:  # noqa: C901
         """Map a record with the ``mapping`` options; BadRecordError names the field."""
         mapping = self.config.mapping
         where = f"source {self.source!r}"
@@ -346,7 +361,7 @@ class HttpConnector(Connector[HttpConfig]):
             request = PageRequest(method=method, url=url)
         else:
             key = "options.backlog.path"
-            request = first_request(config.pagination, self._backlog_request())
+            request = paginator_for(config.pagination).first(self._backlog_request())
         response, payload = self.session.request(
             request.method,
             request.url,
@@ -368,8 +383,8 @@ def _same(value: Any, expected: Any) -> bool:
 
 
 def _quote(text: str) -> str:
-    """Percent-encode a value placed in a URL or path template (``/`` included)."""
-    return quote(text, safe="")
+    """Percent-encode a value placed in a URL or path template (``/`` and ``.`` included)."""
+    return quote_segment(text)
 
 
 def _render_json(template: Any, resolve: Any) -> Any:
