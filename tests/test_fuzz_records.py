@@ -11,7 +11,7 @@ from typing import Any
 
 from fragment_hubspot.config import HubSpotConfig
 from fragment_hubspot.connector import HubSpotConnector
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fragment_core.config import SourceSettings
@@ -86,11 +86,21 @@ def _mapped(connector: Connector, record: Any) -> None:
         assert exc.record_id is not None or exc.field is not None or exc.message, exc
         return
     assert isinstance(task, Task)
-    task.for_source(connector.source).content_hash()  # what the sync does next
+    try:
+        task.for_source(connector.source).content_hash()  # what the sync does next
+    except BadRecordError as exc:  # a value the Tasks API cannot take, named
+        assert exc.record_id == task.external_id and exc.field, exc
 
 
 @FUZZ
 @given(record=records())
+@example(record={"id": "1", "subject": "s", "amount": float("inf")})  # issue 14: content_hash
+@example(record={"id": "1", "subject": "s", "amount": float("nan")})
+@example(record={"id": "1", "subject": "s", "due": "0001-01-01T00:00:00+01:00"})
+@example(record={"id": "1", "subject": "s", "created": "9999-12-31T23:59:59-01:00"})
+@example(record={"id": "1\x00", "subject": "s"})
+@example(record={"id": "..", "subject": "s"})
+@example(record={"id": "1", "subject": "s", "amount": 10**5000})
 def test_http_mapping_raises_only_bad_record_errors(record: Any) -> None:
     _mapped(HTTP, record)
 
@@ -151,6 +161,14 @@ STORE = StateStore("sqlite://")
 
 @FUZZ
 @given(served=st.lists(records(), max_size=6))
+@example(
+    served=[
+        {"id": "1", "subject": "s", "amount": float("inf")},
+        {"id": "2\x00", "subject": "s"},
+        {"id": "3", "subject": "s", "due": "0001-01-01T00:00:00+01:00"},
+        {"id": "4", "subject": "s"},
+    ]
+)
 def test_a_sync_plan_of_fuzzed_records_names_every_bad_one(served: list[Any]) -> None:
     connector = Replay(HTTP, served)
     source = SourceSettings(name=HTTP.source, connector="replay")
@@ -173,6 +191,16 @@ def test_a_sync_plan_of_fuzzed_records_names_every_bad_one(served: list[Any]) ->
     ),
     fmt=st.sampled_from(["csv", "jsonl"]),
 )
+# issue 14: each stopped every run of its source
+@example(content=b"id,title,due\n1,one,0001-01-01T00:00:00+01:00\n", fmt="csv")
+@example(content=b'{"id":"1","title":"t","x":' + b"[" * 5000 + b"]" * 5000 + b"}", fmt="jsonl")
+@example(content=b'{"id":"1","title":"t","n":' + b"9" * 5000 + b"}", fmt="jsonl")
+@example(content=b'{"id":"1","title":"t","n":Infinity}', fmt="jsonl")
+@example(content=b'{"id":"1","title":"t","n":NaN}', fmt="jsonl")
+@example(content=b"id,title,status\n1,one,,surplus\n", fmt="csv")
+@example(content=b'{"id":"1\\u0000","title":"t"}', fmt="jsonl")
+@example(content="id,title\n1,one\n".encode("utf-8-sig"), fmt="csv")
+@example(content=b"key,title\n1,one\n", fmt="csv")
 def test_file_rows_raise_only_typed_errors_naming_the_file(
     tmp_path: Path, content: bytes, fmt: str
 ) -> None:

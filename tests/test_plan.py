@@ -207,7 +207,7 @@ def test_incremental_explicit_closes_count_against_the_cap() -> None:
     gone = [rec(str(i), open=False, cursor=str(i)) for i in range(12)]  # 12 of 20: 60%
     plan = plan_sync(SOURCE, gone, state, mode="incremental", previous_cursor="0")
     assert plan.capped and plan.close == [] and plan.withheld_closes == 12
-    assert "'s' would close 12 of 20" in plan.messages[0]
+    assert "blast-radius cap: 12 of 20 open tasks of source 's' would close" in plan.messages[0]
     assert plan.next_cursor == "0"  # kept: the changes are fetched again, nothing lost
     forced = plan_sync(
         SOURCE, gone, state, mode="incremental", policy=PlanPolicy(force_close=True)
@@ -232,7 +232,7 @@ def test_recent_closes_of_the_window_count_with_this_runs() -> None:
     policy = PlanPolicy(recent_closes=40)
     plan = plan_sync(SOURCE, backlog, state, policy=policy)
     assert plan.capped and plan.close == [] and plan.withheld_closes == 10
-    assert "would close 50 of 100 open tasks in the last 24h (40 net closed by earlier runs" in (
+    assert "50 of 100 open tasks of source 's' would close in the last 24h (40 net closed" in (
         plan.messages[0]
     )
     fewer = plan_sync(SOURCE, [rec(str(i)) for i in range(51)], state, policy=policy)

@@ -394,7 +394,7 @@ def test_incremental_explicit_closes_are_capped_and_not_lost(world: Any) -> None
     assert capped.mode == "incremental" and capped.outcome == RunOutcome.CAPPED
     assert (capped.closed, capped.withheld_closes, capped.created) == (0, 20, 1)
     message = next(m for m in capped.messages if "blast-radius cap" in m)
-    assert f"source {world.name!r} would close 20 of 20 open tasks in the last 24h" in message
+    assert f"20 of 20 open tasks of source {world.name!r} would close in the last 24h" in message
     assert "20 reported closed by the source" in message and "--force-close" in message
     assert all(t.status == TaskStatus.TODO for t in world.tasks().values())
     assert world.store.source_state(world.name).cursor == "20"  # kept: nothing lost
@@ -416,7 +416,8 @@ def test_the_cap_counts_the_closes_of_the_rolling_window(world: Any) -> None:
     assert [r.closed for r in reports] == [40, 0, 0, 0, 0, 0]
     assert [r.outcome for r in reports[1:]] == [RunOutcome.CAPPED] * 5
     message = next(m for m in reports[1].messages if "blast-radius cap" in m)
-    assert "would close 64 of 100 open tasks in the last 24h (40 net closed by earlier" in message
+    assert "cap: 64 of 100 open tasks of source" in message
+    assert "would close in the last 24h (40 net closed by earlier runs, 24 in this" in message
     assert sum(t.status == TaskStatus.DONE for t in world.tasks().values()) == 40
 
 
@@ -426,7 +427,7 @@ def test_exactly_half_is_capped(world: Any) -> None:
     world.set_backlog(10)
     capped = world.sync()
     assert capped.outcome == RunOutcome.CAPPED and capped.closed == 0
-    assert "would close 10 of 20 open tasks" in capped.messages[0]
+    assert "blast-radius cap: 10 of 20 open tasks" in capped.messages[0]
 
 
 def test_a_normal_small_close_still_works_and_forced_closes_leave_the_window(

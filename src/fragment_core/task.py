@@ -153,6 +153,25 @@ def _api_fields(fields: TaskFields) -> dict[str, Any]:
         return normalized
 
 
+def _unsendable(content: dict[str, Any], exc: BaseException) -> BadRecordError:
+    """The :class:`BadRecordError` of a body ``json.dumps`` refused, naming the field."""
+    given = content.get("fields")
+    fields: dict[str, Any] = given if isinstance(given, dict) else {}
+    record_id = fields.get("external_id")
+    reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+    for name, group in (("fields.", fields), ("", content)):
+        for key, value in group.items():
+            try:
+                json.dumps(value)
+            except (ValueError, RecursionError):
+                return BadRecordError(
+                    f"cannot be sent as JSON: {reason}",
+                    record_id=record_id if isinstance(record_id, str) else None,
+                    field=f"{name}{key}",
+                )
+    return BadRecordError(f"cannot be sent as JSON: {reason}")
+
+
 def _in_range(value: datetime | None) -> datetime | None:
     """``value`` if it has a UTC form (``0001-01-01T00:00:00+01:00`` has none)."""
     if value is not None and value.tzinfo is not None:
@@ -268,7 +287,10 @@ def hashed_body(body: dict[str, Any]) -> tuple[str, bytes]:
     ones). ``wire`` holds the same keys as ``body``, sorted except ``uid`` and ``status``,
     which come first."""
     content = {k: v for k, v in body.items() if k != "uid" and k != "status"}
-    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (ValueError, RecursionError) as exc:  # an integer of too many digits, ...
+        raise _unsendable(content, exc) from None
     encoded = text.encode()
     digest = hashlib.blake2b(encoded, digest_size=16).hexdigest()
     head = {k: body[k] for k in ("uid", "status") if k in body}

@@ -126,7 +126,10 @@ class FileConfig(ConnectorConfig):
     outcome_column: str | None = Field(
         default=None, description="Column the write-back sets to the operator's outcome (JSON)."
     )
-    encoding: str = Field(default="utf-8", description="Text encoding of the file.")
+    encoding: str = Field(
+        default="utf-8",
+        description="Text encoding of the file (utf-8 also reads a file starting with a BOM).",
+    )
 
     @model_validator(mode="after")
     def _known_format(self) -> FileConfig:
@@ -231,6 +234,13 @@ class FileConnector(Connector[FileConfig]):
         if external_id is None:
             raise BadRecordError(
                 f"line {line}: the id column is empty", field=cfg.id_column, where=self._where()
+            )
+        if "\x00" in external_id:
+            raise BadRecordError(
+                f"line {line}: the id contains a NUL character, which no state store can keep",
+                record_id=external_id.replace("\x00", "\\x00"),
+                field=cfg.id_column,
+                where=self._where(),
             )
         extra = record.get(_EXTRA)
         if extra is not None:

@@ -503,11 +503,12 @@ def _cap(
         kinds.append(f"{len(explicit)} reported closed by the source")
     if absent:
         kinds.append(f"{len(absent)} missing from the fetch")
+    window = format_window(cap.window)
     plan.messages.append(
-        f"blast-radius cap: source {source!r} would close {total} of {base} open tasks "
-        f"in the last {format_window(cap.window)} ({recent} net closed by earlier runs, {new} in "
-        f"this run: {', '.join(kinds)}), {cap.max_share:.0%} or more; closed none of this run's "
-        f"{new}. Check the source, then run with --force-close if this is right."
+        f"blast-radius cap: {total} of {base} open tasks of source {source!r} would "
+        f"close in the last {window} ({recent} net closed by earlier runs, {new} in "
+        f"this run: {', '.join(kinds)}), {cap.max_share:.0%} or more; closed none of "
+        f"this run's {new}. Check the source, then run with --force-close if this is right."
     )
     return True
 

@@ -365,7 +365,10 @@ class WriteBack(_Options):
     method: Literal["POST", "PUT", "PATCH", "DELETE"] = Field(
         default="PATCH", description="HTTP method."
     )
-    path: str = Field(description='Path template, e.g. "/api/tickets/{external_id}".')
+    path: str = Field(
+        description='Path template, e.g. "/api/tickets/{external_id}"; each value is '
+        "percent-encoded whole (/, ?, #, % and . too), so no id can change the path."
+    )
     body: dict[str, Any] | None = Field(
         default=None, description='JSON body template, e.g. {status = "closed"}.'
     )
