@@ -136,7 +136,8 @@ class StateStore:
                 "postgresql+psycopg://...",
                 where="[state] url",
             )
-        self.engine = sa.create_engine(parsed, **kwargs)
+        # errors never carry SQL parameters: they hold record data (ids, hashes)
+        self.engine = sa.create_engine(parsed, hide_parameters=True, **kwargs)
         if self.dialect == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self.schema_version = schema.ensure_schema(self.engine)
@@ -259,6 +260,8 @@ class StateStore:
         """``{external_id: (content_hash, status, times_missing, record_hash)}`` of those of
         ``external_ids`` the state knows (one query per 500 ids)."""
         found: dict[str, tuple[str, str, int, str | None]] = {}
+        if any("\x00" in eid for eid in external_ids):  # never stored: unknown, not an error
+            external_ids = [eid for eid in external_ids if "\x00" not in eid]
         raw = self.engine.raw_connection()  # the driver's rows as they are: the hot path
         try:
             cursor = raw.cursor()

@@ -1,0 +1,212 @@
+"""Credentials that stay on their origin: auth styles and a guarded httpx client.
+
+Every auth style is an :class:`httpx.Auth` that attaches its credential **only** when the
+request's origin (scheme, host, port) is the configured one. :func:`guarded_client`
+builds an :class:`httpx.Client` for one ``base_url`` that:
+
+* follows redirects within the origin of ``base_url`` (the credential re-attached);
+* refuses a redirect to another origin with a :class:`CrossOriginError` (a
+  :class:`~fragment_core.errors.ConfigurationError`: the fetch fails, it is never taken
+  as an empty answer), before anything is sent there;
+* refuses any request to another origin (a next-page URL on another host), so neither
+  the auth nor the configured headers (an API key in ``X-API-Key``) ever leave the origin;
+* registers the credentials with :mod:`fragment_core.redaction` so httpx's logs mask them.
+
+``127.0.0.1`` and ``localhost`` are different origins, as are two ports of one host.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Generator, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from fragment_core.errors import ConfigurationError
+from fragment_core.redaction import redact, redact_url, register_secrets
+
+__all__ = [
+    "BasicAuth",
+    "BearerAuth",
+    "CrossOriginError",
+    "HeaderAuth",
+    "OriginAuth",
+    "QueryAuth",
+    "guarded_client",
+    "origin_of",
+]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str | httpx.URL) -> str:
+    """``scheme://host:port`` of ``url`` (the default port made explicit)."""
+    parts = urlsplit(str(url))
+    scheme = parts.scheme.lower()
+    port = parts.port or _DEFAULT_PORTS.get(scheme)
+    return f"{scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
+class CrossOriginError(ConfigurationError):
+    """A request or redirect would have left the configured origin."""
+
+
+class OriginAuth(httpx.Auth):
+    """Base of the auth styles: attaches only on :attr:`origin` (set by
+    :func:`guarded_client`, or given as ``origin=``)."""
+
+    def __init__(self, *, origin: str | None = None) -> None:
+        self.origin = origin_of(origin) if origin else None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The secret values this auth sends (for redaction)."""
+        return ()
+
+    def bind(self, base_url: str) -> OriginAuth:
+        """Fix the origin to that of ``base_url`` (unless already set); returns self."""
+        if self.origin is None:
+            self.origin = origin_of(base_url)
+        return self
+
+    def attach(self, request: httpx.Request) -> None:
+        """Add the credential to ``request`` (only called on the configured origin)."""
+        raise NotImplementedError
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self.origin is not None and origin_of(request.url) == self.origin:
+            self.attach(request)
+        yield request
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(origin={self.origin!r})"
+
+
+class BearerAuth(OriginAuth):
+    """``Authorization: Bearer <token>``."""
+
+    def __init__(self, token: str, *, origin: str | None = None) -> None:
+        super().__init__(origin=origin)
+        self._token = token
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self._token,)
+
+    def attach(self, request: httpx.Request) -> None:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+
+
+class HeaderAuth(OriginAuth):
+    """A secret in a named header (``X-API-Key: <key>``)."""
+
+    def __init__(self, name: str, value: str, *, origin: str | None = None) -> None:
+        super().__init__(origin=origin)
+        self.name = name
+        self._value = value
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self._value,)
+
+    def attach(self, request: httpx.Request) -> None:
+        request.headers[self.name] = self._value
+
+
+class BasicAuth(OriginAuth):
+    """``Authorization: Basic base64(username:password)``."""
+
+    def __init__(self, username: str, password: str, *, origin: str | None = None) -> None:
+        super().__init__(origin=origin)
+        self.username = username
+        self._password = password
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self._password,)
+
+    def attach(self, request: httpx.Request) -> None:
+        pair = f"{self.username}:{self._password}".encode()
+        request.headers["Authorization"] = f"Basic {base64.b64encode(pair).decode()}"
+
+
+class QueryAuth(OriginAuth):
+    """A secret in a query parameter (``?api_key=<key>``)."""
+
+    def __init__(self, param: str, value: str, *, origin: str | None = None) -> None:
+        super().__init__(origin=origin)
+        self.param = param
+        self._value = value
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self._value,)
+
+    def attach(self, request: httpx.Request) -> None:
+        request.url = request.url.copy_merge_params({self.param: self._value})
+
+
+def guarded_client(
+    base_url: str,
+    *,
+    auth: OriginAuth | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+    where: str | None = None,
+    secrets: tuple[str, ...] = (),
+    **options: Any,
+) -> httpx.Client:
+    """An :class:`httpx.Client` for ``base_url`` whose credentials never leave its origin.
+
+    ``where`` names the caller in errors (``source 'tickets'``); ``secrets`` are more
+    values to mask (secret ``headers``); ``options`` go to :class:`httpx.Client`.
+    """
+    origin = origin_of(base_url)
+    if auth is not None:
+        auth.bind(base_url)
+        if auth.origin != origin:
+            raise ValueError(f"the auth is bound to {auth.origin}, not to {origin}")
+    masked = tuple(s for s in (*(auth.secrets if auth else ()), *secrets) if s)
+    register_secrets(masked)
+
+    def refuse_foreign(request: httpx.Request) -> None:
+        if origin_of(request.url) != origin:
+            raise CrossOriginError(
+                f"refusing to send {request.method} to {redact_url(str(request.url))}: "
+                f"it is outside {redact_url(base_url)} ({origin}), and credentials are "
+                "only sent there",
+                where=where,
+            )
+        if auth is not None:  # every hop on the origin, same-origin redirects included
+            auth.attach(request)
+
+    def refuse_foreign_redirect(response: httpx.Response) -> None:
+        if not response.has_redirect_location:
+            return
+        target = response.request.url.join(response.headers["Location"])
+        if origin_of(target) == origin:
+            return
+        response.close()
+        asked = f"{response.request.method} {response.request.url.path}"
+        raise CrossOriginError(
+            redact(
+                f"{asked} at {origin} answered HTTP {response.status_code} redirecting to "
+                f"another origin, {origin_of(target)} ({redact_url(str(target))}); the "
+                "redirect is not followed, so credentials stay on the configured origin: "
+                "point base_url at the host that serves the API",
+                masked,
+            ),
+            where=where,
+        )
+
+    return httpx.Client(
+        base_url=base_url,
+        auth=auth,
+        headers=dict(headers or {}),
+        timeout=timeout,
+        follow_redirects=True,
+        event_hooks={"request": [refuse_foreign], "response": [refuse_foreign_redirect]},
+        **options,
+    )
