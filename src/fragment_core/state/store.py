@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import urllib.request
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -138,7 +139,8 @@ class StateStore:
                 "postgresql+psycopg://...",
                 where="[state] url",
             )
-        self.engine = sa.create_engine(parsed, **kwargs)
+        # errors never carry SQL parameters: they hold record data (ids, hashes)
+        self.engine = sa.create_engine(parsed, hide_parameters=True, **kwargs)
         self._file = _sqlite_file(parsed) if self.dialect == "sqlite" else None
         self._identity: tuple[int, int] | None = None
         if self.dialect == "sqlite":
@@ -201,7 +203,13 @@ class StateStore:
     # -- leases -----------------------------------------------------------------------------
     @contextmanager
     def lease(
-        self, source: str, *, wait: bool | float = False, ttl: timedelta | None = None
+        self,
+        source: str,
+        *,
+        wait: bool | float = False,
+        ttl: timedelta | None = None,
+        on_lost: Callable[[], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> Iterator[Lease]:
         """Hold ``source``'s lease for the block: the one run of that source, across
         processes and machines sharing this store.
@@ -210,8 +218,17 @@ class StateStore:
         holds it (``wait=True`` waits for it instead; a number waits that many seconds).
         A heartbeat renews it every third of ``ttl`` (default :attr:`lease_ttl`); the
         lease of an owner that died expires after ``ttl`` and is then taken over.
+        ``on_lost`` is called if a heartbeat finds the lease taken by another run;
+        ``cancel`` set during a wait ends it with the refusal.
         """
-        held = take_lease(self.engine, source, ttl=ttl or self.lease_ttl, wait=wait)
+        held = take_lease(
+            self.engine,
+            source,
+            ttl=ttl or self.lease_ttl,
+            wait=wait,
+            on_lost=on_lost,
+            cancel=cancel,
+        )
         try:
             self._void_claims(source)
             yield held
@@ -287,6 +304,8 @@ class StateStore:
         """``{external_id: (content_hash, status, times_missing, record_hash)}`` of those of
         ``external_ids`` the state knows (one query per 500 ids)."""
         found: dict[str, tuple[str, str, int, str | None]] = {}
+        if any("\x00" in eid for eid in external_ids):  # never stored: unknown, not an error
+            external_ids = [eid for eid in external_ids if "\x00" not in eid]
         raw = self.engine.raw_connection()  # the driver's rows as they are: the hot path
         try:
             cursor = raw.cursor()
