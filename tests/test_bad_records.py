@@ -178,3 +178,37 @@ def test_a_huge_integer_from_a_connector_is_a_bad_record_naming_the_field() -> N
         task.content_hash()
     assert (caught.value.record_id, caught.value.field) == ("x", "fields.n")
     assert "digits" in caught.value.message
+
+
+@pytest.mark.parametrize("depth", [900, 980])
+def test_json_nested_just_readable_is_mapped_or_a_bad_record(
+    client: Any, tmp_path: Path, depth: int
+) -> None:
+    path = _jsonl(tmp_path, '{"id": "2", "title": "two", "x": ' + "[" * depth + "]" * depth + "}")
+    _name, report, ids = _sync(client, path)
+    assert report.outcome is not RunOutcome.FAILED, report
+    assert {"1", "3"} <= ids
+    assert ids == {"1", "2", "3"} or [e.record_id for e in report.record_errors] in (["2"], [None])
+
+
+def test_a_jsonl_record_without_the_id_key_is_reported_as_missing(
+    client: Any, tmp_path: Path
+) -> None:
+    path = _jsonl(tmp_path, '{"key": "2", "title": "two"}')
+    name, report, ids = _sync(client, path)
+    error = _one_error(report, name, None, "id")
+    assert "missing" in error.message and "empty" not in error.message
+    assert ids == {"1", "3"}
+
+
+def test_a_nul_id_is_unknown_to_a_postgres_store_and_errors_carry_no_parameters(
+    postgres_url: str,
+) -> None:
+    store = StateStore(postgres_url)
+    try:
+        assert store.lookup("s", ["a\x00b", "c"]) == {}
+        with pytest.raises(Exception) as caught:
+            store.record("s", "private-\x00-value")
+        assert "private" not in str(caught.value) and "parameters:" not in str(caught.value)
+    finally:
+        store.close()

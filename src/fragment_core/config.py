@@ -114,6 +114,17 @@ class StateSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = "sqlite:///fragment-state.db"
+    lease_ttl: timedelta = Field(
+        default=timedelta(minutes=2),
+        gt=timedelta(0),
+        description="How long a run's lease on its source outlives its last heartbeat "
+        "(renewed every third of it): a dead run's source is free again after this.",
+    )
+
+    @field_validator("lease_ttl", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
 
     def __repr_args__(self) -> Any:
         """The URL with its password masked (``repr`` reaches logs and tracebacks)."""

@@ -20,6 +20,7 @@ from fragment_core.config import Settings, SourceSettings
 from fragment_core.connector import Connector
 from fragment_core.reports import RunOutcome, SyncReport
 from fragment_core.state import StateStore
+from fragment_core.state.lease import LeaseHeldError
 from fragment_core.sync.engine import sync_source
 
 log = logging.getLogger(__name__)
@@ -51,14 +52,22 @@ class Runner:
         store: StateStore | None = None,
         jitter: float = JITTER,
         on_report: Callable[[SyncReport], None] | None = None,
+        wait: bool = False,
     ) -> None:
         self.settings = settings
         self.pm = pm
         self.registry = registry
         self.client = client if client is not None else open_tasks_client(settings)
-        self.store = store if store is not None else StateStore(settings.state.url)
+        self.store = (
+            store
+            if store is not None
+            else StateStore(settings.state.url, lease_ttl=settings.state.lease_ttl)
+        )
         self.jitter = jitter
         self.on_report = on_report
+        self.wait = wait
+        self.busy: list[str] = []
+        """Sources whose run was skipped: another run held their lease."""
         self.stop = threading.Event()
         self._locks: dict[str, threading.Lock] = {}
         self.reports: list[SyncReport] = []
@@ -79,10 +88,15 @@ class Runner:
                 connector,
                 self.client,
                 self.store,
+                wait=self.wait,
                 pm=self.pm,
                 batch_size=self.settings.tasks_api.batch_size,
                 stop=self.stop,
             )
+        except LeaseHeldError as exc:
+            log.warning("%s; run skipped", exc, extra={"source": source.name})
+            self.busy.append(source.name)
+            return None
         finally:
             lock.release()
         self.reports.append(report)

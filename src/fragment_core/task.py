@@ -155,7 +155,8 @@ def _api_fields(fields: TaskFields) -> dict[str, Any]:
 
 def _unsendable(content: dict[str, Any], exc: BaseException) -> BadRecordError:
     """The :class:`BadRecordError` of a body ``json.dumps`` refused, naming the field."""
-    fields = content.get("fields") if isinstance(content.get("fields"), dict) else {}
+    given = content.get("fields")
+    fields: dict[str, Any] = given if isinstance(given, dict) else {}
     record_id = fields.get("external_id")
     reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
     for name, group in (("fields.", fields), ("", content)):

@@ -91,7 +91,7 @@ class Demo:
         self.pm = get_plugin_manager()
         self.source = settings.source(SOURCE)
         self.connector = get_registry(self.pm).build(self.source)
-        self.store = StateStore(settings.state.url)
+        self.store = StateStore(settings.state.url, lease_ttl=settings.state.lease_ttl)
 
     def say(self, step: str, text: str) -> None:
         """Explain a step."""

@@ -23,6 +23,9 @@ EXIT_CODES: dict[RunOutcome, int] = {
     RunOutcome.PARTIAL: 4,
 }
 
+#: Exit code of a run refused because another run holds the source's lease.
+EXIT_BUSY = 5
+
 _STYLE = {
     RunOutcome.OK: "green",
     RunOutcome.DRY_RUN: "cyan",

@@ -9,6 +9,7 @@ Exit codes of ``fragment sync`` (and ``fragment run --once``, for the worst run)
 2     the configuration or a plugin is wrong (nothing ran)
 3     capped: closes were withheld by the blast-radius cap (``--force-close``)
 4     partial: applied, but some records or write-backs failed
+5     busy: another run holds the source's lease (nothing ran; see ``--wait``)
 ====  =======================================================================
 """
 
@@ -24,7 +25,7 @@ from typing import Any
 
 import click
 
-from fragment_core.cli.summary import EXIT_CODES, RichProgress, print_plan, print_report
+from fragment_core.cli.summary import EXIT_BUSY, EXIT_CODES, RichProgress, print_plan, print_report
 from fragment_core.cli.support import (
     echo_json,
     load_config_from_context,
@@ -36,7 +37,7 @@ from fragment_core.cli.support import (
 from fragment_core.config import Settings, SourceSettings
 from fragment_core.errors import ConfigurationError
 from fragment_core.runner import Runner, open_tasks_client
-from fragment_core.state import OutboxState, StateStore
+from fragment_core.state import LeaseHeldError, OutboxState, StateStore
 from fragment_core.sync.engine import NoProgress, sync_source
 from fragment_core.sync.plan import Plan
 
@@ -110,6 +111,11 @@ class _PlanKeeper(NoProgress):
     help="Map every record, even those whose raw form is unchanged since the last run.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="When another run is syncing SOURCE, wait for it to end instead of exiting with 5.",
+)
 @click.pass_context
 def sync_command(
     ctx: click.Context,
@@ -119,6 +125,7 @@ def sync_command(
     force_close: bool,
     remap: bool,
     as_json: bool,
+    wait: bool,
 ) -> None:
     """Run one sync of SOURCE, then print a summary.
 
@@ -131,13 +138,15 @@ def sync_command(
       2  the configuration or a plugin is wrong (nothing ran)
       3  capped: closes withheld by the blast-radius cap (see --force-close)
       4  partial: applied, but some records or write-backs failed
+      5  busy: another run (any process or machine on this state) is syncing SOURCE;
+         nothing ran (see --wait)
     """
     settings = load_config_from_context(ctx)
     src = _source(settings, source)
     pm = plugin_manager_from_context(ctx)
     connector = registry_from_context(ctx).build(src)
     client = open_tasks_client(settings)
-    store = StateStore(settings.state.url)
+    store = StateStore(settings.state.url, lease_ttl=settings.state.lease_ttl)
     console = stdout_console()
     stop = threading.Event()
     terminal = console.is_terminal and not as_json
@@ -151,6 +160,7 @@ def sync_command(
                     connector,
                     client,
                     store,
+                    wait=wait,
                     pm=pm,
                     dry_run=dry_run,
                     full=full,
@@ -160,6 +170,9 @@ def sync_command(
                     stop=stop,
                     progress=keeper,
                 )
+    except LeaseHeldError as exc:
+        stderr_console().print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        ctx.exit(EXIT_BUSY)
     finally:
         connector.close()
         client.close()
@@ -175,9 +188,19 @@ def sync_command(
 
 @click.command("run", epilog="\b\nExamples:\n  fragment run\n  fragment run --once")
 @click.option("--once", is_flag=True, help="Run every source once, then exit.")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="When another run is syncing a source, wait for it instead of skipping that run.",
+)
 @click.pass_context
-def run_command(ctx: click.Context, once: bool) -> None:
-    """Run every source at its interval until SIGINT/SIGTERM (then finish the chunk, exit 0)."""
+def run_command(ctx: click.Context, once: bool, wait: bool) -> None:
+    """Run every source at its interval until SIGINT/SIGTERM (then finish the chunk, exit 0).
+
+    A source another run is syncing (any process or machine on this state) is skipped
+    for that interval with a one-line message (--wait waits instead); with --once a
+    skipped source makes the exit code 5 unless a worse outcome occurred.
+    """
     settings = load_config_from_context(ctx)
     if not any(s.enabled for s in settings.sources):
         raise ConfigurationError("no enabled source to run", where=str(settings.path or ""))
@@ -191,6 +214,7 @@ def run_command(ctx: click.Context, once: bool) -> None:
         pm=plugin_manager_from_context(ctx),
         registry=registry_from_context(ctx),
         on_report=show,
+        wait=wait,
     )
     names = ", ".join(s.name for s in runner.sources())
     console.print(f"Running {names}" + ("" if once else " (Ctrl-C to stop)"))
@@ -200,7 +224,10 @@ def run_command(ctx: click.Context, once: bool) -> None:
     finally:
         runner.client.close()
         runner.store.close()
-    ctx.exit(EXIT_CODES[runner.worst_outcome()] if once else 0)
+    code = EXIT_CODES[runner.worst_outcome()] if once else 0
+    if once and code == 0 and runner.busy:
+        code = EXIT_BUSY
+    ctx.exit(code)
 
 
 def status_rows(settings: Settings, store: StateStore) -> list[dict[str, Any]]:
@@ -251,7 +278,7 @@ def status_command(ctx: click.Context, as_json: bool) -> None:
     from fragment_core.cli.summary import print_status
 
     settings = load_config_from_context(ctx)
-    store = StateStore(settings.state.url)
+    store = StateStore(settings.state.url, lease_ttl=settings.state.lease_ttl)
     try:
         rows = status_rows(settings, store)
     finally:

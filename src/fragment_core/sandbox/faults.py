@@ -157,7 +157,7 @@ class ProductionLikeMiddleware:
                 return None
             return self._random.choice(FAULT_KINDS)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: C901
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
             await self.app(scope, receive, send)
             return
@@ -181,24 +181,37 @@ class ProductionLikeMiddleware:
                 {"www-authenticate": "Bearer"},
             )
             return
-        if self.window is not None:
-            wait = self.window.admit()
-            if wait > 0:
-                with self.stats._lock:
-                    self.stats.rate_limited += 1
-                limit = self.window.limit
-                await _send_json(
-                    counting_send,
-                    429,
-                    {"detail": f"rate limit of {limit.requests} requests per {limit.period:g}s"},
-                    {"retry-after": str(max(1, math.ceil(wait)))},
-                )
-                return
+        if await self._rate_limited(counting_send):
+            return
         fault = self.draw_fault()
         if fault is None:
             await self.app(scope, receive, counting_send)
             return
         self.stats.count(fault=fault)
+        await self._inject(fault, scope, receive, send, counting_send)
+
+    async def _rate_limited(self, send: Send) -> bool:
+        """Answer 429 (and return True) when the request is over the sustained rate limit."""
+        if self.window is None:
+            return False
+        wait = self.window.admit()
+        if wait <= 0:
+            return False
+        with self.stats._lock:
+            self.stats.rate_limited += 1
+        limit = self.window.limit
+        await _send_json(
+            send,
+            429,
+            {"detail": f"rate limit of {limit.requests} requests per {limit.period:g}s"},
+            {"retry-after": str(max(1, math.ceil(wait)))},
+        )
+        return True
+
+    async def _inject(
+        self, fault: str, scope: Scope, receive: Receive, send: Send, counting_send: Send
+    ) -> None:
+        """Answer with ``fault`` instead of (or, for ``drop_after``, after) the app."""
         if fault == "drop_before":
             await _drop(send)
         elif fault == "drop_after":

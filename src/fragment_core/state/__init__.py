@@ -1,5 +1,6 @@
 """The sync state store (SQLAlchemy Core): SQLite by default, Postgres for fleets."""
 
+from fragment_core.state.lease import LeaseHeldError, LeaseHolder
 from fragment_core.state.schema import SCHEMA_VERSION
 from fragment_core.state.store import (
     OutboxEntry,
@@ -12,6 +13,8 @@ from fragment_core.state.store import (
 
 __all__ = [
     "SCHEMA_VERSION",
+    "LeaseHeldError",
+    "LeaseHolder",
     "OutboxEntry",
     "OutboxState",
     "RecordState",

@@ -6,6 +6,7 @@ change to these tables bumps :data:`SCHEMA_VERSION` and adds a step to ``MIGRATI
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 from fragment_core.errors import ConfigurationError
 
 #: The version of the schema this code reads and writes.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = sa.MetaData()
 
@@ -93,9 +94,25 @@ outbox = sa.Table(
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("message", sa.Text, nullable=True),
     sa.Column("next_attempt_at", UTCDateTime(), nullable=True),
+    # the store (process) that claimed the write-back and is calling it; its claim
+    # holds ``next_attempt_at`` ahead until it finishes (schema version 3)
+    sa.Column("claimed_by", sa.String(36), nullable=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Index("ix_fragment_outbox_source_state", "source", "state"),
+)
+
+#: One lease per source: the run that holds it is the only one syncing that source.
+leases = sa.Table(
+    "fragment_leases",
+    metadata,
+    sa.Column("source", sa.String(200), primary_key=True),
+    sa.Column("run_id", sa.String(36), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("since", UTCDateTime(), nullable=False),
+    sa.Column("heartbeat_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
 )
 
 #: Run history: one row per run, with its report.
@@ -118,16 +135,50 @@ def _add_record_hash(conn: sa.Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE fragment_records ADD COLUMN record_hash VARCHAR(64)")
 
 
+def _add_leases_and_claims(conn: sa.Connection) -> None:
+    """2 -> 3: ``fragment_leases`` (one run per source) and ``fragment_outbox.claimed_by``."""
+    conn.exec_driver_sql("ALTER TABLE fragment_outbox ADD COLUMN claimed_by VARCHAR(36)")
+    metadata.create_all(conn, tables=[leases])
+
+
 #: ``MIGRATIONS[n]`` upgrades a database at version ``n`` to ``n + 1``.
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {1: _add_record_hash}
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {
+    1: _add_record_hash,
+    2: _add_leases_and_claims,
+}
 
 
 def ensure_schema(engine: sa.Engine) -> int:
     """Create the tables, or upgrade them to :data:`SCHEMA_VERSION`; return the version.
 
-    A database written by a newer fragment-core is refused rather than damaged.
+    A database written by a newer fragment-core is refused rather than damaged. Safe
+    when several processes create one new database at once: the creation is serialized
+    (SQLite ``BEGIN IMMEDIATE``, a Postgres advisory lock), and a process that still
+    lost a race to another's ``CREATE TABLE`` finds the schema made and carries on.
     """
+    for attempt in range(_CREATE_ATTEMPTS):
+        try:
+            return _ensure_schema_once(engine)
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError):
+            if attempt == _CREATE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+#: How often a schema creation that lost a race is tried again.
+_CREATE_ATTEMPTS = 5
+
+#: The Postgres advisory lock key that serializes schema creation.
+_SCHEMA_LOCK_KEY = 0x46524147  # "FRAG"
+
+
+def _ensure_schema_once(engine: sa.Engine) -> int:
     with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
         metadata.create_all(conn, tables=[schema_version])
         found = conn.execute(sa.select(schema_version.c.version)).scalar()
         if found is None:

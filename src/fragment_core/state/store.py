@@ -8,10 +8,12 @@ method wrote is durable when it returns: the applier commits after each chunk.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from fragment_core.errors import ConfigurationError
 from fragment_core.reports import SyncReport
 from fragment_core.state import schema
+from fragment_core.state.lease import DEFAULT_TTL, Lease, LeaseHolder, lease_holder, take_lease
 from fragment_core.state.schema import outbox, records, runs, sources
 
 
@@ -92,6 +95,11 @@ class OutboxEntry:
     next_attempt_at: datetime | None
 
 
+#: How long a claimed write-back is kept from other claimants (its call's retries and
+#: timeout fit well within it).
+CLAIM_HOLD = timedelta(minutes=10)
+
+
 def utcnow() -> datetime:
     """The current time, aware, in UTC."""
     return datetime.now(UTC)
@@ -106,7 +114,10 @@ def _prepare_sqlite_path(url: sa.URL) -> None:
 class StateStore:
     """Read and write the sync state. Thread-safe (one engine, short transactions)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, lease_ttl: timedelta = DEFAULT_TTL) -> None:
+        self.lease_ttl = lease_ttl
+        self.claimant = str(uuid.uuid4())
+        """This store's id in the write-backs it claims (see :meth:`claim_write_back`)."""
         try:
             parsed = sa.make_url(url)
         except sa.exc.ArgumentError as exc:
@@ -125,7 +136,8 @@ class StateStore:
                 "postgresql+psycopg://...",
                 where="[state] url",
             )
-        self.engine = sa.create_engine(parsed, **kwargs)
+        # errors never carry SQL parameters: they hold record data (ids, hashes)
+        self.engine = sa.create_engine(parsed, hide_parameters=True, **kwargs)
         if self.dialect == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self.schema_version = schema.ensure_schema(self.engine)
@@ -143,6 +155,45 @@ class StateStore:
 
     def _insert(self, table: sa.Table) -> Any:
         return (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(table)
+
+    # -- leases -----------------------------------------------------------------------------
+    @contextmanager
+    def lease(
+        self,
+        source: str,
+        *,
+        wait: bool | float = False,
+        ttl: timedelta | None = None,
+        on_lost: Callable[[], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Lease]:
+        """Hold ``source``'s lease for the block: the one run of that source, across
+        processes and machines sharing this store.
+
+        Raises :class:`~fragment_core.state.lease.LeaseHeldError` when another live run
+        holds it (``wait=True`` waits for it instead; a number waits that many seconds).
+        A heartbeat renews it every third of ``ttl`` (default :attr:`lease_ttl`); the
+        lease of an owner that died expires after ``ttl`` and is then taken over.
+        ``on_lost`` is called if a heartbeat finds the lease taken by another run;
+        ``cancel`` set during a wait ends it with the refusal.
+        """
+        held = take_lease(
+            self.engine,
+            source,
+            ttl=ttl or self.lease_ttl,
+            wait=wait,
+            on_lost=on_lost,
+            cancel=cancel,
+        )
+        try:
+            self._void_claims(source)
+            yield held
+        finally:
+            held.release()
+
+    def lease_holder(self, source: str) -> LeaseHolder | None:
+        """Who holds ``source``'s lease now (``None``: nobody, or it expired)."""
+        return lease_holder(self.engine, source)
 
     # -- sources ----------------------------------------------------------------------------
     def source_state(self, name: str) -> SourceState:
@@ -209,6 +260,8 @@ class StateStore:
         """``{external_id: (content_hash, status, times_missing, record_hash)}`` of those of
         ``external_ids`` the state knows (one query per 500 ids)."""
         found: dict[str, tuple[str, str, int, str | None]] = {}
+        if any("\x00" in eid for eid in external_ids):  # never stored: unknown, not an error
+            external_ids = [eid for eid in external_ids if "\x00" not in eid]
         raw = self.engine.raw_connection()  # the driver's rows as they are: the hot path
         try:
             cursor = raw.cursor()
@@ -352,6 +405,43 @@ class StateStore:
         with self.engine.connect() as conn:
             return [_outbox_entry(row) for row in conn.execute(query)]
 
+    def claim_write_back(
+        self, entry: OutboxEntry, *, hold: timedelta = CLAIM_HOLD, now: datetime | None = None
+    ) -> bool:
+        """Claim a due write-back for this process: ``True`` for exactly one claimant.
+
+        One conditional ``UPDATE`` (atomic on SQLite and Postgres) moves the entry's next
+        attempt ``hold`` ahead while it is still due and not done; a second claimant finds
+        it no longer due. A claimant that dies leaves it due again once ``hold`` passed.
+        """
+        now = now or utcnow()
+        with self._begin() as conn:
+            result = conn.execute(
+                outbox.update()
+                .where(
+                    outbox.c.id == entry.id,
+                    outbox.c.state != str(OutboxState.DONE),
+                    sa.or_(outbox.c.next_attempt_at.is_(None), outbox.c.next_attempt_at <= now),
+                )
+                .values(claimed_by=self.claimant, next_attempt_at=now + hold, updated_at=now)
+            )
+        return result.rowcount == 1
+
+    def _void_claims(self, source: str) -> None:
+        """Make due again the write-backs other stores claimed but never finished: the
+        caller holds the source's lease, so their claimants are gone."""
+        with self._begin() as conn:
+            conn.execute(
+                outbox.update()
+                .where(
+                    outbox.c.source == source,
+                    outbox.c.state != str(OutboxState.DONE),
+                    outbox.c.claimed_by.is_not(None),
+                    outbox.c.claimed_by != self.claimant,
+                )
+                .values(claimed_by=None, next_attempt_at=None)
+            )
+
     def write_backs(self, source: str, state: OutboxState | None = None) -> list[OutboxEntry]:
         """Write-backs of a source, optionally in one state."""
         query = sa.select(outbox).where(outbox.c.source == source).order_by(outbox.c.id)
@@ -381,6 +471,7 @@ class StateStore:
                     message=message,
                     last_error=error,
                     next_attempt_at=next_attempt_at,
+                    claimed_by=None,
                     updated_at=utcnow(),
                 )
             )

@@ -209,4 +209,8 @@ def run_write_backs(
     """Run every due write-back of a source; return their outcomes."""
     if Capability.WRITE_BACK not in connector.capabilities():
         return []
-    return [run_write_back(e, connector, store, pm) for e in store.due_write_backs(source)]
+    return [
+        run_write_back(e, connector, store, pm)
+        for e in store.due_write_backs(source)
+        if store.claim_write_back(e)  # never two processes calling one write-back
+    ]

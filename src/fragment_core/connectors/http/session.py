@@ -10,19 +10,25 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import httpx
 
-from fragment_core.connectors.http.config import (
-    ApiKeyAuth,
-    BasicAuth,
-    BearerAuth,
-    HttpConfig,
-)
+from fragment_core.connectors.http.config import ApiKeyAuth, HttpConfig
+from fragment_core.connectors.http.config import BasicAuth as HttpBasicAuth
+from fragment_core.connectors.http.config import BearerAuth as HttpBearerAuth
 from fragment_core.errors import (
     AuthenticationError,
     ConfigurationError,
     TransientError,
 )
-from fragment_core.redaction import REDACTED, redact, register_secrets
+from fragment_core.redaction import REDACTED, redact
 from fragment_core.retries import Pacer, call_with_retries, error_for_status, transport_error
+from fragment_core.transport import (
+    BasicAuth,
+    BearerAuth,
+    HeaderAuth,
+    OriginAuth,
+    QueryAuth,
+    guarded_client,
+    origin_of,
+)
 
 __all__ = ["REDACTED", "HttpSession", "redact"]
 
@@ -34,32 +40,24 @@ class HttpSession:
         self.where = f"source {source!r}"
         self.requests_made = 0
         self._limiter = Pacer(config.rate_limit)
-        self._origin = _origin(config.base_url)
-        headers = dict(config.headers)
-        params: dict[str, str] = {}
-        auth: httpx.Auth | None = None
-        self.secrets: set[str] = set()
+        self._origin = origin_of(config.base_url)
+        auth: OriginAuth | None = None
         match config.auth:
-            case BearerAuth(token=token):
-                headers["Authorization"] = f"Bearer {token.get_secret_value()}"
-                self.secrets.add(token.get_secret_value())
-            case BasicAuth(username=username, password=password):
-                auth = httpx.BasicAuth(username, password.get_secret_value())
-                self.secrets.add(password.get_secret_value())
+            case HttpBearerAuth(token=token):
+                auth = BearerAuth(token.get_secret_value())
+            case HttpBasicAuth(username=username, password=password):
+                auth = BasicAuth(username, password.get_secret_value())
             case ApiKeyAuth(key=key, location="header", name=name):
-                headers[name] = key.get_secret_value()
-                self.secrets.add(key.get_secret_value())
+                auth = HeaderAuth(name, key.get_secret_value())
             case ApiKeyAuth(key=key, name=name):
-                params[name] = key.get_secret_value()
-                self.secrets.add(key.get_secret_value())
-        register_secrets(self.secrets)
-        self._client = httpx.Client(
-            base_url=config.base_url,
-            headers=headers,
-            params=params,
+                auth = QueryAuth(name, key.get_secret_value())
+        self.secrets: set[str] = set(auth.secrets) if auth is not None else set()
+        self._client = guarded_client(
+            config.base_url,
             auth=auth,
+            headers=dict(config.headers),
             timeout=config.timeout,
-            follow_redirects=True,
+            where=self.where,
         )
 
     def close(self) -> None:
@@ -85,9 +83,9 @@ class HttpSession:
         ``key`` is the option that chose the request (``options.backlog.path``); errors
         name it. Statuses in ``accept`` are returned instead of raised.
         """
-        if "://" in url and _origin(url) != self._origin:
+        if "://" in url and origin_of(url) != self._origin:
             raise ConfigurationError(
-                f"{key}: refusing to follow {_origin(url)} outside options.base_url "
+                f"{key}: refusing to follow {origin_of(url)} outside options.base_url "
                 f"({self._origin}): credentials are only sent to base_url"
             )
 
@@ -175,12 +173,6 @@ class HttpSession:
                 f"{start!r}); check options.base_url and {key}",
                 where=self.where,
             ) from None
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    return f"{parts.scheme}://{parts.hostname}:{port}"
 
 
 def _query_params(query: str) -> dict[str, str | list[str]]:

@@ -1,0 +1,370 @@
+"""Credentials that stay on their origin: auth styles and a guarded httpx client.
+
+Every auth style is an :class:`httpx.Auth` that attaches its credential **only** when the
+request's origin (scheme, host, port) is the configured one. :func:`guarded_client`
+builds an :class:`httpx.Client` for one ``base_url`` that:
+
+* follows redirects within the origin of ``base_url`` (the credential re-attached);
+* refuses a redirect to another origin with a :class:`CrossOriginError` (a
+  :class:`~fragment_core.errors.ConfigurationError`: the fetch fails, it is never taken
+  as an empty answer), before anything is sent there;
+* refuses any request to another origin (a next-page URL on another host), so neither
+  the auth nor the configured headers (an API key in ``X-API-Key``) ever leave the origin;
+* registers the credentials with :mod:`fragment_core.redaction` so httpx's logs mask them.
+
+``127.0.0.1`` and ``localhost`` are different origins, as are two ports of one host.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Generator, Mapping
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from fragment_core.errors import ConfigurationError, FragmentError, RateLimitedError
+from fragment_core.redaction import redact, redact_url, register_secrets
+from fragment_core.retries import (
+    Pacer,
+    RetryPolicy,
+    call_with_retries,
+    error_for_status,
+    retry_policy,
+    transport_error,
+)
+
+T = TypeVar("T")
+
+__all__ = [
+    "BasicAuth",
+    "BearerAuth",
+    "CrossOriginError",
+    "HeaderAuth",
+    "OriginAuth",
+    "QueryAuth",
+    "Transport",
+    "guarded_client",
+    "origin_of",
+]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str | httpx.URL) -> str:
+    """``scheme://host:port`` of ``url`` (the default port made explicit)."""
+    parts = urlsplit(str(url))
+    scheme = parts.scheme.lower()
+    port = parts.port or _DEFAULT_PORTS.get(scheme)
+    return f"{scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
+class CrossOriginError(ConfigurationError):
+    """A request or redirect would have left the configured origin."""
+
+
+class OriginAuth(httpx.Auth):
+    """Base of the auth styles: attaches only on :attr:`origin` (set by
+    :func:`guarded_client`, or given as ``origin=``)."""
+
+    def __init__(self, *, origin: str | None = None) -> None:
+        self.origin = origin_of(origin) if origin else None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The secret values this auth sends (for redaction)."""
+        return ()
+
+    def bind(self, base_url: str) -> OriginAuth:
+        """Fix the origin to that of ``base_url`` (unless already set); returns self."""
+        if self.origin is None:
+            self.origin = origin_of(base_url)
+        return self
+
+    def attach(self, request: httpx.Request) -> None:
+        """Add the credential to ``request`` (only called on the configured origin)."""
+        raise NotImplementedError
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self.origin is not None and origin_of(request.url) == self.origin:
+            self.attach(request)
+        yield request
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(origin={self.origin!r})"
+
+
+class BearerAuth(OriginAuth):
+    """``Authorization: Bearer <token>``."""
+
+    def __init__(self, token: str, *, origin: str | None = None) -> None:
+        super().__init__(origin=origin)
+        self._token = token
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self._token,)
+
+    def attach(self, request: httpx.Request) -> None:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+
+
+class HeaderAuth(OriginAuth):
+    """A secret in a named header (``X-API-Key: <key>``)."""
+
+    def __init__(self, name: str, value: str, *, origin: str | None = None) -> None:
+        super().__init__(origin=origin)
+        self.name = name
+        self._value = value
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self._value,)
+
+    def attach(self, request: httpx.Request) -> None:
+        request.headers[self.name] = self._value
+
+
+class BasicAuth(OriginAuth):
+    """``Authorization: Basic base64(username:password)``."""
+
+    def __init__(self, username: str, password: str, *, origin: str | None = None) -> None:
+        super().__init__(origin=origin)
+        self.username = username
+        self._password = password
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self._password,)
+
+    def attach(self, request: httpx.Request) -> None:
+        pair = f"{self.username}:{self._password}".encode()
+        request.headers["Authorization"] = f"Basic {base64.b64encode(pair).decode()}"
+
+
+class QueryAuth(OriginAuth):
+    """A secret in a query parameter (``?api_key=<key>``)."""
+
+    def __init__(self, param: str, value: str, *, origin: str | None = None) -> None:
+        super().__init__(origin=origin)
+        self.param = param
+        self._value = value
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self._value,)
+
+    def attach(self, request: httpx.Request) -> None:
+        request.url = request.url.copy_merge_params({self.param: self._value})
+
+
+def guarded_client(
+    base_url: str,
+    *,
+    auth: OriginAuth | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+    where: str | None = None,
+    secrets: tuple[str, ...] = (),
+    **options: Any,
+) -> httpx.Client:
+    """An :class:`httpx.Client` for ``base_url`` whose credentials never leave its origin.
+
+    ``where`` names the caller in errors (``source 'tickets'``); ``secrets`` are more
+    values to mask (secret ``headers``); ``options`` go to :class:`httpx.Client`.
+    """
+    origin = origin_of(base_url)
+    if auth is not None:
+        auth.bind(base_url)
+        if auth.origin != origin:
+            raise ValueError(f"the auth is bound to {auth.origin}, not to {origin}")
+    masked = tuple(s for s in (*(auth.secrets if auth else ()), *secrets) if s)
+    register_secrets(masked)
+
+    def refuse_foreign(request: httpx.Request) -> None:
+        if origin_of(request.url) != origin:
+            raise CrossOriginError(
+                f"refusing to send {request.method} to {redact_url(str(request.url))}: "
+                f"it is outside {redact_url(base_url)} ({origin}), and credentials are "
+                "only sent there",
+                where=where,
+            )
+        if auth is not None:  # every hop on the origin, same-origin redirects included
+            auth.attach(request)
+
+    def refuse_foreign_redirect(response: httpx.Response) -> None:
+        if not response.has_redirect_location:
+            return
+        target = response.request.url.join(response.headers["Location"])
+        if origin_of(target) == origin:
+            return
+        response.close()
+        asked = f"{response.request.method} {response.request.url.path}"
+        raise CrossOriginError(
+            redact(
+                f"{asked} at {origin} answered HTTP {response.status_code} redirecting to "
+                f"another origin, {origin_of(target)} ({redact_url(str(target))}); the "
+                "redirect is not followed, so credentials stay on the configured origin: "
+                "point base_url at the host that serves the API",
+                masked,
+            ),
+            where=where,
+        )
+
+    return httpx.Client(
+        base_url=base_url,
+        auth=auth,
+        headers=dict(headers or {}),
+        timeout=timeout,
+        follow_redirects=True,
+        event_hooks={"request": [refuse_foreign], "response": [refuse_foreign_redirect]},
+        **options,
+    )
+
+
+class Transport:
+    """One vendor's HTTP: the guarded client, a pacer, retries by error class, and
+    status-to-error mapping.
+
+    ``rate_limit_hook(response)`` may return the seconds a 429 asks to wait (a vendor's own
+    signalling); otherwise the standard headers are read (Retry-After seconds or date,
+    retry-after-ms, X-RateLimit-Reset, RateLimit-Reset). ``translate_error(response)`` may
+    return the error for a failed response; otherwise the default mapping applies
+    (429 rate limited, 5xx/408 transient, 401/403 authentication, other 4xx configuration).
+    Transient and rate-limited errors are retried under ``retry`` (or the policy in force).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: OriginAuth | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        pacer: Pacer | None = None,
+        rate_limit_hook: Callable[[httpx.Response], float | None] | None = None,
+        translate_error: Callable[[httpx.Response], FragmentError | None] | None = None,
+        name: str = "",
+    ) -> None:
+        self.base_url = base_url
+        self.name = name
+        self.where = name or origin_of(base_url)
+        self.retry = retry
+        self.pacer = pacer or Pacer(None)
+        self.requests_made = 0
+        self._rate_limit_hook = rate_limit_hook
+        self._translate_error = translate_error
+        self._secrets = auth.secrets if auth is not None else ()
+        self.httpx_client = guarded_client(
+            base_url, auth=auth, headers=headers, timeout=timeout, where=self.where
+        )
+
+    def __repr__(self) -> str:
+        return f"Transport({redact_url(self.base_url)!r}, name={self.name!r})"
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.httpx_client.close()
+
+    def _retrying(self, fn: Callable[[], T]) -> T:
+        if self.retry is None:
+            return call_with_retries(fn)
+        with retry_policy(self.retry):
+            return call_with_retries(fn)
+
+    def error_for(self, response: httpx.Response, operation: str = "") -> FragmentError | None:
+        """The error a failed response stands for (``None`` when it succeeded)."""
+        if response.status_code < 400:
+            return None
+        if self._translate_error is not None:
+            error = self._translate_error(response)
+            if error is not None:
+                return error
+        what = operation or f"{response.request.method} {response.request.url.path}"
+        said = redact(response.text[:300].strip(), self._secrets) if response.content else ""
+        message = f"{what}; the server said: {said}" if said else what
+        error = error_for_status(
+            response.status_code, response.headers, message, where=self.where
+        )
+        if (
+            isinstance(error, RateLimitedError)
+            and self._rate_limit_hook is not None
+            and (wait := self._rate_limit_hook(response)) is not None
+        ):
+            error = RateLimitedError(error.message, retry_after=wait, where=self.where)
+        return error
+
+    def request(
+        self,
+        method: str,
+        url_or_path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        operation: str = "",
+        retry: bool = True,
+    ) -> httpx.Response:
+        """Send one request (paced; retried when ``retry``); raise the mapped error."""
+
+        def send() -> httpx.Response:
+            self.pacer.wait()
+            self.requests_made += 1
+            try:
+                response = self.httpx_client.request(
+                    method, url_or_path, params=params, json=json, headers=headers
+                )
+            except httpx.TransportError as exc:
+                error = transport_error(exc, where=self.where)
+                error.message = redact(error.message, self._secrets)
+                raise type(error)(
+                    f"{operation or method + ' ' + url_or_path}: {error.message}",
+                    where=self.where,
+                ) from None
+            error = self.error_for(response, operation)
+            if error is not None:
+                raise error
+            return response
+
+        return self._retrying(send) if retry else send()
+
+    def get_json(self, url_or_path: str, **kwargs: Any) -> Any:
+        """``GET`` and decode the JSON answer."""
+        return self.request("GET", url_or_path, **kwargs).json()
+
+    def post_json(self, url_or_path: str, **kwargs: Any) -> Any:
+        """``POST`` and decode the JSON answer."""
+        return self.request("POST", url_or_path, **kwargs).json()
+
+    def call(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        operation: str = "",
+        translate_exception: Callable[[BaseException], FragmentError | None] | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """Run an SDK call under the same pacer and retry policy; ``translate_exception``
+        maps the SDK's exceptions to our error classes (retried when transient)."""
+
+        def once() -> T:
+            self.pacer.wait()
+            try:
+                return fn(*args, **kwargs)
+            except FragmentError:
+                raise
+            except Exception as exc:
+                error = translate_exception(exc) if translate_exception else None
+                if error is None:
+                    raise
+                raise error from None
+
+        return self._retrying(once)

@@ -1,0 +1,244 @@
+"""Credentials never leave their origin (issue 14.4): two FakeAPI servers on loopback.
+
+A redirect (302 or 307) to another origin fails the fetch with an error naming the
+source and the target, and nothing, credentials least of all, reaches the other origin.
+``127.0.0.1`` and ``localhost`` are different origins, as are two ports.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from fragment_core.connectors.http import HttpConnector
+from fragment_core.errors import AuthenticationError, ConfigurationError, TransientError
+from fragment_core.retries import RetryPolicy
+from fragment_core.testing import FakeAPI, FakeRequest, FakeResponse
+from fragment_core.transport import (
+    BasicAuth,
+    BearerAuth,
+    CrossOriginError,
+    HeaderAuth,
+    QueryAuth,
+    Transport,
+    guarded_client,
+    origin_of,
+)
+
+TOKEN = "tok-51ab-very-secret"
+API_KEY = "key-90fe-very-secret"
+PASSWORD = "pw-33cd-very-secret"
+
+AUTHS = {
+    "bearer": {"type": "bearer", "token": TOKEN},
+    "basic": {"type": "basic", "username": "sync", "password": PASSWORD},
+    "api_key_header": {"type": "api_key", "key": API_KEY},
+    "api_key_query": {"type": "api_key", "key": API_KEY, "location": "query", "name": "api_key"},
+}
+SECRETS = (TOKEN, API_KEY, PASSWORD, base64.b64encode(f"sync:{PASSWORD}".encode()).decode())
+
+
+def _carries_secret(req: Any) -> bool:
+    text = " ".join(f"{k}: {v}" for k, v in req.headers.items()) + " " + str(req.query)
+    return any(secret in text for secret in SECRETS)
+
+
+@pytest.fixture
+def servers() -> Iterator[tuple[FakeAPI, FakeAPI, list[Any]]]:
+    """``home`` (the configured base_url) and ``other``; ``seen`` logs what ``other`` got."""
+    home, other = FakeAPI(name="home"), FakeAPI(name="other")
+    seen: list[FakeRequest] = []
+
+    @other.route("GET", "/tickets")
+    def stolen(req: FakeRequest) -> Any:
+        seen.append(req)
+        return {"items": []}  # an empty backlog: must never be believed
+
+    @home.route("GET", "/tickets")
+    def tickets(req: FakeRequest) -> Any:
+        seen.append(req)
+        return {"items": [{"id": 1, "subject": "Refund"}]}
+
+    with home, other:
+        yield home, other, seen
+
+
+def _connector(home: FakeAPI, auth: dict[str, Any], path: str) -> HttpConnector:
+    options = {
+        "base_url": home.base_url,
+        "auth": auth,
+        "backlog": {"path": path, "records_path": "items"},
+        "mapping": {"external_id": "id", "title": "subject"},
+    }
+    return HttpConnector(HttpConnector.Config.model_validate(options), source="backoffice")
+
+
+@pytest.mark.parametrize("status", [302, 307])
+@pytest.mark.parametrize("auth", list(AUTHS))
+@pytest.mark.parametrize("target", ["other-port", "localhost"])
+def test_a_redirect_to_another_origin_fails_the_fetch_and_sends_nothing_there(
+    servers: Any, status: int, auth: str, target: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    home, other, seen = servers
+    base = other.base_url if target == "other-port" else f"http://localhost:{home.port}"
+
+    @home.route("GET", "/moved")
+    def moved(req: FakeRequest) -> FakeResponse:
+        return FakeResponse(status=status, headers={"Location": f"{base}/tickets"}, json={})
+
+    connector = _connector(home, AUTHS[auth], "/moved")
+    try:
+        with pytest.raises(CrossOriginError) as info:
+            list(connector.fetch_backlog())
+    finally:
+        connector.close()
+    assert seen == []  # neither server saw the redirected request
+    assert [r.path for r in other.requests] == []
+    text = str(info.value)
+    assert isinstance(info.value, ConfigurationError)
+    assert "backoffice" in text and f"HTTP {status}" in text
+    assert origin_of(base) in text and "not followed" in text
+    for secret in SECRETS:
+        assert secret not in text and secret not in caplog.text
+
+
+@pytest.mark.parametrize("auth", list(AUTHS))
+def test_a_redirect_within_the_origin_is_followed_with_the_credentials(
+    servers: Any, auth: str
+) -> None:
+    home, _, seen = servers
+
+    @home.route("GET", "/moved")
+    def moved(req: FakeRequest) -> FakeResponse:
+        return FakeResponse(status=307, headers={"Location": "/tickets"}, json={})
+
+    connector = _connector(home, AUTHS[auth], "/moved")
+    try:
+        assert [r["id"] for r in connector.fetch_backlog()] == [1]
+    finally:
+        connector.close()
+    assert len(seen) == 1 and _carries_secret(seen[0])
+
+
+def test_a_secret_in_the_redirect_target_is_redacted(servers: Any) -> None:
+    home, other, _ = servers
+
+    @home.route("GET", "/moved")
+    def moved(req: FakeRequest) -> FakeResponse:
+        target = f"http://user:{PASSWORD}@localhost:{other.port}/tickets?token={TOKEN}"
+        return FakeResponse(status=302, headers={"Location": target}, json={})
+
+    client = guarded_client(home.base_url, auth=BearerAuth(TOKEN), where="source 's'")
+    with client, pytest.raises(CrossOriginError) as info:
+        client.get("/moved")
+    text = str(info.value)
+    assert PASSWORD not in text and TOKEN not in text
+    assert f"localhost:{other.port}" in text and "source 's'" in text
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        BearerAuth(TOKEN),
+        HeaderAuth("X-API-Key", API_KEY),
+        BasicAuth("sync", PASSWORD),
+        QueryAuth("api_key", API_KEY),
+    ],
+    ids=["bearer", "header", "basic", "query"],
+)
+def test_auth_styles_attach_only_on_their_origin(servers: Any, auth: Any) -> None:
+    home, other, seen = servers
+    auth.origin = None
+    auth.bind(home.base_url)
+    with httpx.Client(auth=auth) as client:  # a plain client: the auth alone decides
+        client.get(home.url_for("/tickets"))
+        client.get(other.url_for("/tickets"))
+        client.get(f"http://localhost:{home.port}/tickets")
+    assert [_carries_secret(r) for r in seen] == [True, False, False]
+
+
+def test_a_request_to_another_origin_is_refused_before_it_is_sent(servers: Any) -> None:
+    home, other, seen = servers
+    client = guarded_client(home.base_url, headers={"X-Extra": API_KEY}, secrets=(API_KEY,))
+    with client, pytest.raises(CrossOriginError, match="outside"):
+        client.get(other.url_for("/tickets"))
+    assert seen == [] and other.requests == []
+
+
+# -- Transport: retries by error class, 429 schemes, vendor hooks ---------------------------
+FAST = RetryPolicy(attempts=4, timeout=10, wait_initial=0.001, wait_max=0.01)
+
+
+@pytest.mark.parametrize("scheme", ["retry-after", "retry-after-date", "ratelimit-reset"])
+def test_transport_waits_out_429_and_retries_5xx_and_drops(servers: Any, scheme: str) -> None:
+    home, _, seen = servers
+    home.rate_limit_next(1, scheme=scheme, wait=0.2)
+    home.fail_next(1, status=503)
+    home.fail_next(1, kind="drop")
+    with Transport(home.base_url, auth=BearerAuth(TOKEN), retry=FAST, name="source 'x'") as t:
+        assert t.get_json("/tickets") == {"items": [{"id": 1, "subject": "Refund"}]}
+        assert t.requests_made == 4
+    assert len(seen) == 1 and _carries_secret(seen[0])
+
+
+def test_transport_does_not_retry_refusals_and_never_shows_the_secret(servers: Any) -> None:
+    home, _, _ = servers
+
+    @home.route("GET", "/secret-echo")
+    def echo(req: FakeRequest) -> FakeResponse:
+        return FakeResponse(status=401, json={"error": f"bad token {TOKEN}"})
+
+    with Transport(home.base_url, auth=BearerAuth(TOKEN), retry=FAST, name="source 'x'") as t:
+        with pytest.raises(AuthenticationError) as info:
+            t.request("GET", "/secret-echo")
+        assert t.requests_made == 1
+    assert TOKEN not in str(info.value) and "source 'x'" in str(info.value)
+
+
+def test_transport_vendor_hooks_translate_errors_and_rate_limits(servers: Any) -> None:
+    home, _, _ = servers
+    home.fail_next(1, status=429, headers={"X-Vendor-Wait": "0.05"})
+    home.fail_next(1, status=409)
+    waits: list[float] = []
+
+    def hook(response: httpx.Response) -> float | None:
+        wait = float(response.headers["X-Vendor-Wait"])
+        waits.append(wait)
+        return wait
+
+    def translate(response: httpx.Response) -> Any:
+        if response.status_code == 409:
+            return TransientError("vendor says: conflict, try again")
+        return None
+
+    with Transport(
+        home.base_url, retry=FAST, rate_limit_hook=hook, translate_error=translate
+    ) as t:
+        assert t.get_json("/tickets")["items"][0]["id"] == 1
+        assert t.requests_made == 3
+    assert waits == [0.05]
+
+
+def test_transport_call_runs_an_sdk_call_under_the_retry_policy() -> None:
+    calls: list[int] = []
+
+    class SdkError(Exception):
+        pass
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise SdkError("temporarily unavailable")
+        return "ok"
+
+    with Transport("https://api.vendor.test", retry=FAST) as t:
+        assert t.call(flaky, translate_exception=lambda e: TransientError(str(e))) == "ok"
+        with pytest.raises(SdkError):
+            t.call(lambda: (_ for _ in ()).throw(SdkError("no")))
+    assert len(calls) == 3
