@@ -8,8 +8,9 @@ method wrote is durable when it returns: the applier commits after each chunk.
 from __future__ import annotations
 
 import json
+import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -158,7 +159,13 @@ class StateStore:
     # -- leases -----------------------------------------------------------------------------
     @contextmanager
     def lease(
-        self, source: str, *, wait: bool | float = False, ttl: timedelta | None = None
+        self,
+        source: str,
+        *,
+        wait: bool | float = False,
+        ttl: timedelta | None = None,
+        on_lost: Callable[[], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> Iterator[Lease]:
         """Hold ``source``'s lease for the block: the one run of that source, across
         processes and machines sharing this store.
@@ -167,8 +174,17 @@ class StateStore:
         holds it (``wait=True`` waits for it instead; a number waits that many seconds).
         A heartbeat renews it every third of ``ttl`` (default :attr:`lease_ttl`); the
         lease of an owner that died expires after ``ttl`` and is then taken over.
+        ``on_lost`` is called if a heartbeat finds the lease taken by another run;
+        ``cancel`` set during a wait ends it with the refusal.
         """
-        held = take_lease(self.engine, source, ttl=ttl or self.lease_ttl, wait=wait)
+        held = take_lease(
+            self.engine,
+            source,
+            ttl=ttl or self.lease_ttl,
+            wait=wait,
+            on_lost=on_lost,
+            cancel=cancel,
+        )
         try:
             self._void_claims(source)
             yield held

@@ -312,12 +312,14 @@ def sync_source(
     """Run one sync of ``source`` holding its lease (see :meth:`StateStore.lease`): one
     run per source across processes and machines. Raises
     :class:`~fragment_core.state.LeaseHeldError` when another run holds it (``wait``
-    waits instead). A dry run writes nothing and takes no lease. ``options`` are
-    :func:`_sync_source`'s.
+    waits instead, until ``stop`` is set). A run whose lease was lost (its heartbeat
+    failed past the TTL and another run took it) stops after the chunk in flight. A dry
+    run writes nothing and takes no lease. ``options`` are :func:`_sync_source`'s.
     """
     if options.get("dry_run"):
         return _sync_source(source, connector, client, store, **options)
-    with store.lease(source.name, wait=wait):
+    stop = options["stop"] = options.get("stop") or threading.Event()
+    with store.lease(source.name, wait=wait, on_lost=stop.set, cancel=stop):
         return _sync_source(source, connector, client, store, **options)
 
 
