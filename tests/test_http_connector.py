@@ -799,3 +799,51 @@ def test_no_id_changes_the_path_of_a_url_template(
     connector = make(mapping={**options("")["mapping"], "url": "https://crm.example/c/{id}/v"})
     task = connector.to_task({**office.tickets["2"], "id": hostile})
     assert task.fields.url == f"https://crm.example/c/{HOSTILE_IDS[hostile]}/v"
+
+
+def test_unreadable_numbers_in_a_page_are_bad_records_not_an_unreadable_page(
+    fake_api: Callable[[str], FakeAPI],
+) -> None:
+    api = fake_api("numbers")
+    page = (
+        '{"items": [{"id": 1, "subject": "one", "amount": 5},'
+        ' {"id": 2, "subject": "two", "amount": ' + "9" * 5000 + "},"
+        ' {"id": 3, "subject": "three", "amount": Infinity},'
+        ' {"id": 4, "subject": "four", "amount": NaN},'
+        ' {"id": 5, "subject": "five"}]}'
+    )
+
+    @api.route("GET", "/items")
+    def items(req: FakeRequest) -> Any:
+        return FakeResponse(text=page, content_type="application/json")
+
+    connector = HttpConnector(
+        HttpConnector.Config.model_validate(
+            {
+                "base_url": api.base_url,
+                "backlog": {"path": "/items", "records_path": "items"},
+                "mapping": {
+                    "external_id": "id",
+                    "title": "subject",
+                    "custom": {"amount": "amount"},
+                },
+            }
+        ),
+        source="numbers",
+    )
+    mapped, refused = [], []
+    for record in connector.fetch_backlog():
+        task = connector.to_task(record)
+        try:
+            task.for_source("numbers").content_hash()
+            mapped.append(task.external_id)
+        except BadRecordError as exc:
+            refused.append((exc.record_id, exc.field, exc.message))
+    connector.close()
+    assert mapped == ["1", "5"]
+    assert [(r, f) for r, f, _ in refused] == [
+        ("2", "fields.amount"),
+        ("3", "fields.amount"),
+        ("4", "fields.amount"),
+    ]
+    assert "5000 characters" in refused[0][2] and "Infinity" in refused[1][2]

@@ -332,3 +332,31 @@ def test_two_syncs_call_each_write_back_exactly_once(
     store = StateStore(state_url)
     assert store.write_back_counts(SOURCE) == {"pending": 0, "failed": 0, "done": 40}
     store.close()
+
+
+def test_a_run_that_lost_its_lease_is_told_to_stop(state_url: str) -> None:
+    store = StateStore(state_url)
+    stop = threading.Event()
+    try:
+        with store.lease(SOURCE, ttl=timedelta(seconds=0.3), on_lost=stop.set) as held:
+            with store.engine.begin() as conn:  # another run took it over meanwhile
+                conn.execute(leases.update().values(run_id=str(uuid.uuid4())))
+            assert stop.wait(5) and held.lost.is_set()
+        assert store.lease_holder(SOURCE) is not None  # the other run's lease is kept
+    finally:
+        store.close()
+
+
+def test_a_wait_ends_when_the_run_is_stopped(state_url: str) -> None:
+    one, two = StateStore(state_url), StateStore(state_url)
+    cancel = threading.Event()
+    try:
+        with one.lease(SOURCE):
+            threading.Timer(0.5, cancel.set).start()
+            started = time.monotonic()
+            with pytest.raises(LeaseHeldError), two.lease(SOURCE, wait=True, cancel=cancel):
+                pass
+            assert time.monotonic() - started < 5
+    finally:
+        one.close()
+        two.close()

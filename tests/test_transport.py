@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from fragment_core.connectors.http import HttpConnector
-from fragment_core.errors import ConfigurationError
+from fragment_core.errors import AuthenticationError, ConfigurationError, TransientError
+from fragment_core.retries import RetryPolicy
 from fragment_core.testing import FakeAPI, FakeRequest, FakeResponse
 from fragment_core.transport import (
     BasicAuth,
@@ -24,6 +25,7 @@ from fragment_core.transport import (
     CrossOriginError,
     HeaderAuth,
     QueryAuth,
+    Transport,
     guarded_client,
     origin_of,
 )
@@ -167,3 +169,76 @@ def test_a_request_to_another_origin_is_refused_before_it_is_sent(servers: Any) 
     with client, pytest.raises(CrossOriginError, match="outside"):
         client.get(other.url_for("/tickets"))
     assert seen == [] and other.requests == []
+
+
+# -- Transport: retries by error class, 429 schemes, vendor hooks ---------------------------
+FAST = RetryPolicy(attempts=4, timeout=10, wait_initial=0.001, wait_max=0.01)
+
+
+@pytest.mark.parametrize("scheme", ["retry-after", "retry-after-date", "ratelimit-reset"])
+def test_transport_waits_out_429_and_retries_5xx_and_drops(servers: Any, scheme: str) -> None:
+    home, _, seen = servers
+    home.rate_limit_next(1, scheme=scheme, wait=0.2)
+    home.fail_next(1, status=503)
+    home.fail_next(1, kind="drop")
+    with Transport(home.base_url, auth=BearerAuth(TOKEN), retry=FAST, name="source 'x'") as t:
+        assert t.get_json("/tickets") == {"items": [{"id": 1, "subject": "Refund"}]}
+        assert t.requests_made == 4
+    assert len(seen) == 1 and _carries_secret(seen[0])
+
+
+def test_transport_does_not_retry_refusals_and_never_shows_the_secret(servers: Any) -> None:
+    home, _, _ = servers
+
+    @home.route("GET", "/secret-echo")
+    def echo(req: FakeRequest) -> FakeResponse:
+        return FakeResponse(status=401, json={"error": f"bad token {TOKEN}"})
+
+    with Transport(home.base_url, auth=BearerAuth(TOKEN), retry=FAST, name="source 'x'") as t:
+        with pytest.raises(AuthenticationError) as info:
+            t.request("GET", "/secret-echo")
+        assert t.requests_made == 1
+    assert TOKEN not in str(info.value) and "source 'x'" in str(info.value)
+
+
+def test_transport_vendor_hooks_translate_errors_and_rate_limits(servers: Any) -> None:
+    home, _, _ = servers
+    home.fail_next(1, status=429, headers={"X-Vendor-Wait": "0.05"})
+    home.fail_next(1, status=409)
+    waits: list[float] = []
+
+    def hook(response: httpx.Response) -> float | None:
+        wait = float(response.headers["X-Vendor-Wait"])
+        waits.append(wait)
+        return wait
+
+    def translate(response: httpx.Response) -> Any:
+        if response.status_code == 409:
+            return TransientError("vendor says: conflict, try again")
+        return None
+
+    with Transport(
+        home.base_url, retry=FAST, rate_limit_hook=hook, translate_error=translate
+    ) as t:
+        assert t.get_json("/tickets")["items"][0]["id"] == 1
+        assert t.requests_made == 3
+    assert waits == [0.05]
+
+
+def test_transport_call_runs_an_sdk_call_under_the_retry_policy() -> None:
+    calls: list[int] = []
+
+    class SdkError(Exception):
+        pass
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise SdkError("temporarily unavailable")
+        return "ok"
+
+    with Transport("https://api.vendor.test", retry=FAST) as t:
+        assert t.call(flaky, translate_exception=lambda e: TransientError(str(e))) == "ok"
+        with pytest.raises(SdkError):
+            t.call(lambda: (_ for _ in ()).throw(SdkError("no")))
+    assert len(calls) == 3

@@ -20,6 +20,7 @@ from fragment_core.config import Settings, SourceSettings
 from fragment_core.connector import Connector
 from fragment_core.reports import RunOutcome, SyncReport
 from fragment_core.state import StateStore
+from fragment_core.state.faults import StateError
 from fragment_core.state.lease import LeaseHeldError
 from fragment_core.sync.engine import sync_source
 
@@ -71,6 +72,9 @@ class Runner:
         self.stop = threading.Event()
         self._locks: dict[str, threading.Lock] = {}
         self.reports: list[SyncReport] = []
+        self.fatal: StateError | None = None
+        """Set when the state cannot be used any more (its file deleted or replaced): every
+        source stops; ``fragment run`` exits with the error."""
 
     def sources(self) -> list[SourceSettings]:
         """The enabled sources."""
@@ -118,6 +122,11 @@ class Runner:
                 started = time.monotonic()
                 try:
                     self.run_once(source, connector)
+                except StateError as exc:  # carrying on would write into a lost state
+                    log.error("state unusable; stopping: %s", exc, extra={"source": source.name})
+                    self.fatal = self.fatal or exc
+                    self.stop.set()
+                    return
                 except Exception:  # the engine reports failures; this is a bug guard
                     log.exception("run crashed", extra={"source": source.name})
                 if once:

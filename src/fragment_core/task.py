@@ -71,6 +71,23 @@ def format_datetime(value: datetime) -> str:
     )
 
 
+class UnreadableNumber:
+    """A number a vendor sent that no JSON reader takes back (``Infinity``, ``NaN``, an
+    integer of thousands of digits): kept in its record so mapping it fails by name."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        text = self.text
+        shown = text if len(text) <= 20 else f"{text[:12]}... ({len(text)} characters)"
+        return f"UnreadableNumber({shown})"
+
+    __str__ = __repr__
+
+
 def normalize_value(value: Any) -> Any:
     """Normalize a JSON-able value so equal content always serializes the same way.
 
@@ -98,6 +115,8 @@ def normalize_value(value: Any) -> Any:
         return str(value)
     if isinstance(value, StrEnum):
         return value.value
+    if isinstance(value, UnreadableNumber):
+        raise ValueError(f"{value} is not a number the Tasks API accepts")
     raise ValueError(f"value of type {type(value).__name__} is not JSON-serializable")
 
 

@@ -18,14 +18,24 @@ builds an :class:`httpx.Client` for one ``base_url`` that:
 from __future__ import annotations
 
 import base64
-from collections.abc import Generator, Mapping
-from typing import Any
+from collections.abc import Callable, Generator, Mapping
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
-from fragment_core.errors import ConfigurationError
+from fragment_core.errors import ConfigurationError, FragmentError, RateLimitedError
 from fragment_core.redaction import redact, redact_url, register_secrets
+from fragment_core.retries import (
+    Pacer,
+    RetryPolicy,
+    call_with_retries,
+    error_for_status,
+    retry_policy,
+    transport_error,
+)
+
+T = TypeVar("T")
 
 __all__ = [
     "BasicAuth",
@@ -34,6 +44,7 @@ __all__ = [
     "HeaderAuth",
     "OriginAuth",
     "QueryAuth",
+    "Transport",
     "guarded_client",
     "origin_of",
 ]
@@ -210,3 +221,150 @@ def guarded_client(
         event_hooks={"request": [refuse_foreign], "response": [refuse_foreign_redirect]},
         **options,
     )
+
+
+class Transport:
+    """One vendor's HTTP: the guarded client, a pacer, retries by error class, and
+    status-to-error mapping.
+
+    ``rate_limit_hook(response)`` may return the seconds a 429 asks to wait (a vendor's own
+    signalling); otherwise the standard headers are read (Retry-After seconds or date,
+    retry-after-ms, X-RateLimit-Reset, RateLimit-Reset). ``translate_error(response)`` may
+    return the error for a failed response; otherwise the default mapping applies
+    (429 rate limited, 5xx/408 transient, 401/403 authentication, other 4xx configuration).
+    Transient and rate-limited errors are retried under ``retry`` (or the policy in force).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: OriginAuth | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        pacer: Pacer | None = None,
+        rate_limit_hook: Callable[[httpx.Response], float | None] | None = None,
+        translate_error: Callable[[httpx.Response], FragmentError | None] | None = None,
+        name: str = "",
+    ) -> None:
+        self.base_url = base_url
+        self.name = name
+        self.where = name or origin_of(base_url)
+        self.retry = retry
+        self.pacer = pacer or Pacer(None)
+        self.requests_made = 0
+        self._rate_limit_hook = rate_limit_hook
+        self._translate_error = translate_error
+        self._secrets = auth.secrets if auth is not None else ()
+        self.httpx_client = guarded_client(
+            base_url, auth=auth, headers=headers, timeout=timeout, where=self.where
+        )
+
+    def __repr__(self) -> str:
+        return f"Transport({redact_url(self.base_url)!r}, name={self.name!r})"
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.httpx_client.close()
+
+    def _retrying(self, fn: Callable[[], T]) -> T:
+        if self.retry is None:
+            return call_with_retries(fn)
+        with retry_policy(self.retry):
+            return call_with_retries(fn)
+
+    def error_for(self, response: httpx.Response, operation: str = "") -> FragmentError | None:
+        """The error a failed response stands for (``None`` when it succeeded)."""
+        if response.status_code < 400:
+            return None
+        if self._translate_error is not None:
+            error = self._translate_error(response)
+            if error is not None:
+                return error
+        what = operation or f"{response.request.method} {response.request.url.path}"
+        said = redact(response.text[:300].strip(), self._secrets) if response.content else ""
+        message = f"{what}; the server said: {said}" if said else what
+        error = error_for_status(
+            response.status_code, response.headers, message, where=self.where
+        )
+        if (
+            isinstance(error, RateLimitedError)
+            and self._rate_limit_hook is not None
+            and (wait := self._rate_limit_hook(response)) is not None
+        ):
+            error = RateLimitedError(error.message, retry_after=wait, where=self.where)
+        return error
+
+    def request(
+        self,
+        method: str,
+        url_or_path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        operation: str = "",
+        retry: bool = True,
+    ) -> httpx.Response:
+        """Send one request (paced; retried when ``retry``); raise the mapped error."""
+
+        def send() -> httpx.Response:
+            self.pacer.wait()
+            self.requests_made += 1
+            try:
+                response = self.httpx_client.request(
+                    method, url_or_path, params=params, json=json, headers=headers
+                )
+            except httpx.TransportError as exc:
+                error = transport_error(exc, where=self.where)
+                error.message = redact(error.message, self._secrets)
+                raise type(error)(
+                    f"{operation or method + ' ' + url_or_path}: {error.message}",
+                    where=self.where,
+                ) from None
+            error = self.error_for(response, operation)
+            if error is not None:
+                raise error
+            return response
+
+        return self._retrying(send) if retry else send()
+
+    def get_json(self, url_or_path: str, **kwargs: Any) -> Any:
+        """``GET`` and decode the JSON answer."""
+        return self.request("GET", url_or_path, **kwargs).json()
+
+    def post_json(self, url_or_path: str, **kwargs: Any) -> Any:
+        """``POST`` and decode the JSON answer."""
+        return self.request("POST", url_or_path, **kwargs).json()
+
+    def call(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        operation: str = "",
+        translate_exception: Callable[[BaseException], FragmentError | None] | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """Run an SDK call under the same pacer and retry policy; ``translate_exception``
+        maps the SDK's exceptions to our error classes (retried when transient)."""
+
+        def once() -> T:
+            self.pacer.wait()
+            try:
+                return fn(*args, **kwargs)
+            except FragmentError:
+                raise
+            except Exception as exc:
+                error = translate_exception(exc) if translate_exception else None
+                if error is None:
+                    raise
+                raise error from None
+
+        return self._retrying(once)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import click
+import sqlalchemy as sa
 from rich.console import Console
 from rich.markup import escape
 
@@ -31,6 +32,7 @@ from fragment_core.plugins import (
     get_plugin_manager,
     get_registry,
 )
+from fragment_core.state.faults import STATE_ERRORS, state_error
 
 __all__ = [
     "CliState",
@@ -143,3 +145,16 @@ class FragmentGroup(click.Group):
             return super().invoke(ctx)
         except FragmentError as exc:
             raise FragmentClickError(exc) from exc
+        except STATE_ERRORS as exc:  # a state database failure outside a sync's report
+            raise FragmentClickError(state_error(exc, _state_url(ctx))) from None
+
+
+def _state_url(ctx: click.Context) -> str:
+    """``[state] url`` of the loaded settings, password hidden."""
+    settings = state_from_context(ctx).settings
+    if settings is None:
+        return "(not loaded)"
+    try:
+        return sa.make_url(settings.state.url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "(not a URL)"

@@ -224,6 +224,8 @@ def run_command(ctx: click.Context, once: bool, wait: bool) -> None:
     finally:
         runner.client.close()
         runner.store.close()
+    if runner.fatal is not None:
+        raise runner.fatal
     code = EXIT_CODES[runner.worst_outcome()] if once else 0
     if once and code == 0 and runner.busy:
         code = EXIT_BUSY

@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -68,8 +69,15 @@ class LeaseHeldError(FragmentError):
 class Lease:
     """A lease this process holds (see :meth:`StateStore.lease`)."""
 
-    def __init__(self, engine: sa.Engine, source: str, ttl: timedelta) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        source: str,
+        ttl: timedelta,
+        on_lost: Callable[[], None] | None = None,
+    ) -> None:
         self.engine, self.source, self.ttl = engine, source, ttl
+        self.on_lost = on_lost
         self.run_id = str(uuid.uuid4())
         self.host = socket.gethostname()
         self.pid = os.getpid()
@@ -154,20 +162,29 @@ class Lease:
                         extra={"source": self.source},
                     )
                     self.lost.set()
+                    if self.on_lost is not None:
+                        self.on_lost()
                     return
             except Exception:  # a database hiccup: try again at the next beat
                 log.warning("lease heartbeat failed", extra={"source": self.source})
 
 
 def take_lease(
-    engine: sa.Engine, source: str, *, ttl: timedelta, wait: bool | float = False
+    engine: sa.Engine,
+    source: str,
+    *,
+    ttl: timedelta,
+    wait: bool | float = False,
+    on_lost: Callable[[], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> Lease:
     """Take ``source``'s lease and start its heartbeat.
 
     ``wait=False`` raises :class:`LeaseHeldError` at once when another run holds it;
-    ``wait=True`` waits as long as it takes; a number waits that many seconds at most.
+    ``wait=True`` waits as long as it takes (or until ``cancel`` is set); a number waits
+    that many seconds at most. ``on_lost`` is called if the lease is lost mid-run.
     """
-    lease = Lease(engine, source, ttl)
+    lease = Lease(engine, source, ttl, on_lost)
     deadline = None if wait is True or wait is False else time.monotonic() + float(wait)
     poll = min(max(ttl.total_seconds() / 4, 0.05), 1.0)
     logged = False
@@ -178,10 +195,15 @@ def take_lease(
             return lease
         if wait is False or (deadline is not None and time.monotonic() >= deadline):
             raise LeaseHeldError(holder)
+        if cancel is not None and cancel.is_set():
+            raise LeaseHeldError(holder)
         if not logged:
             log.info("waiting for the lease: %s", holder.describe(), extra={"source": source})
             logged = True
-        time.sleep(poll)
+        if cancel is not None:
+            cancel.wait(poll)
+        else:
+            time.sleep(poll)
 
 
 def lease_holder(engine: sa.Engine, source: str) -> LeaseHolder | None:

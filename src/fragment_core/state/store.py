@@ -8,8 +8,11 @@ method wrote is durable when it returns: the applier commits after each chunk.
 from __future__ import annotations
 
 import json
+import os
+import threading
+import urllib.request
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from fragment_core.errors import ConfigurationError
 from fragment_core.reports import SyncReport
 from fragment_core.state import schema
+from fragment_core.state.faults import STATE_ERRORS, StateError, password_of, state_error
 from fragment_core.state.lease import DEFAULT_TTL, Lease, LeaseHolder, lease_holder, take_lease
 from fragment_core.state.schema import outbox, records, runs, sources
 
@@ -137,10 +141,51 @@ class StateStore:
             )
         # errors never carry SQL parameters: they hold record data (ids, hashes)
         self.engine = sa.create_engine(parsed, hide_parameters=True, **kwargs)
+        self._file = _sqlite_file(parsed) if self.dialect == "sqlite" else None
+        self._identity: tuple[int, int] | None = None
         if self.dialect == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        self.schema_version = schema.ensure_schema(self.engine)
+        try:
+            self.schema_version = schema.ensure_schema(self.engine)
+            self._probe_write()
+        except STATE_ERRORS as exc:
+            self.engine.dispose()
+            raise state_error(exc, self.url, secrets=password_of(parsed)) from None
+        except BaseException:
+            self.engine.dispose()
+            raise
+        if self._file is not None:
+            self._identity = _file_identity(self._file)
+            # from now on a connection opens the file it found, never creates a new one
+            sa.event.listen(self.engine, "do_connect", _open_existing(self._file))
         self._sql = _RecordSQL(self.engine.dialect)
+
+    def _probe_write(self) -> None:
+        """A write that changes nothing: a read-only database is refused at once, not
+        half-way through a sync."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                schema.schema_version.update().values(version=schema.schema_version.c.version)
+            )
+
+    def verify(self) -> None:
+        """Raise :class:`StateError` when the SQLite state file was deleted or replaced
+        since this store opened it (a running process must not carry on with a state
+        that is gone, nor silently start a new one)."""
+        if self._file is None or self._identity is None:
+            return
+        try:
+            found: tuple[int, int] | None = _file_identity(self._file)
+        except OSError:
+            found = None
+        if found != self._identity:
+            what = "deleted" if found is None else "replaced by another file"
+            raise StateError(
+                f"the state file {self._file} was {what} while fragment was running",
+                url=self.url,
+                hint="stop every fragment process using it, restore the file from a backup "
+                "(or leave it missing: the next start rebuilds the state from the Tasks API)",
+            )
 
     def __repr__(self) -> str:
         return f"<StateStore {self.url}>"
@@ -158,7 +203,13 @@ class StateStore:
     # -- leases -----------------------------------------------------------------------------
     @contextmanager
     def lease(
-        self, source: str, *, wait: bool | float = False, ttl: timedelta | None = None
+        self,
+        source: str,
+        *,
+        wait: bool | float = False,
+        ttl: timedelta | None = None,
+        on_lost: Callable[[], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> Iterator[Lease]:
         """Hold ``source``'s lease for the block: the one run of that source, across
         processes and machines sharing this store.
@@ -167,8 +218,17 @@ class StateStore:
         holds it (``wait=True`` waits for it instead; a number waits that many seconds).
         A heartbeat renews it every third of ``ttl`` (default :attr:`lease_ttl`); the
         lease of an owner that died expires after ``ttl`` and is then taken over.
+        ``on_lost`` is called if a heartbeat finds the lease taken by another run;
+        ``cancel`` set during a wait ends it with the refusal.
         """
-        held = take_lease(self.engine, source, ttl=ttl or self.lease_ttl, wait=wait)
+        held = take_lease(
+            self.engine,
+            source,
+            ttl=ttl or self.lease_ttl,
+            wait=wait,
+            on_lost=on_lost,
+            cancel=cancel,
+        )
         try:
             self._void_claims(source)
             yield held
@@ -652,6 +712,32 @@ class StateWriter:
     def set_record_hashes(self, source: str, hashes: dict[str, str]) -> None:
         """Remember the fingerprint of records found unchanged after mapping."""
         self._many(self.sql.record_hash, [(h, source, eid) for eid, h in hashes.items()])
+
+
+def _sqlite_file(url: sa.URL) -> Path | None:
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser().resolve()
+
+
+def _file_identity(path: Path) -> tuple[int, int]:
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
+
+
+def _open_existing(path: Path) -> Any:
+    """A ``do_connect`` hook: open ``path`` read-write, failing if it no longer exists."""
+    uri = f"file:{urllib.request.pathname2url(str(path))}?mode=rw"
+
+    def do_connect(_dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]) -> None:
+        if cargs:
+            cargs[0] = uri
+        else:
+            cparams["database"] = uri
+        cparams["uri"] = True
+
+    return do_connect
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -100,6 +100,7 @@ class StreamingApplier:
         self._pending: deque[tuple[str, Sequence, Future[BatchResult]]] = deque()
         self._pool = ThreadPoolExecutor(self.limit, thread_name_prefix="fragment-apply")
         self._error: BaseException | None = None
+        self._unsettled: list[tuple[str, Sequence, Future[BatchResult]]] = []
 
     def on_write(self, kind: str, write: PlannedWrite) -> None:
         """One planned write: sent with its chunk once the chunk is full."""
@@ -130,18 +131,22 @@ class StreamingApplier:
             return False
         try:
             oldest = None
+            done = ApplyResult()
             if len(self._pending) >= self.limit:
-                oldest = self._pending.popleft()
+                oldest = self._pending[0]
                 answer = oldest[2].result()  # raises what the request raised
             with self.store.transaction() as tx:
                 if oldest is not None:
-                    self._commit(tx, oldest[0], oldest[1], answer)
+                    self._commit(tx, oldest[0], oldest[1], answer, done)
                 _record_intent(self.source, kind, chunk, tx)
                 if self._fingerprints:
                     tx.set_record_hashes(self.source, self._fingerprints)
             self._fingerprints = {}
-            if oldest is not None and self.progress:
-                self.progress(len(oldest[1]))
+            if oldest is not None:
+                self._pending.popleft()
+                self._merge(done)
+                if self.progress:
+                    self.progress(len(oldest[1]))
             future = self._pool.submit(_send, kind, chunk, self.client)
         except Exception as exc:  # raised by finish(); nothing more is sent
             self._error = exc
@@ -150,26 +155,53 @@ class StreamingApplier:
         self._pending.append((kind, chunk, future))
         return True
 
-    def _commit(self, tx: StateWriter, kind: str, chunk: Sequence, batch: BatchResult) -> None:
-        result = self.result
+    def _commit(
+        self, tx: StateWriter, kind: str, chunk: Sequence, batch: BatchResult, result: ApplyResult
+    ) -> None:
+        """Commit one answered chunk into ``tx``, counting it in ``result`` (merged into
+        :attr:`result` once the transaction is committed)."""
         if kind == "closed":
             result.closed += _commit_close(self.source, chunk, batch, tx, result)
         else:
             ok = _commit_put(self.source, chunk, batch, tx, result)
             setattr(result, kind, getattr(result, kind) + ok)
 
+    def _merge(self, done: ApplyResult) -> None:
+        result = self.result
+        for kind in (*PUT_KINDS, "closed"):
+            setattr(result, kind, getattr(result, kind) + getattr(done, kind))
+        result.errors.extend(done.errors)
+
     def _commit_oldest(self) -> None:
-        kind, chunk, future = self._pending.popleft()
+        kind, chunk, future = self._pending[0]
         batch = future.result()  # raises what the request raised
+        done = ApplyResult()
         with self.store.transaction() as tx:
-            self._commit(tx, kind, chunk, batch)
+            self._commit(tx, kind, chunk, batch, done)
+        self._pending.popleft()  # only once committed: else counted by _count_landed
+        self._merge(done)
         if self.progress:
             self.progress(len(chunk))
 
     def _cancel(self) -> None:
         for _, _, future in self._pending:  # not sent yet: re-sent next run
             future.cancel()
+        self._unsettled.extend(self._pending)
         self._pending.clear()
+
+    def _count_landed(self) -> None:
+        """After a failure: chunks answered but never committed still count in the
+        result (they reached the Tasks API; the next run sends them again, idempotently)."""
+        for kind, chunk, future in self._unsettled:
+            if future.cancelled() or future.exception() is not None:
+                continue
+            batch = future.result()
+            refused = set(_refused(batch))
+            if kind == "closed":
+                refused -= {str(e.uid) for e in batch.errors if e.status == 404}
+            landed = sum(1 for item in chunk if item.uid not in refused)
+            setattr(self.result, kind, getattr(self.result, kind) + landed)
+        self._unsettled.clear()
 
     def finish(self, plan: Plan) -> ApplyResult:
         """Send what is left (the writes not sent yet, then ``plan``'s closes), wait for
@@ -193,6 +225,7 @@ class StreamingApplier:
         finally:
             self._cancel()
             self._pool.shutdown(wait=True)
+            self._count_landed()
         if self._error is not None:
             raise self._error
         if plan.complete and not self.result.interrupted:
@@ -203,6 +236,7 @@ class StreamingApplier:
         """Planning failed: wait for the requests on the wire, commit nothing more."""
         self._cancel()
         self._pool.shutdown(wait=True)
+        self._count_landed()
 
 
 #: Record hashes remembered in one state transaction at most.

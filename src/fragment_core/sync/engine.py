@@ -23,6 +23,7 @@ from fragment_core.errors import AuthenticationError, BadRecordError, FragmentEr
 from fragment_core.plugins import notify_sync_finished, transform_task
 from fragment_core.reports import RecordError, RunOutcome, SyncReport
 from fragment_core.state import StateStore
+from fragment_core.state.faults import is_state_failure, state_error
 from fragment_core.state.store import utcnow
 from fragment_core.sync.apply import ApplyResult, StreamingApplier
 from fragment_core.sync.completions import detect_completions, run_write_backs
@@ -229,6 +230,11 @@ def _cursors(connector: Connector, records: list[Record]) -> list[str | None]:
     return _each(connector.cursor_value, records)
 
 
+def _state_text(exc: BaseException, store: StateStore) -> str:
+    """A state failure, for the report: what failed and what to do (never the SQL)."""
+    return f"the state store failed: {state_error(exc, store.url)}"
+
+
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, FragmentError):
         return str(exc)
@@ -312,12 +318,14 @@ def sync_source(
     """Run one sync of ``source`` holding its lease (see :meth:`StateStore.lease`): one
     run per source across processes and machines. Raises
     :class:`~fragment_core.state.LeaseHeldError` when another run holds it (``wait``
-    waits instead). A dry run writes nothing and takes no lease. ``options`` are
-    :func:`_sync_source`'s.
+    waits instead, until ``stop`` is set). A run whose lease was lost (its heartbeat
+    failed past the TTL and another run took it) stops after the chunk in flight. A dry
+    run writes nothing and takes no lease. ``options`` are :func:`_sync_source`'s.
     """
     if options.get("dry_run"):
         return _sync_source(source, connector, client, store, **options)
-    with store.lease(source.name, wait=wait):
+    stop = options["stop"] = options.get("stop") or threading.Event()
+    with store.lease(source.name, wait=wait, on_lost=stop.set, cancel=stop):
         return _sync_source(source, connector, client, store, **options)
 
 
@@ -339,9 +347,14 @@ def _sync_source(  # noqa: C901
     """Run one sync of ``source`` and return its report (stored in the run history).
 
     Never raises for a failure of the source or the Tasks API: the report's ``outcome``
-    says how the run ended and ``messages`` why. ``dry_run`` plans and writes nothing.
-    ``remap`` maps every record, even those whose raw form is unchanged.
+    says how the run ended and ``messages`` why. A failure of the state database part-way
+    (a full disk...) fails the run the same way, its counts saying what reached the Tasks
+    API. Raises :class:`~fragment_core.state.faults.StateError` when the state cannot be
+    used at all (its file deleted or replaced under a running process).
+    ``dry_run`` plans and writes nothing. ``remap`` maps every record, even those whose
+    raw form is unchanged.
     """
+    store.verify()
     progress = progress or NoProgress()
     report = SyncReport(
         source=source.name,
@@ -351,6 +364,7 @@ def _sync_source(  # noqa: C901
         forced_close=force_close,
     )
     requests_before = getattr(client, "requests_made", 0)
+    state_broken = False  # the state database failed: stop writing, report what was done
     blocked = False  # the Tasks API cannot be used safely: plan and write nothing
     if not dry_run:
         blocked = _rebuild_if_lost(source.name, client, store, report)
@@ -363,7 +377,11 @@ def _sync_source(  # noqa: C901
             blocked = True
             report.messages.append(f"the Tasks API refused the credentials: {_error_text(exc)}")
         except Exception as exc:
-            report.messages.append(f"could not list completed tasks: {_error_text(exc)}")
+            if is_state_failure(exc):
+                blocked = state_broken = True
+                report.messages.append(_state_text(exc, store))
+            else:
+                report.messages.append(f"could not list completed tasks: {_error_text(exc)}")
 
     # Writes start while the fetch goes on: each full chunk of creates, updates and
     # reopens is sent as soon as it is planned; the rest and the closes after the fetch.
@@ -388,6 +406,14 @@ def _sync_source(  # noqa: C901
                 on_write=applier.on_write if applier is not None else None,
                 on_fingerprint=applier.on_fingerprint if applier is not None else None,
             )
+        except Exception as exc:
+            if applier is not None:
+                applier.abort()
+            if not is_state_failure(exc):
+                raise
+            state_broken = True
+            report.messages.append(_state_text(exc, store))
+            plan = Plan(source=source.name, complete=False)
         except BaseException:
             if applier is not None:
                 applier.abort()
@@ -408,20 +434,38 @@ def _sync_source(  # noqa: C901
         report.reopened, report.closed = plan.planned["reopened"], len(plan.close)
     else:
         try:
-            if applier is not None:
+            if applier is not None and not state_broken:
                 applied = applier.finish(plan)
         except Exception as exc:
             failed = True
-            report.messages.append(f"writing to the Tasks API failed: {_error_text(exc)}")
+            if is_state_failure(exc):
+                state_broken = True
+                report.messages.append(_state_text(exc, store))
+            else:
+                report.messages.append(f"writing to the Tasks API failed: {_error_text(exc)}")
+        if applier is not None and (failed or state_broken):
+            applied = applier.result  # what reached the Tasks API before the failure
         report.created, report.updated = applied.created, applied.updated
         report.reopened, report.closed = applied.reopened, applied.closed
         report.record_errors.extend(applied.errors)
         if applied.interrupted:
             report.messages.append("interrupted: stopped after the chunk in flight; state saved")
         elif not failed:
-            _commit_source_state(store, source.name, plan)
-        if not applied.interrupted:
-            outcomes = run_write_backs(source.name, connector, store, pm)
+            try:
+                _commit_source_state(store, source.name, plan)
+            except Exception as exc:
+                if not is_state_failure(exc):
+                    raise
+                failed = state_broken = True
+                report.messages.append(_state_text(exc, store))
+        if not applied.interrupted and not state_broken:
+            try:
+                outcomes = run_write_backs(source.name, connector, store, pm)
+            except Exception as exc:
+                if not is_state_failure(exc):
+                    raise
+                outcomes, failed, state_broken = [], True, True
+                report.messages.append(_state_text(exc, store))
             report.written_back = sum(o.ok for o in outcomes)
             report.write_back_failed = sum(not o.ok for o in outcomes)
             for o in outcomes:
@@ -432,10 +476,19 @@ def _sync_source(  # noqa: C901
                     )
 
     report.requests = getattr(client, "requests_made", 0) - requests_before
+    failed = failed or state_broken
     report.outcome = _outcome(report, plan, failed=failed, interrupted=applied.interrupted)
     report.finished_at = utcnow()
     if not dry_run:
-        store.save_run(report)
+        try:
+            store.save_run(report)
+        except Exception as exc:
+            if not is_state_failure(exc):
+                raise
+            report.outcome = RunOutcome.FAILED
+            if not state_broken:
+                report.messages.append(_state_text(exc, store))
+            report.messages.append("this run could not be saved in the run history")
     if pm is not None:
         for message in notify_sync_finished(pm, report):
             report.messages.append(message)

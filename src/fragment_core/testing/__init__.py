@@ -10,13 +10,18 @@ from fragment_core.testing.fakeapi import (
     FakeResponse,
     RecordedRequest,
 )
+from fragment_core.testing.fakevendor import Clock, FakeVendor, RateLimit, VersionedStore
 
 __all__ = [
+    "Clock",
     "ConnectorContract",
     "FakeAPI",
     "FakeRequest",
     "FakeResponse",
+    "FakeVendor",
+    "RateLimit",
     "RecordedRequest",
+    "VersionedStore",
 ]
 
 

@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
-import time
 import uuid
-from collections import deque
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from fragment_core.testing import FakeAPI, FakeRequest, FakeResponse
+from fragment_core.testing.fakevendor import FakeVendor, RateLimit
 from fragment_hubspot.config import HubSpotConfig
 
 SEARCH_PATH = "/crm/v3/objects/tasks/search"
@@ -77,12 +75,8 @@ def error_body(message: str, category: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def _not_found() -> FakeResponse:
-    return FakeResponse(status=404, json=error_body("Object not found", "OBJECT_NOT_FOUND"))
-
-
-class FakeHubSpot:
-    """HubSpot's task APIs over an in-memory dict of tasks (``self.tasks``: id -> object)."""
+class FakeHubSpot(FakeVendor):
+    """HubSpot's task APIs over a versioned store of tasks (``self.tasks``: id -> object)."""
 
     def __init__(
         self,
@@ -95,24 +89,58 @@ class FakeHubSpot:
         search_limit_per_second: int | None = None,
         api: FakeAPI | None = None,
     ) -> None:
-        self.api = api or FakeAPI(name="hubspot")
-        self.token = token
+        limit = None
+        if search_limit_per_second:
+            body = error_body(
+                "You have reached your secondly limit.", "RATE_LIMITS", policyName="SECONDLY"
+            )
+            limit = RateLimit(
+                search_limit_per_second, headers=lambda wait: {}, body=body,
+                paths=frozenset({SEARCH_PATH}),
+            )  # fmt: skip
+        super().__init__("hubspot", token=token, scopes=scopes, rate_limit=limit, api=api)
         self.portal_id = portal_id
         self.ui_domain = ui_domain
-        self.scopes = set(scopes)
         self.result_cap = result_cap
-        self.search_limit_per_second = search_limit_per_second
-        self.tasks: dict[str, dict[str, Any]] = {}
+        self.tasks = self.store.records
         self.associations: dict[str, dict[str, list[str]]] = {}  # to_type -> id -> ids
-        self.invalid_requests: list[str] = []
-        self.searches_over_limit = 0
         self._ids = itertools.count(80_000_001)
-        self._clock = datetime(2025, 5, 1, tzinfo=UTC)
-        self._lock = threading.RLock()
-        self._version = 0
-        self._sorted_cache: dict[str, tuple[int, list[dict[str, Any]]]] = {}
-        self._recent_searches: deque[float] = deque()
+        self._sorted_cache: dict[str, tuple[Any, list[dict[str, Any]]]] = {}
         self._routes()
+
+    @property
+    def searches_over_limit(self) -> int:
+        """Searches refused by the per-second search limit."""
+        return self.rate_limit.over if self.rate_limit else 0
+
+    # -- vendor-shaped answers ------------------------------------------------------------
+    def unauthorized(self, req: FakeRequest) -> FakeResponse:
+        message = "Authentication credentials not found. This API supports OAuth 2.0 "
+        message += "authentication."
+        return FakeResponse(status=401, json=error_body(message, "INVALID_AUTHENTICATION"))
+
+    def forbidden(self, req: FakeRequest, scope: str) -> FakeResponse:
+        return FakeResponse(
+            status=403,
+            json=error_body(
+                "This app hasn't been granted all required scopes to make this call.",
+                "MISSING_SCOPES",
+                errors=[
+                    {
+                        "message": "One or more of the following scopes are required.",
+                        "context": {"requiredGranularScopes": [scope]},
+                    }
+                ],
+                links={"scopes": "https://developers.hubspot.com/scopes"},
+            ),
+        )
+
+    def invalid(self, message: str) -> FakeResponse:
+        super().invalid(message)
+        return FakeResponse(status=400, json=error_body(message, "VALIDATION_ERROR"))
+
+    def not_found(self) -> FakeResponse:
+        return FakeResponse(status=404, json=error_body("Object not found", "OBJECT_NOT_FOUND"))
 
     # -- data -----------------------------------------------------------------------------
     def config(self, **options: Any) -> HubSpotConfig:
@@ -125,10 +153,6 @@ class FakeHubSpot:
         values.update(options)
         return HubSpotConfig(**values)
 
-    def _tick(self) -> str:
-        self._clock += timedelta(milliseconds=1)
-        return iso(self._clock)
-
     def add_task(
         self, *, modified: datetime | str | None = None, task_id: str | None = None, **props: Any
     ) -> str:
@@ -137,7 +161,7 @@ class FakeHubSpot:
             task_id = task_id or str(next(self._ids))
             if isinstance(modified, datetime):
                 modified = iso(modified)
-            stamp = modified or self._tick()
+            stamp = modified or iso(self.clock.tick())
             properties = {
                 "hs_object_id": task_id,
                 "hs_createdate": stamp,
@@ -151,20 +175,20 @@ class FakeHubSpot:
                 "hubspot_owner_id": "61230045",
                 **{k: (None if v is None else str(v)) for k, v in props.items()},
             }
-            self.tasks[task_id] = {
+            task = {
                 "id": task_id,
                 "archived": False,
                 "createdAt": properties["hs_createdate"],
                 "updatedAt": properties["hs_lastmodifieddate"],
                 "properties": properties,
             }
-            self._version += 1
+            self.store.put(task_id, task, at=self.clock.now())
             return task_id
 
     def add_tasks(self, n: int, *, same_instant: bool = False, **props: Any) -> list[str]:
         """Add ``n`` tasks (modified 1 ms apart, or all at one instant)."""
         with self._lock:
-            stamp = self._tick() if same_instant else None
+            stamp = iso(self.clock.tick()) if same_instant else None
             return [self.add_task(modified=stamp, **props) for _ in range(n)]
 
     def update(self, task_id: str, **props: Any) -> None:
@@ -172,10 +196,10 @@ class FakeHubSpot:
         with self._lock:
             task = self.tasks[task_id]
             task["properties"].update({k: str(v) for k, v in props.items()})
-            stamp = self._tick()
+            stamp = iso(self.clock.tick())
             task["properties"]["hs_lastmodifieddate"] = stamp
             task["updatedAt"] = stamp
-            self._version += 1
+            self.store.touch(task_id, at=self.clock.now())
 
     def open_ids(self) -> set[str]:
         """Ids of tasks not COMPLETED."""
@@ -185,7 +209,7 @@ class FakeHubSpot:
 
     def completions(self, task_id: str) -> int:
         """How many times a write-back actually completed this task."""
-        return self.api.effects[f"complete:{task_id}"]
+        return self.effect_count("complete", task_id)
 
     def rate_limit_next(self, n: int = 1, *, policy: str = "SECONDLY", wait: float = 1.0) -> None:
         """The next ``n`` requests get HubSpot's 429 (``Retry-After`` and ``policyName``)."""
@@ -194,37 +218,6 @@ class FakeHubSpot:
         self.api.rate_limit_next(n, scheme="retry-after", wait=wait, body=body)
 
     # -- request checks -------------------------------------------------------------------
-    def _denied(self, req: FakeRequest, scope: str) -> FakeResponse | None:
-        if req.headers.get("authorization") != f"Bearer {self.token}":
-            return FakeResponse(
-                status=401,
-                json=error_body(
-                    "Authentication credentials not found. This API supports OAuth 2.0 "
-                    "authentication.",
-                    "INVALID_AUTHENTICATION",
-                ),
-            )
-        if scope not in self.scopes:
-            return FakeResponse(
-                status=403,
-                json=error_body(
-                    "This app hasn't been granted all required scopes to make this call.",
-                    "MISSING_SCOPES",
-                    errors=[
-                        {
-                            "message": "One or more of the following scopes are required.",
-                            "context": {"requiredGranularScopes": [scope]},
-                        }
-                    ],
-                    links={"scopes": "https://developers.hubspot.com/scopes"},
-                ),
-            )
-        return None
-
-    def _invalid(self, message: str) -> FakeResponse:
-        self.invalid_requests.append(message)
-        return FakeResponse(status=400, json=error_body(message, "VALIDATION_ERROR"))
-
     def _check_search(self, body: Any) -> str | None:  # noqa: C901
         if not isinstance(body, dict):
             return "search body must be a JSON object"
@@ -318,12 +311,12 @@ class FakeHubSpot:
     def _sorted_matches(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
         key = json.dumps([body.get("filterGroups"), body.get("sorts")], sort_keys=True)
         cached = self._sorted_cache.get(key)
-        if cached and cached[0] == self._version:
+        if cached and cached[0] == (self.store.version, self.clock.now()):
             return cached[1]
         groups = body.get("filterGroups") or []
         found = [
             t
-            for t in self.tasks.values()
+            for _, t in self.store.searchable()
             if not groups or any(all(self._matches(t, f) for f in g["filters"]) for g in groups)
         ]
         sorts = body.get("sorts") or []
@@ -343,7 +336,7 @@ class FakeHubSpot:
             found.sort(key=order, reverse=descending)
         else:
             found.sort(key=lambda t: int(t["id"]))
-        self._sorted_cache = {key: (self._version, found)}
+        self._sorted_cache = {key: ((self.store.version, self.clock.now()), found)}
         return found
 
     def _view(self, task: dict[str, Any], properties: list[str] | None) -> dict[str, Any]:
@@ -351,42 +344,19 @@ class FakeHubSpot:
         props = task["properties"]
         return {**task, "properties": {p: props.get(p) for p in wanted if p in props}}
 
-    def _over_search_limit(self) -> bool:
-        if not self.search_limit_per_second:
-            return False
-        now = time.monotonic()
-        while self._recent_searches and now - self._recent_searches[0] >= 1.0:
-            self._recent_searches.popleft()
-        if len(self._recent_searches) >= self.search_limit_per_second:
-            return True
-        self._recent_searches.append(now)
-        return False
-
     # -- routes ---------------------------------------------------------------------------
     def _routes(self) -> None:  # noqa: C901
-        api = self.api
 
-        @api.route("POST", SEARCH_PATH)
+        @self.route("POST", SEARCH_PATH, scope=READ_SCOPE, items="results")
         def search(req: FakeRequest) -> Any:
-            denied = self._denied(req, READ_SCOPE)
-            if denied:
-                return denied
             try:
                 body = req.json()
             except ValueError:
-                return self._invalid("search body is not JSON")
+                return self.invalid("search body is not JSON")
             problem = self._check_search(body)
             if problem:
-                return self._invalid(problem)
+                return self.invalid(problem)
             with self._lock:
-                if self._over_search_limit():
-                    self.searches_over_limit += 1
-                    limited = error_body(
-                        "You have reached your secondly limit.",
-                        "RATE_LIMITS",
-                        policyName="SECONDLY",
-                    )
-                    return FakeResponse(status=429, json=limited)
                 after = int(body.get("after") or 0)
                 if after >= self.result_cap:
                     return FakeResponse(
@@ -408,16 +378,11 @@ class FakeHubSpot:
                     result["paging"] = {"next": {"after": nxt, "link": f"?after={nxt}"}}
                 return result
 
-        @api.route("GET", TASK_PATH)
+        @self.route("GET", TASK_PATH, scope=READ_SCOPE)
         def get_task(req: FakeRequest) -> Any:
-            denied = self._denied(req, READ_SCOPE)
-            if denied:
-                return denied
             task = self.tasks.get(req.path_params["task_id"])
             if task is None:
-                return FakeResponse(
-                    status=404, json=error_body("Object not found", "OBJECT_NOT_FOUND")
-                )
+                return self.not_found()
             wanted = [
                 name
                 for key, value in req.query_list
@@ -427,46 +392,38 @@ class FakeHubSpot:
             ]
             return self._view(task, wanted)
 
-        @api.route("PATCH", TASK_PATH)
+        @self.route("PATCH", TASK_PATH, scope=WRITE_SCOPE)
         def update_task(req: FakeRequest) -> Any:
-            denied = self._denied(req, WRITE_SCOPE)
-            if denied:
-                return denied
             task_id = req.path_params["task_id"]
             body = req.json()
             if not isinstance(body, dict) or set(body) - {"properties", "objectWriteTraceId"}:
-                return self._invalid(f"update body must be {{'properties': ...}}, got {body!r}")
+                return self.invalid(f"update body must be {{'properties': ...}}, got {body!r}")
             properties = body.get("properties")
             if not isinstance(properties, dict) or not all(
                 isinstance(v, str) for v in properties.values()
             ):
-                return self._invalid("properties must map names to strings")
+                return self.invalid("properties must map names to strings")
             status = properties.get("hs_task_status")
             if status is not None and status not in TASK_STATUSES:
-                return self._invalid(f"{status!r} is not a valid hs_task_status")
+                return self.invalid(f"{status!r} is not a valid hs_task_status")
             with self._lock:
                 task = self.tasks.get(task_id)
                 if task is None:
-                    return FakeResponse(
-                        status=404, json=error_body("Object not found", "OBJECT_NOT_FOUND")
-                    )
+                    return self.not_found()
                 was = task["properties"]["hs_task_status"]
                 self.update(task_id, **properties)
                 if status == "COMPLETED" and was != "COMPLETED":
-                    api.effect(f"complete:{task_id}")
+                    self.effect("complete", task_id, body.get("objectWriteTraceId"))
                 return self._view(task, list(properties))
 
-        @api.route("POST", ASSOCIATIONS_PATH)
+        @self.route("POST", ASSOCIATIONS_PATH, scope=READ_SCOPE)
         def associations(req: FakeRequest) -> Any:
-            denied = self._denied(req, READ_SCOPE)
-            if denied:
-                return denied
             body = req.json()
             inputs = body.get("inputs") if isinstance(body, dict) else None
             if not isinstance(inputs, list) or not all(
                 isinstance(i, dict) and "id" in i for i in inputs
             ):
-                return self._invalid("associations batch read needs inputs: [{id}]")
+                return self.invalid("associations batch read needs inputs: [{id}]")
             by_task = self.associations.get(req.path_params["to_type"], {})
             stamp = iso(datetime.now(UTC))
             return {
@@ -490,11 +447,8 @@ class FakeHubSpot:
                 "completedAt": stamp,
             }
 
-        @api.route("GET", ACCOUNT_PATH)
+        @self.route("GET", ACCOUNT_PATH, scope="oauth")
         def account(req: FakeRequest) -> Any:
-            denied = self._denied(req, "oauth")
-            if denied:
-                return denied
             return {
                 "portalId": self.portal_id,
                 "accountType": "STANDARD",

@@ -5,6 +5,7 @@ messages that name the option to fix and never a secret."""
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
@@ -20,6 +21,7 @@ from fragment_core.errors import (
 )
 from fragment_core.redaction import REDACTED, redact
 from fragment_core.retries import Pacer, call_with_retries, error_for_status, transport_error
+from fragment_core.task import UnreadableNumber
 from fragment_core.transport import (
     BasicAuth,
     BearerAuth,
@@ -160,7 +162,9 @@ class HttpSession:
         if not response.content:
             return None
         try:
-            return json.loads(response.content)
+            return json.loads(
+                response.content, parse_int=_int_or_unreadable, parse_constant=UnreadableNumber
+            )
         except ValueError:
             what = f"{response.request.method} {response.request.url.path}"
             if "json" in response.headers.get("content-type", ""):
@@ -182,3 +186,10 @@ def _query_params(query: str) -> dict[str, str | list[str]]:
 
 def _path(url: str) -> str:
     return urlsplit(url).path or "/"
+
+
+def _int_or_unreadable(text: str) -> int | UnreadableNumber:
+    """An integer, or for one of more digits than Python converts, an UnreadableNumber (so
+    one record holding it is a bad record, not the whole page unreadable)."""
+    limit = sys.get_int_max_str_digits()
+    return int(text) if not limit or len(text.lstrip("-")) <= limit else UnreadableNumber(text)

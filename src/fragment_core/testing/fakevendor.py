@@ -1,0 +1,416 @@
+"""``FakeVendor``: the one base for vendor fakes, built on :class:`FakeAPI`.
+
+A vendor fake declares its routes with the scope each needs; the base answers what every
+vendor does the same way::
+
+    vendor = FakeVendor("tickets", token="t-1", scopes={"read"}, openapi=spec_dict)
+
+    @vendor.route("GET", "/tickets/{ticket_id}", scope="read")
+    def get_ticket(req):
+        return vendor.store.get(req.path_params["ticket_id"]) or vendor.not_found()
+
+    with vendor.api:
+        ...
+    assert not vendor.invalid_requests
+
+- auth per route: a missing or wrong token gets :meth:`FakeVendor.unauthorized` (401),
+  a missing scope :meth:`FakeVendor.forbidden` (403, naming the scope);
+- with ``openapi=`` every request and response is validated with openapi-core; problems
+  are logged in ``invalid_requests`` (the ``fake_vendor_clean`` fixture asserts it is empty);
+- ``store``: a clocked, versioned store (``updated_since``, ``searchable`` with a lag);
+- ``rate_limit``: a sustained limit (requests per window) answered with the vendor's 429;
+- ``effect(kind, item, idempotency_key)``: counters keyed by item and idempotency key;
+- faults: FakeAPI's ``fail_next`` (5xx, drop, timeout, truncate) plus :meth:`short_page_next`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json as jsonlib
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from fragment_core.testing.fakeapi import FakeAPI, FakeRequest, FakeResponse, _render
+
+#: ``effect_count``'s default: count effects whatever their idempotency key.
+ANY_KEY: Any = object()
+
+__all__ = ["ANY_KEY", "Clock", "FakeVendor", "RateLimit", "StoredRecord", "VersionedStore"]
+
+
+class Clock:
+    """A controllable clock: it moves only when told (``advance``) or ticked by a write."""
+
+    def __init__(self, start: datetime | None = None, *, step: timedelta | None = None) -> None:
+        self._now = start or datetime(2025, 5, 1, tzinfo=UTC)
+        self.step = step if step is not None else timedelta(milliseconds=1)
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        """The current fake time."""
+        return self._now
+
+    def advance(self, delta: timedelta | None = None, **kw: float) -> datetime:
+        """Move forward by ``delta`` (or ``timedelta(**kw)``); returns the new time."""
+        with self._lock:
+            self._now += delta if delta is not None else timedelta(**kw)
+            return self._now
+
+    def tick(self) -> datetime:
+        """Move forward one ``step`` (what each write does) and return the new time."""
+        return self.advance(self.step)
+
+
+@dataclass
+class StoredRecord:
+    """One version of a record: its data, version number and when it was written."""
+
+    data: dict[str, Any]
+    version: int
+    updated_at: datetime
+
+
+class VersionedStore:
+    """Records by id, each write stamped by the clock and versioned, history kept.
+
+    ``records`` is the live view (id -> data) a fake's handlers read and change;
+    ``version`` grows on every write (a cache key for sorted search results).
+    """
+
+    def __init__(self, clock: Clock | None = None, *, search_lag: timedelta = timedelta(0)):
+        self.clock = clock or Clock()
+        self.search_lag = search_lag
+        self.records: dict[str, dict[str, Any]] = {}
+        self.history: dict[str, list[StoredRecord]] = {}
+        self.version = 0
+        self._lock = threading.RLock()
+
+    def put(self, item_id: str, data: dict[str, Any], *, at: datetime | None = None) -> datetime:
+        """Write ``data`` as the new version of ``item_id``; returns its ``updated_at``."""
+        with self._lock:
+            stamp = at or self.clock.tick()
+            self.version += 1
+            self.records[item_id] = data
+            self.history.setdefault(item_id, []).append(
+                StoredRecord(copy.deepcopy(data), self.version, stamp)
+            )
+            return stamp
+
+    def touch(self, item_id: str, *, at: datetime | None = None) -> datetime:
+        """Record that the live ``records[item_id]`` changed in place (a new version)."""
+        return self.put(item_id, self.records[item_id], at=at)
+
+    def get(self, item_id: str) -> dict[str, Any] | None:
+        """The live record, or ``None``."""
+        return self.records.get(item_id)
+
+    def updated_at(self, item_id: str) -> datetime:
+        """When ``item_id`` was last written."""
+        return self.history[item_id][-1].updated_at
+
+    def updated_since(self, since: datetime) -> list[str]:
+        """Ids written at or after ``since``, oldest write first."""
+        with self._lock:
+            hits = [(h[-1].updated_at, i) for i, h in self.history.items() if i in self.records]
+        return [i for at, i in sorted(hits) if at >= since]
+
+    def searchable(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """What a lagging search index sees now: each record as of ``now - search_lag``.
+
+        A record written within the lag shows its previous version (absent when new).
+        """
+        horizon = self.clock.now() - self.search_lag
+        with self._lock:
+            for item_id, versions in self.history.items():
+                if item_id not in self.records:
+                    continue
+                if not self.search_lag:
+                    yield item_id, self.records[item_id]
+                    continue
+                seen = [v for v in versions if v.updated_at <= horizon]
+                if seen:
+                    yield item_id, seen[-1].data
+
+
+@dataclass
+class RateLimit:
+    """A sustained limit: at most ``requests`` per ``window`` seconds (per route group).
+
+    ``headers`` (a callable of the seconds to wait) and ``body`` shape the vendor's own 429;
+    ``paths`` limits it to some route templates (all routes when empty).
+    """
+
+    requests: int
+    window: float = 1.0
+    status: int = 429
+    headers: Callable[[float], Mapping[str, str]] = lambda wait: {"Retry-After": f"{wait:g}"}
+    body: Any = field(default_factory=lambda: {"error": "rate_limited"})
+    paths: frozenset[str] = frozenset()
+    _seen: deque[float] = field(default_factory=deque, repr=False)
+    over: int = 0
+
+    def check(self, template: str) -> float | None:
+        """``None`` when allowed (and counted), else the seconds until a slot frees."""
+        if self.paths and template not in self.paths:
+            return None
+        now = time.monotonic()
+        while self._seen and now - self._seen[0] >= self.window:
+            self._seen.popleft()
+        if len(self._seen) >= self.requests:
+            self.over += 1
+            return max(0.0, self.window - (now - self._seen[0]))
+        self._seen.append(now)
+        return None
+
+
+@dataclass
+class _ShortPage:
+    remaining: int
+    drop: int
+    path: str | None
+
+
+class _OpenAPIRequest:
+    """A FakeRequest in the shape openapi-core reads (``openapi_core.protocols.Request``)."""
+
+    def __init__(self, req: FakeRequest, host_url: str) -> None:
+        from openapi_core.datatypes import RequestParameters
+        from werkzeug.datastructures import Headers as WHeaders
+        from werkzeug.datastructures import ImmutableMultiDict
+
+        self.host_url = host_url
+        self.path = req.path
+        self.method = req.method.lower()
+        self.body = req.body or None
+        self.content_type = req.headers.get("content-type", "").lower()
+        self.parameters = RequestParameters(
+            query=ImmutableMultiDict(req.query_list),
+            header=WHeaders(list(req.headers.items())),
+            cookie=ImmutableMultiDict(),
+        )
+
+
+class _OpenAPIResponse:
+    def __init__(self, status: int, payload: bytes, ctype: str, headers: Mapping[str, str]):
+        from werkzeug.datastructures import Headers as WHeaders
+
+        self.status_code = status
+        self.data = payload or None
+        self.content_type = ctype.lower()
+        self.headers = WHeaders(list(headers.items()))
+
+
+class FakeVendor:
+    """A vendor fake: per-route auth and scopes, OpenAPI checks, store, limits, effects.
+
+    ``token``: the one valid credential (``auth_header`` carrying ``auth_prefix + token``);
+    ``scopes``: what it was granted (``self.scopes`` is a mutable set); ``openapi``: a spec
+    dict or a path to a JSON/YAML file to validate every request and response against.
+    Override :meth:`unauthorized`, :meth:`forbidden` and :meth:`invalid` for the vendor's
+    own error bodies.
+    """
+
+    def __init__(
+        self,
+        name: str = "vendor",
+        *,
+        token: str = "fake-token",
+        scopes: Iterable[str] = (),
+        openapi: Mapping[str, Any] | str | Path | None = None,
+        clock: Clock | None = None,
+        search_lag: timedelta = timedelta(0),
+        rate_limit: RateLimit | None = None,
+        auth_header: str = "authorization",
+        auth_prefix: str = "Bearer ",
+        api: FakeAPI | None = None,
+    ) -> None:
+        self.api = api or FakeAPI(name=name)
+        self.token = token
+        self.scopes = set(scopes)
+        self.auth_header = auth_header
+        self.auth_prefix = auth_prefix
+        self.store = VersionedStore(clock, search_lag=search_lag)
+        self.rate_limit = rate_limit
+        self.invalid_requests: list[str] = []
+        self.effects: Counter[tuple[str, str, str | None]] = Counter()
+        self._short_pages: list[_ShortPage] = []
+        self._lock = threading.RLock()
+        self._openapi = _load_openapi(openapi) if openapi is not None else None
+
+    @property
+    def clock(self) -> Clock:
+        """The store's clock."""
+        return self.store.clock
+
+    # -- vendor-shaped answers (override) -------------------------------------------------
+    def unauthorized(self, req: FakeRequest) -> FakeResponse:
+        """The 401 for a missing or wrong credential."""
+        return FakeResponse(status=401, json={"error": "unauthorized"})
+
+    def forbidden(self, req: FakeRequest, scope: str) -> FakeResponse:
+        """The 403 for a credential lacking ``scope`` (the body names it)."""
+        return FakeResponse(status=403, json={"error": "missing_scope", "scope": scope})
+
+    def invalid(self, message: str) -> FakeResponse:
+        """Log ``message`` in ``invalid_requests`` and answer 400."""
+        with self._lock:
+            self.invalid_requests.append(message)
+        return FakeResponse(status=400, json={"error": "invalid_request", "message": message})
+
+    def not_found(self) -> FakeResponse:
+        """A plain 404."""
+        return FakeResponse(status=404, json={"error": "not_found"})
+
+    # -- routes ---------------------------------------------------------------------------
+    def route(
+        self, method: str, path: str, *, scope: str | None = None, auth: bool = True,
+        items: str | None = None,
+    ) -> Callable[[Callable[[FakeRequest], Any]], Callable[[FakeRequest], Any]]:  # fmt: skip
+        """Decorator: serve ``method path`` behind auth (and ``scope`` when given).
+
+        ``items`` names the JSON list a page response carries (for :meth:`short_page_next`).
+        """
+
+        def register(handler: Callable[[FakeRequest], Any]) -> Callable[[FakeRequest], Any]:
+            def serve(req: FakeRequest) -> Any:
+                return self._serve(req, path, scope, auth, items, handler)
+
+            self.api.add_route(method, path, serve)
+            return handler
+
+        return register
+
+    def _serve(
+        self,
+        req: FakeRequest,
+        template: str,
+        scope: str | None,
+        auth: bool,
+        items: str | None,
+        handler: Callable[[FakeRequest], Any],
+    ) -> Any:
+        if auth and req.headers.get(self.auth_header) != self.auth_prefix + self.token:
+            return self.unauthorized(req)
+        if scope is not None and scope not in self.scopes:
+            return self.forbidden(req, scope)
+        if self.rate_limit is not None:
+            with self._lock:
+                wait = self.rate_limit.check(template)
+            if wait is not None:
+                limit = self.rate_limit
+                return FakeResponse(limit.status, json=limit.body, headers=limit.headers(wait))
+        if self._openapi is not None:
+            self._check_request(req)
+        result = handler(req)
+        if items is not None:
+            result = self._maybe_short(req.path, items, result)
+        if self._openapi is not None:
+            self._check_response(req, result)
+        return result
+
+    # -- effects --------------------------------------------------------------------------
+    def effect(self, kind: str, item: str, idempotency_key: str | None = None) -> None:
+        """Count one side effect on ``item`` (e.g. ``effect("close", "42", key)``)."""
+        with self._lock:
+            self.effects[(kind, item, idempotency_key)] += 1
+        self.api.effect(f"{kind}:{item}")
+
+    def effect_count(self, kind: str, item: str, idempotency_key: object = ANY_KEY) -> int:
+        """Effects of ``kind`` on ``item`` (with this idempotency key, or any when omitted)."""
+        with self._lock:
+            any_key = idempotency_key is ANY_KEY
+            return sum(
+                n
+                for (k, i, key), n in self.effects.items()
+                if k == kind and i == item and (any_key or key == idempotency_key)
+            )
+
+    # -- faults ---------------------------------------------------------------------------
+    def fail_next(self, n: int = 1, **kw: Any) -> None:
+        """FakeAPI's faults: 5xx (``status``), ``drop``, ``timeout``, ``truncate``."""
+        self.api.fail_next(n, **kw)
+
+    def short_page_next(self, n: int = 1, *, drop: int = 1, path: str | None = None) -> None:
+        """The next ``n`` page responses (routes with ``items=``) lose their last ``drop`` items,
+        everything else (totals, cursors) unchanged: a short page."""
+        if n < 1 or drop < 1:
+            raise ValueError("short_page_next needs n >= 1 and drop >= 1")
+        with self._lock:
+            self._short_pages.append(_ShortPage(n, drop, path))
+
+    def _maybe_short(self, path: str, items: str, result: Any) -> Any:
+        with self._lock:
+            fault = next(
+                (f for f in self._short_pages if f.path in (None, path) and f.remaining), None
+            )
+            if fault is None or not isinstance(result, dict) or items not in result:
+                return result
+            fault.remaining -= 1
+            if not fault.remaining:
+                self._short_pages.remove(fault)
+        return {**result, items: list(result[items])[: -fault.drop]}
+
+    def reset(self) -> None:
+        """Clear FakeAPI's log and faults, the effect counters and the invalid-request log."""
+        self.api.reset()
+        with self._lock:
+            self.effects.clear()
+            self.invalid_requests.clear()
+            self._short_pages.clear()
+
+    # -- OpenAPI --------------------------------------------------------------------------
+    def _check_request(self, req: FakeRequest) -> None:
+        assert self._openapi is not None
+        spec, host = self._openapi
+        errors = list(spec.iter_request_errors(_OpenAPIRequest(req, host)))
+        for error in errors:
+            self._log_invalid(f"{req.method} {req.path}: request: {_describe(error)}")
+
+    def _check_response(self, req: FakeRequest, result: Any) -> None:
+        assert self._openapi is not None
+        spec, host = self._openapi
+        status, payload, ctype, headers = _render(result)
+        response = _OpenAPIResponse(status, payload, ctype, headers)
+        for error in spec.iter_response_errors(_OpenAPIRequest(req, host), response):
+            self._log_invalid(f"{req.method} {req.path}: response {status}: {_describe(error)}")
+
+    def _log_invalid(self, message: str) -> None:
+        with self._lock:
+            self.invalid_requests.append(message)
+
+
+def _describe(error: Exception) -> str:
+    causes = [str(c) for c in getattr(error, "schema_errors", ()) or ()]
+    cause = error.__cause__
+    if not causes and cause is not None:
+        causes = [str(e) for e in getattr(cause, "schema_errors", ()) or ()] or [str(cause)]
+    return f"{error}" + (f" ({'; '.join(c.splitlines()[0] for c in causes)})" if causes else "")
+
+
+def _load_openapi(source: Mapping[str, Any] | str | Path) -> tuple[Any, str]:
+    """An openapi-core ``OpenAPI`` whose servers are the fake's (same path prefix)."""
+    from urllib.parse import urlparse
+
+    from openapi_core import OpenAPI
+
+    if isinstance(source, Mapping):
+        spec = copy.deepcopy(dict(source))
+    else:
+        text = Path(source).read_text()
+        if str(source).endswith((".yaml", ".yml")):
+            import yaml  # type: ignore[import-untyped]
+
+            spec = yaml.safe_load(text)
+        else:
+            spec = jsonlib.loads(text)
+    servers = spec.get("servers") or [{"url": "/"}]
+    prefix = urlparse(servers[0].get("url", "/")).path.rstrip("/")
+    host = "http://fake.invalid"
+    spec["servers"] = [{"url": host + prefix}]
+    return OpenAPI.from_dict(spec), host
