@@ -20,6 +20,7 @@ Usage::
 
     python bench/soak.py --minutes 5 --seed 7
     python bench/soak.py --minutes 30 --records 5000 --faults 0.2
+    python bench/soak.py --minutes 5 --runners 2     # two concurrent syncs per round
 
 Then it runs the property tests with a random Hypothesis search (profile ``soak``; CI
 runs them derandomized): a failure prints the example to pin with ``@example``.
@@ -48,6 +49,9 @@ from fragment_core.connectors.file import FileConfig, FileConnector, write_sampl
 from fragment_core.sandbox.runner import run_sandbox
 from fragment_core.task import SOURCE_FIELD, TaskStatus, task_uid
 from fragment_core.testing.backoffice import FakeBackoffice
+
+#: Exit code of a `fragment sync` refused by the source's lease (another run holds it).
+EXIT_BUSY = 5
 
 SOURCE = "soak"
 FILE_SOURCE = "soak-file"
@@ -150,7 +154,9 @@ def change_the_world(rng: random.Random, office: FakeBackoffice, client: Any, ta
         tally.file_completed.update(picked)
 
 
-def soak(minutes: float, seed: int, records: int, faults: float) -> int:  # noqa: C901
+def soak(  # noqa: C901
+    minutes: float, seed: int, records: int, faults: float, runners: int = 1
+) -> int:
     logging.getLogger("stamina").setLevel(logging.ERROR)  # retries are expected here
     rng = random.Random(seed)
     office = FakeBackoffice(records, token=TOKEN, prefix="S", digits=6, effect_delay=0.005)
@@ -174,29 +180,39 @@ def soak(minutes: float, seed: int, records: int, faults: float) -> int:  # noqa
         env = {**os.environ, "SOAK_TOKEN": TOKEN}
         client = sandbox.client(retry_attempts=20, retry_wait_initial=0.01, retry_wait_max=0.2)
 
-        def run(kill_after: float | None, command: list[str] = command) -> None:
-            process = subprocess.Popen(
-                command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-            )
-            try:
-                out, err = process.communicate(timeout=kill_after)
-            except subprocess.TimeoutExpired:
-                process.send_signal(signal.SIGKILL)
-                process.communicate()
-                tally.kills += 1
-                tally.runs["killed"] += 1
-                return
-            if b"Traceback" in err:
-                print(err.decode(), file=sys.stderr)
-                tally.runs["crashed"] += 1
-                return
-            outcome = json.loads(out).get("outcome", "?") if out.strip() else "?"
-            tally.runs[outcome] += 1
+        def run(kill_after: float | None, command: list[str] = command, count: int = 1) -> None:
+            """``count`` concurrent runs of ``command`` (all on one state), SIGKILLed
+            after ``kill_after`` seconds if still going; a run refused by the source's
+            lease (exit 5) counts as ``busy``."""
+            processes = [
+                subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                for _ in range(count)
+            ]
+            until = None if kill_after is None else time.monotonic() + kill_after
+            for process in processes:
+                left = None if until is None else max(0.0, until - time.monotonic())
+                try:
+                    out, err = process.communicate(timeout=left)
+                except subprocess.TimeoutExpired:
+                    process.send_signal(signal.SIGKILL)
+                    process.communicate()
+                    tally.kills += 1
+                    tally.runs["killed"] += 1
+                    continue
+                if b"Traceback" in err:
+                    print(err.decode(), file=sys.stderr)
+                    tally.runs["crashed"] += 1
+                    continue
+                if process.returncode == EXIT_BUSY:
+                    tally.runs["busy"] += 1
+                    continue
+                outcome = json.loads(out).get("outcome", "?") if out.strip() else "?"
+                tally.runs[outcome] += 1
 
         while time.monotonic() < deadline:
             change_the_world(rng, office, client, tally)
             inject_vendor_fault(rng, office, tally)
-            run(rng.uniform(1.0, 4.0) if rng.random() < 0.5 else None)
+            run(rng.uniform(1.0, 4.0) if rng.random() < 0.5 else None, command, runners)
             run(rng.uniform(0.3, 1.5) if rng.random() < 0.3 else None, file_command)
 
         # converge: stop the appender, clean vendor, clean runs until ok
@@ -289,6 +305,13 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=2000, help="records at the start")
     parser.add_argument("--faults", type=float, default=0.2, help="Tasks API fault share")
     parser.add_argument(
+        "--runners",
+        type=int,
+        default=1,
+        help="concurrent `fragment sync` processes of the main source on one state each "
+        "round (more than 1 exercises the per-source lease: the others exit busy)",
+    )
+    parser.add_argument(
         "--no-fuzz",
         action="store_true",
         help="skip the random Hypothesis search of the property tests after the soak",
@@ -296,7 +319,9 @@ def main() -> None:
     args = parser.parse_args()
     if not 0 < args.minutes <= 24 * 60:
         parser.error("--minutes must be between 0 and 1440")
-    code = soak(args.minutes, args.seed, args.records, args.faults)
+    if args.runners < 1:
+        parser.error("--runners must be at least 1")
+    code = soak(args.minutes, args.seed, args.records, args.faults, args.runners)
     if not args.no_fuzz:
         code = max(code, fuzz())
     sys.exit(code)

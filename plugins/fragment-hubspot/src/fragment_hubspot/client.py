@@ -40,6 +40,7 @@ from fragment_core.retries import (
     error_for_status,
     retry_after_from_headers,
 )
+from fragment_core.transport import BearerAuth, guarded_client
 from fragment_hubspot.config import HubSpotConfig
 
 T = TypeVar("T")
@@ -307,13 +308,14 @@ class HubSpotClient:
 
         def get() -> dict[str, Any]:
             try:
-                response = httpx.get(
-                    f"{self.config.base_url}/account-info/v3/details",
-                    headers={
-                        "Authorization": f"Bearer {self.config.access_token.get_secret_value()}"
-                    },
+                token = self.config.access_token.get_secret_value()
+                with guarded_client(
+                    self.config.base_url,
+                    auth=BearerAuth(token),
                     timeout=self.config.timeout,
-                )
+                    where=self.where,
+                ) as client:  # the token stays on base_url's origin, redirects included
+                    response = client.get("/account-info/v3/details")
             except httpx.TransportError as exc:
                 raise TransientError(
                     "could not reach HubSpot to read the account details: "
