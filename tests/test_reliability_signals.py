@@ -39,6 +39,17 @@ def _command(config: Path, *args: str) -> list[str]:
 ENV = {**os.environ, "BACKOFFICE_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
 
 
+def _catches_sigterm(pid: int) -> bool:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    return False
+
+
+def _has_loaded(pid: int, library: str) -> bool:
+    return library in Path(f"/proc/{pid}/maps").read_text()
+
+
 def test_sigterm_while_starting_ends_with_exit_0(tmp_path: Path) -> None:
     office = FakeBackoffice(50, token=TOKEN)
     with office.api, run_sandbox() as sandbox:
@@ -46,11 +57,18 @@ def test_sigterm_while_starting_ends_with_exit_0(tmp_path: Path) -> None:
         process = subprocess.Popen(
             _command(config, "run"), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
-        time.sleep(0.05)  # the interpreter is up, the CLI still importing
+        # The earliest moment a process can handle a signal: once SIGTERM is caught (its
+        # handler installed, /proc/PID/status). Sent then, the CLI is still importing.
+        deadline = time.monotonic() + 30
+        while not _catches_sigterm(process.pid):
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.001)
+        cli_loaded = _has_loaded(process.pid, "pydantic_core")
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=30)
         assert process.returncode == 0, (process.returncode, out + err)
         assert b"Traceback" not in err
+        assert not cli_loaded, "SIGTERM was caught only once the CLI was imported"
         # nothing lost: the next run does the whole sync
         done = subprocess.run(_command(config, "sync", SOURCE), env=ENV, capture_output=True)
         assert done.returncode == 0, done.stdout + done.stderr
