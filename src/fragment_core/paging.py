@@ -380,7 +380,8 @@ def paginate_http(
 
     def fetch(token: object | None) -> Page[Any]:
         current = paging.first(request) if token is None else token
-        assert isinstance(current, PageRequest)
+        if not isinstance(current, PageRequest):
+            raise TypeError(f"{what or 'paginate_http'}: a next token must be a PageRequest")
         response, payload = send(current)
         items = items_of(payload, current)
         return paging.page(current, response, payload, items)

@@ -135,3 +135,12 @@ def test_a_listing_that_shrinks_while_paged_is_incomplete_not_the_end(
         list(records)
     assert isinstance(caught.value, TransientError)
     assert caught.value.where is not None
+
+
+def test_a_short_page_is_incomplete_not_the_end(hubspot: FakeHubSpot) -> None:
+    # FakeVendor's short-page fault: a page one item short, total and cursor unchanged
+    hubspot.add_tasks(50)
+    hubspot.short_page_next(1)
+    connector = HubSpotConnector(hubspot.config(page_size=20), source="crm")
+    with pytest.raises(IncompleteFetchError, match=r"49 of the 50 items"):
+        list(connector.fetch_backlog())
