@@ -83,7 +83,6 @@ class BenchConnector(Connector[BenchConfig]):
     """A synthetic backlog of ``count`` records (benchmarks only)."""
 
     name = "bench"
-    Config = BenchConfig
 
     def __init__(self, config: BenchConfig, *, source: str = "") -> None:
         super().__init__(config, source=source)

@@ -165,3 +165,119 @@ def test_failing_observer_does_not_stop_the_others(caplog: pytest.LogCaptureFixt
         and "failed in fragment_sync_finished: RuntimeError: disk full" in (errors[0])
     )
     assert errors[0] in caplog.text
+
+
+def test_transform_task_wrapper_runs_and_can_change_the_result() -> None:
+    seen: list[object] = []
+
+    class Upper:
+        @hookimpl
+        def fragment_transform_task(self, task: Task):
+            return task.model_copy(update={"fields": task.fields.model_copy(
+                update={"title": task.fields.title.upper()})})  # fmt: skip
+
+    class Wrap:
+        @hookimpl(wrapper=True)
+        def fragment_transform_task(self, task: Task):
+            assert task.fields.title == "Ticket 7"  # wraps the whole chain
+            result = yield
+            seen.append(result.fields.title)
+            return result.model_copy(update={"fields": result.fields.model_copy(
+                update={"title": result.fields.title + "!"})})  # fmt: skip
+
+    task = Tickets(ConnectorConfig()).to_task(RECORD)
+    result = transform_task(manager(Upper(), Wrap()), task, RECORD, SOURCE)
+    assert seen == ["TICKET 7"]
+    assert result is not None and result.fields.title == "TICKET 7!"
+
+
+def test_transform_task_wrapper_can_drop_and_sees_drops() -> None:
+    class Drop:
+        @hookimpl
+        def fragment_transform_task(self):
+            return False
+
+    class Veto:
+        @hookimpl(wrapper=True)
+        def fragment_transform_task(self, task: Task):
+            result = yield
+            assert result is False
+            return task  # keeps what the chain dropped
+
+    task = Tickets(ConnectorConfig()).to_task(RECORD)
+    assert transform_task(manager(Drop(), Veto()), task, RECORD, SOURCE) is task
+
+    class DropAll:
+        @hookimpl(wrapper=True)
+        def fragment_transform_task(self):
+            yield
+            return False
+
+    assert transform_task(manager(DropAll()), task, RECORD, SOURCE) is None
+
+
+def test_transform_task_tryfirst_trylast_order() -> None:
+    calls: list[str] = []
+
+    def plugin(label: str, **opts: bool) -> object:
+        class P:
+            @hookimpl(**opts)
+            def fragment_transform_task(self) -> None:
+                calls.append(label)
+
+        return P()
+
+    pm = manager(
+        plugin("last", trylast=True), plugin("first", tryfirst=True), plugin("a"), plugin("b")
+    )
+    task = Tickets(ConnectorConfig()).to_task(RECORD)
+    assert transform_task(pm, task, RECORD, SOURCE) is task
+    assert calls == ["first", "b", "a", "last"]  # registered last runs first, unless steered
+
+
+def test_hook_calls_are_traced() -> None:
+    class Keep:
+        @hookimpl
+        def fragment_transform_task(self) -> None:
+            return None
+
+    class Observe:
+        @hookimpl
+        def fragment_sync_finished(self, report: SyncReport) -> None:
+            return None
+
+    pm = manager(Keep(), Observe())
+    lines: list[str] = []
+    pm.trace.root.setwriter(lines.append)
+    undo = pm.enable_tracing()
+    try:
+        task = Tickets(ConnectorConfig()).to_task(RECORD)
+        transform_task(pm, task, RECORD, SOURCE)
+        notify_sync_finished(pm, SyncReport("support", "tickets"))
+    finally:
+        undo()
+    text = "".join(lines)
+    assert "fragment_transform_task" in text
+    assert "fragment_sync_finished" in text
+
+
+def test_observer_wrapper_runs_around_the_observers() -> None:
+    calls: list[str] = []
+
+    class Observe:
+        @hookimpl
+        def fragment_sync_finished(self, report: SyncReport) -> None:
+            calls.append("observer")
+            raise RuntimeError("boom")  # isolated: the wrapper still completes
+
+    class Wrap:
+        @hookimpl(wrapper=True)
+        def fragment_sync_finished(self, report: SyncReport):
+            calls.append("before")
+            result = yield
+            calls.append("after")
+            return result
+
+    errors = notify_sync_finished(manager(Observe(), Wrap()), SyncReport("support", "tickets"))
+    assert calls == ["before", "observer", "after"]
+    assert len(errors) == 1 and "boom" in errors[0]

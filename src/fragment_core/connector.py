@@ -2,9 +2,11 @@
 
 A connector turns one kind of source system into tasks::
 
-    class TicketsConnector(Connector[TicketsConfig]):
+    class TicketsConnector(Connector[TicketsConfig]):   # Config is TicketsConfig
         name = "tickets"
-        Config = TicketsConfig
+
+        def build_client(self):                         # built on first use of self.client
+            return TicketsClient(self.config.base_url, self.config.token)
 
         def fetch_backlog(self):
             yield from self.client.open_tickets()      # every open record, paging inside
@@ -23,11 +25,11 @@ from __future__ import annotations
 
 import marshal
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Generic, TypeAlias, TypeVar
+from typing import Any, ClassVar, Generic, TypeAlias, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict
 
@@ -84,10 +86,19 @@ ConfigT = TypeVar("ConfigT", bound=ConnectorConfig)
 
 @dataclass(frozen=True)
 class Completion:
-    """An operator completed a task; the connector is asked to write that back.
+    """An operator completed a task; :meth:`Connector.on_complete` writes that back.
 
-    ``idempotency_key`` is derived from the uid and the completion time, so retries of one
-    completion share it (send it where the vendor supports idempotency keys).
+    Fields:
+
+    - ``source``: the name of the source the task came from (``[[sources]] name``).
+    - ``external_id``: the record's id in the source (what :meth:`Connector.to_task` set).
+    - ``uid``: the task's id in the Fragment Tasks API.
+    - ``done_at``: when the operator completed it (timezone-aware UTC), or ``None`` when
+      the Tasks API did not say.
+    - ``outcome``: what the operator entered when completing it (the task's ``form_data``
+      in the Tasks API, e.g. ``{"resolution": "refunded"}``); empty when none.
+    - ``idempotency_key``: derived from the uid and the completion time, so retries of one
+      completion share it (send it where the vendor supports idempotency keys).
     """
 
     source: str
@@ -98,6 +109,39 @@ class Completion:
     idempotency_key: str = ""
 
 
+class _Capabilities:
+    """``capabilities()`` on the class: what it can do (the optional methods it overrides);
+    on an instance: what its configuration enables (:meth:`Connector.configured_capabilities`).
+    """
+
+    def __get__(
+        self, obj: Connector[Any] | None, owner: type[Connector[Any]]
+    ) -> Callable[[], frozenset[Capability]]:
+        if obj is None:
+            return lambda: _class_capabilities(owner)
+        return obj.configured_capabilities
+
+
+def _class_capabilities(cls: type[Connector[Any]]) -> frozenset[Capability]:
+    caps = set()
+    if cls.fetch_changes is not Connector.fetch_changes:
+        caps.add(Capability.INCREMENTAL)
+    if cls.on_complete is not Connector.on_complete:
+        caps.add(Capability.WRITE_BACK)
+    return frozenset(caps)
+
+
+def _inferred_config(cls: type) -> type[ConnectorConfig] | None:
+    """The ``ConfigT`` of ``class X(Connector[ConfigT])``, when it is a concrete class."""
+    for base in cls.__dict__.get("__orig_bases__", ()):
+        origin = get_origin(base)
+        if isinstance(origin, type) and issubclass(origin, Connector):
+            for arg in get_args(base):
+                if isinstance(arg, type) and issubclass(arg, ConnectorConfig):
+                    return arg
+    return None
+
+
 class Connector(Generic[ConfigT]):
     """Base class of every connector.
 
@@ -105,6 +149,8 @@ class Connector(Generic[ConfigT]):
 
     - ``name``: the type key used in configuration (``connector = "zendesk"``).
     - ``Config``: a :class:`ConnectorConfig` subclass; its JSON Schema documents the options.
+      Inferred from the generic parameter (``class X(Connector[XConfig])`` has
+      ``Config = XConfig``); an explicit ``Config`` attribute still wins.
     - ``id_field``: the record key holding the external id (used to name bad records and to
       count a record that fails to map as still *seen*); override :meth:`record_id` if
       it is not a plain key.
@@ -116,12 +162,18 @@ class Connector(Generic[ConfigT]):
       ``fragment connectors show`` prints it instead of one built from ``example_options``.
 
     Capabilities are not declared: overriding :meth:`fetch_changes` gives ``incremental``
-    and overriding :meth:`on_complete` gives ``write_back`` (see :meth:`capabilities`).
+    and overriding :meth:`on_complete` gives ``write_back``. ``Cls.capabilities()`` lists
+    what the class can do; ``connector.capabilities()`` what this instance's configuration
+    enables (override :meth:`configured_capabilities` to narrow it).
+
+    Plumbing every connector gets: :attr:`where` (how errors name the source),
+    :attr:`client` (built by :meth:`build_client` on first use, then cached) and
+    :meth:`close` (closes the client; the runner calls it when it is done with the source).
     Declare secret options as :class:`pydantic.SecretStr` so they are never printed.
 
     Methods to override: :meth:`fetch_backlog` and :meth:`to_task` (required),
     :meth:`fetch_changes`, :meth:`on_complete`, :meth:`check`, :meth:`is_open`,
-    :meth:`fingerprint` (for records that are not plain dicts).
+    :meth:`build_client`, :meth:`fingerprint` (for records that are not plain dicts).
 
     ``mapping_version``: bump it when a new release of the connector maps the same record
     differently, so records unchanged in the source are mapped again (see
@@ -135,21 +187,56 @@ class Connector(Generic[ConfigT]):
     example_options: ClassVar[dict[str, Any]] = {}
     example_toml: ClassVar[str | None] = None
     mapping_version: ClassVar[str] = ""
+    capabilities: ClassVar[_Capabilities] = _Capabilities()
+    _client: Any = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Config" not in cls.__dict__:
+            inferred = _inferred_config(cls)
+            if inferred is not None:
+                cls.Config = inferred
 
     def __init__(self, config: ConfigT, *, source: str = "") -> None:
         self.config: ConfigT = config
         self.source = source or self.name
 
+    # -- plumbing -----------------------------------------------------------------------
+    @property
+    def where(self) -> str:
+        """How errors name this source, e.g. ``source 'crm' (hubspot)``."""
+        return f"source {self.source!r} ({self.name})" if self.name else f"source {self.source!r}"
+
+    @property
+    def client(self) -> Any:
+        """The vendor client, built by :meth:`build_client` on first use and then cached."""
+        if self._client is None:
+            self._client = self.build_client()
+        return self._client
+
+    def build_client(self) -> Any:
+        """Build the client :attr:`client` returns (an SDK client, a Transport...)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement build_client()")
+
+    def close(self) -> None:
+        """Release the client (calling its ``close()`` if it has one).
+
+        The runner calls it when it is done with the source; a later use of :attr:`client`
+        builds a new one. Override (calling ``super().close()``) to release more.
+        """
+        client, self._client = self._client, None
+        closer = getattr(client, "close", None)
+        if callable(closer):
+            closer()
+
     # -- description --------------------------------------------------------------------
-    @classmethod
-    def capabilities(cls) -> frozenset[Capability]:
-        """Capabilities, found from which optional methods the class overrides."""
-        caps = set()
-        if cls.fetch_changes is not Connector.fetch_changes:
-            caps.add(Capability.INCREMENTAL)
-        if cls.on_complete is not Connector.on_complete:
-            caps.add(Capability.WRITE_BACK)
-        return frozenset(caps)
+    def configured_capabilities(self) -> frozenset[Capability]:
+        """What this instance's configuration enables (``connector.capabilities()``).
+
+        The default is everything the class can do; a connector whose write-back or
+        incremental fetch depends on options removes what is not configured.
+        """
+        return _class_capabilities(type(self))
 
     @classmethod
     def description(cls) -> str:
@@ -241,6 +328,3 @@ class Connector(Generic[ConfigT]):
         connectors whose changes include records that were resolved in the source.
         """
         return True
-
-    def close(self) -> None:
-        """Release clients and connections. Called by the runner when it is done."""

@@ -43,7 +43,7 @@ def fragment_register_connectors(register: Callable[[type[Connector]], None]) ->
     """
 
 
-@hookspec
+@hookspec(firstresult=True)
 def fragment_transform_task(
     task: Task, record: Record, source: SourceSettings
 ) -> Task | Literal[False] | None:
@@ -53,7 +53,8 @@ def fragment_transform_task(
     it as it is, or ``False`` to drop it (a dropped task is treated as absent from the
     backlog). Implementations chain: each receives the previous one's result, in pluggy's
     call order (``tryfirst``/``trylast`` to steer it; otherwise the plugin registered last
-    runs first).
+    runs first). A ``wrapper=True`` implementation wraps the whole chain: ``result = yield``
+    gives it the final task (or ``False`` when dropped), and what it returns is the result.
     """
 
 

@@ -21,11 +21,11 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import import_module
 from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
 from pluggy import HookImpl, HookimplOpts, PluginValidationError
@@ -451,18 +451,64 @@ def _qualname(obj: type) -> str:
     return f"{obj.__module__}.{obj.__qualname__}"
 
 
+def _through_pluggy(
+    pm: FragmentPluginManager, hook: str, body: Callable[..., Any], **kwargs: Any
+) -> Any:
+    """Call ``hook`` through the plugin manager with ``body`` in place of its plain impls.
+
+    The plain implementations are run by ``body`` (which chains or isolates them); the
+    ``wrapper=True`` / ``hookwrapper=True`` implementations stay in the call and wrap
+    ``body``, and the call goes through pluggy's hook execution, so tracing
+    (``pm.enable_tracing()``) and call monitoring see it. Each plugin implements a hook at
+    most once, so removing the plugins of the plain implementations keeps every wrapper.
+    """
+    caller = getattr(pm.hook, hook)
+    plain = [i.plugin for i in caller.get_hookimpls() if not (i.hookwrapper or i.wrapper)]
+    subset = pm.subset_hook_caller(hook, remove_plugins=plain)
+    return subset.call_extra([body], kwargs)
+
+
 def transform_task(
     pm: FragmentPluginManager, task: Task, record: Record, source: SourceSettings
 ) -> Task | None:
     """Run the ``fragment_transform_task`` chain; return the final task, or ``None`` if dropped.
 
-    Each implementation receives the previous one's result: ``None`` leaves the task as
-    it is, ``False`` drops it (the chain stops), a :class:`Task` replaces it. Any other
-    return value, or an unexpected exception, is a :class:`PluginError` naming the plugin;
-    a :class:`FragmentError` (e.g. :class:`BadRecordError`) raised by a plugin propagates.
+    The call goes through the plugin manager: ``tryfirst``/``trylast`` order the chain,
+    ``wrapper=True`` implementations wrap the whole chain (``result = yield`` receives the
+    final :class:`Task`, or ``False`` when dropped, and may return another), and tracing
+    sees the call. Each plain implementation receives the previous one's result: ``None``
+    leaves the task as it is, ``False`` drops it (the chain stops), a :class:`Task`
+    replaces it. Any other return value, or an unexpected exception, is a
+    :class:`PluginError` naming the plugin; a :class:`FragmentError` (e.g.
+    :class:`BadRecordError`) raised by a plugin propagates.
     """
+    impls = _call_order(pm.hook.fragment_transform_task.get_hookimpls())
+
+    def chain(task: Task, record: Record, source: SourceSettings) -> Task | Literal[False]:
+        return _chain(pm, impls, task, record, source)
+
+    result = _through_pluggy(
+        pm, "fragment_transform_task", chain, task=task, record=record, source=source
+    )
+    if result is False:
+        return None
+    if not isinstance(result, Task):
+        raise PluginError(
+            f"a wrapper of fragment_transform_task returned {type(result).__name__}; "
+            "expected a Task or False (drop)"
+        )
+    return result
+
+
+def _chain(
+    pm: FragmentPluginManager,
+    impls: list[HookImpl],
+    task: Task,
+    record: Record,
+    source: SourceSettings,
+) -> Task | Literal[False]:
     current = task
-    for impl in _call_order(pm.hook.fragment_transform_task.get_hookimpls()):
+    for impl in impls:
         info = pm.info(impl.plugin)
         try:
             result = impl.function(**_hook_kwargs(impl, task=current, record=record, source=source))
@@ -476,7 +522,7 @@ def transform_task(
         if result is None:
             continue
         if result is False:
-            return None
+            return False
         if not isinstance(result, Task):
             raise PluginError(
                 f"plugin {info.name!r} ({info.package}): fragment_transform_task returned "
@@ -488,16 +534,26 @@ def transform_task(
 
 def _notify(pm: FragmentPluginManager, hook: str, **kwargs: Any) -> list[str]:
     errors: list[str] = []
-    for impl in _call_order(getattr(pm.hook, hook).get_hookimpls()):
-        try:
-            impl.function(**_hook_kwargs(impl, **kwargs))
-        except Exception as exc:
-            info = pm.info(impl.plugin)
-            message = f"plugin {info.name!r} ({info.package}) failed in {hook}: " + (
-                f"{type(exc).__name__}: {exc}"
-            )
-            log.warning(message)
-            errors.append(message)
+    impls = _call_order(getattr(pm.hook, hook).get_hookimpls())
+
+    def each(**given: Any) -> None:
+        for impl in impls:
+            try:
+                impl.function(**_hook_kwargs(impl, **given))
+            except Exception as exc:
+                info = pm.info(impl.plugin)
+                message = f"plugin {info.name!r} ({info.package}) failed in {hook}: " + (
+                    f"{type(exc).__name__}: {exc}"
+                )
+                log.warning(message)
+                errors.append(message)
+
+    # pluggy passes a body its arguments by parameter name: one body per observer hook
+    bodies: dict[str, Callable[..., None]] = {
+        "fragment_sync_finished": lambda report: each(report=report),
+        "fragment_task_written_back": lambda task, outcome: each(task=task, outcome=outcome),
+    }
+    _through_pluggy(pm, hook, bodies[hook], **kwargs)
     return errors
 
 

@@ -151,7 +151,6 @@ class FileConnector(Connector[FileConfig]):
     """A CSV or JSON Lines file as the backlog; write-back sets a status column in the file."""
 
     name = "file"
-    Config = FileConfig
     example_options = {"path": "backlog.csv", "url_column": "url", "due_column": "due"}
 
     def __init__(self, config: FileConfig, *, source: str = "") -> None:
@@ -159,7 +158,9 @@ class FileConnector(Connector[FileConfig]):
         self.id_field = config.id_column  # type: ignore[misc]
 
     # -- reading ------------------------------------------------------------------------
-    def _where(self) -> str:
+    @property
+    def where(self) -> str:
+        """How errors name this source: the source and the file."""
         return f"source {self.source!r}, file {self.config.path.name!r}"
 
     def read_rows(self) -> tuple[list[str], list[dict[str, Any]]]:
@@ -167,7 +168,7 @@ class FileConnector(Connector[FileConfig]):
         path = self.config.path
         if not path.exists():
             raise ConfigurationError(
-                f"the backlog file {str(path)!r} does not exist", where=self._where()
+                f"the backlog file {str(path)!r} does not exist", where=self.where
             )
         try:
             with path.open(newline="", encoding=_encoding(self.config.encoding)) as handle:
@@ -178,7 +179,7 @@ class FileConnector(Connector[FileConfig]):
                         raise ConfigurationError(
                             f"{path.name} has no column {self.config.id_column!r} "
                             f"(options.id_column); its columns: {', '.join(columns) or 'none'}",
-                            where=self._where(),
+                            where=self.where,
                         )
                     rows = [{**row, _LINE: reader.line_num} for row in reader]
                     return columns, rows
@@ -202,11 +203,11 @@ class FileConnector(Connector[FileConfig]):
                 f"{path.name} is not {self.config.encoding} text (byte "
                 f"{exc.object[exc.start]:#04x} at offset {exc.start}); save it as "
                 f"{self.config.encoding} or set options.encoding",
-                where=self._where(),
+                where=self.where,
             ) from None
         except csv.Error as exc:
             raise ConfigurationError(
-                f"{path.name} is not valid CSV: {exc}", where=self._where()
+                f"{path.name} is not valid CSV: {exc}", where=self.where
             ) from None
 
     def fetch_backlog(self) -> Iterator[Record]:
@@ -225,22 +226,22 @@ class FileConnector(Connector[FileConfig]):
         cfg = self.config
         line = record.get(_LINE)
         if "_error" in record:
-            raise BadRecordError(record["_error"], where=self._where())
+            raise BadRecordError(record["_error"], where=self.where)
         if cfg.id_column not in record:
             raise BadRecordError(
-                f"line {line}: the id column is missing", field=cfg.id_column, where=self._where()
+                f"line {line}: the id column is missing", field=cfg.id_column, where=self.where
             )
         external_id = self.record_id(record)
         if external_id is None:
             raise BadRecordError(
-                f"line {line}: the id column is empty", field=cfg.id_column, where=self._where()
+                f"line {line}: the id column is empty", field=cfg.id_column, where=self.where
             )
         if "\x00" in external_id:
             raise BadRecordError(
                 f"line {line}: the id contains a NUL character, which no state store can keep",
                 record_id=external_id.replace("\x00", "\\x00"),
                 field=cfg.id_column,
-                where=self._where(),
+                where=self.where,
             )
         extra = record.get(_EXTRA)
         if extra is not None:
@@ -248,7 +249,7 @@ class FileConnector(Connector[FileConfig]):
                 f"line {line}: {len(extra)} more field{'s' if len(extra) > 1 else ''} than "
                 "the header has columns",
                 record_id=external_id,
-                where=self._where(),
+                where=self.where,
             )
         title = str(record.get(cfg.title_column) or "").strip()
         if not title:
@@ -256,7 +257,7 @@ class FileConnector(Connector[FileConfig]):
                 f"line {line}: the title column is empty",
                 record_id=external_id,
                 field=cfg.title_column,
-                where=self._where(),
+                where=self.where,
             )
         url = str(record.get(cfg.url_column) or "").strip() or None if cfg.url_column else None
         if url is None and cfg.url_template:
@@ -266,7 +267,7 @@ class FileConnector(Connector[FileConfig]):
                 raise BadRecordError(
                     f"line {line}: url_template cannot be filled: {exc}",
                     record_id=external_id,
-                    where=self._where(),
+                    where=self.where,
                 ) from None
         due_at = self._due(record, external_id, line)
         return Task.new(
@@ -289,7 +290,7 @@ class FileConnector(Connector[FileConfig]):
                 f"line {line}: {value!r} is not an ISO 8601 date or time",
                 record_id=external_id,
                 field=column,
-                where=self._where(),
+                where=self.where,
             ) from None
         due = due if due.tzinfo else due.replace(tzinfo=UTC)
         try:
@@ -299,7 +300,7 @@ class FileConnector(Connector[FileConfig]):
                 f"line {line}: {value!r} is out of range (no such instant in UTC)",
                 record_id=external_id,
                 field=column,
-                where=self._where(),
+                where=self.where,
             ) from None
         return due
 

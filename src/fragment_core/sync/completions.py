@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -204,13 +205,21 @@ def run_write_back(
 
 
 def run_write_backs(
-    source: str, connector: Connector, store: StateStore, pm: Any = None
+    source: str,
+    connector: Connector,
+    store: StateStore,
+    pm: Any = None,
+    *,
+    stop: threading.Event | None = None,
 ) -> list[WriteBackOutcome]:
-    """Run every due write-back of a source; return their outcomes."""
+    """Run every due write-back of a source; return their outcomes. Once ``stop`` is set
+    (SIGTERM) no further write-back starts: the rest stay due for the next run."""
     if Capability.WRITE_BACK not in connector.capabilities():
         return []
-    return [
-        run_write_back(e, connector, store, pm)
-        for e in store.due_write_backs(source)
-        if store.claim_write_back(e)  # never two processes calling one write-back
-    ]
+    outcomes = []
+    for entry in store.due_write_backs(source):
+        if stop is not None and stop.is_set():
+            break
+        if store.claim_write_back(entry):  # never two processes calling one write-back
+            outcomes.append(run_write_back(entry, connector, store, pm))
+    return outcomes

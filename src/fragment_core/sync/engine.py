@@ -460,7 +460,7 @@ def _sync_source(  # noqa: C901
                 report.messages.append(_state_text(exc, store))
         if not applied.interrupted and not state_broken:
             try:
-                outcomes = run_write_backs(source.name, connector, store, pm)
+                outcomes = run_write_backs(source.name, connector, store, pm, stop=stop)
             except Exception as exc:
                 if not is_state_failure(exc):
                     raise

@@ -390,7 +390,8 @@ def _describe(error: Exception) -> str:
     cause = error.__cause__
     if not causes and cause is not None:
         causes = [str(e) for e in getattr(cause, "schema_errors", ()) or ()] or [str(cause)]
-    return f"{error}" + (f" ({'; '.join(c.splitlines()[0] for c in causes)})" if causes else "")
+    details = "; ".join(c.splitlines()[0] for c in causes if c != str(error))
+    return f"{error}" + (f" ({details})" if details else "")
 
 
 def _load_openapi(source: Mapping[str, Any] | str | Path) -> tuple[Any, str]:

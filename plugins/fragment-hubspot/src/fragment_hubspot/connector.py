@@ -61,7 +61,6 @@ class HubSpotConnector(Connector[HubSpotConfig]):
     """
 
     name = "hubspot"
-    Config = HubSpotConfig
     id_field = "id"
     cursor_field = MODIFIED
     example_options: ClassVar[dict[str, Any]] = {
@@ -75,21 +74,12 @@ class HubSpotConnector(Connector[HubSpotConfig]):
 
     def __init__(self, config: HubSpotConfig, *, source: str = "") -> None:
         super().__init__(config, source=source)
-        self._client: HubSpotClient | None = None
         self._portal: tuple[int, str] | None = None
 
     # -- plumbing -------------------------------------------------------------------------
-    @property
-    def where(self) -> str:
-        """Prefix of every error: the source."""
-        return f"source {self.source!r} (hubspot)"
-
-    @property
-    def client(self) -> HubSpotClient:
-        """The HubSpot client (built on first use)."""
-        if self._client is None:
-            self._client = HubSpotClient(self.config, where=self.where)
-        return self._client
+    def build_client(self) -> HubSpotClient:
+        """The HubSpot client (``self.client``, built on first use)."""
+        return HubSpotClient(self.config, where=self.where)
 
     @property
     def properties(self) -> list[str]:
@@ -363,7 +353,3 @@ class HubSpotConnector(Connector[HubSpotConfig]):
                 f"{actual}; set portal_id = {actual} (or remove it) in the source options",
                 where=self.where,
             )
-
-    def close(self) -> None:
-        """Drop the SDK clients."""
-        self._client = None

@@ -37,22 +37,6 @@ __all__ = ["HttpConnector"]
 _DATETIME = TypeAdapter(datetime)
 
 
-class _Capabilities:
-    """``HttpConnector.capabilities()`` lists everything the class can do;
-    ``connector.capabilities()`` only what its options configure."""
-
-    def __get__(self, obj: HttpConnector | None, owner: type[HttpConnector]) -> Any:
-        everything = Connector.__dict__["capabilities"].__func__(owner)
-        if obj is None:
-            return lambda: everything
-        configured = set(everything)
-        if obj.config.incremental is None:
-            configured.discard(Capability.INCREMENTAL)
-        if obj.config.write_back is None:
-            configured.discard(Capability.WRITE_BACK)
-        return lambda: frozenset(configured)
-
-
 class HttpConnector(Connector[HttpConfig]):
     """Any internal REST API (a back-office's open backlog), configured in fragment.toml.
 
@@ -62,10 +46,8 @@ class HttpConnector(Connector[HttpConfig]):
     """
 
     name: ClassVar[str] = "http"
-    Config: ClassVar[type[HttpConfig]] = HttpConfig
     example_options: ClassVar[dict[str, Any]] = EXAMPLE_OPTIONS
     example_toml = EXAMPLE_TOML
-    capabilities = _Capabilities()
 
     def __init__(self, config: HttpConfig | Mapping[str, Any], *, source: str = "") -> None:
         if not isinstance(config, HttpConfig):
@@ -73,25 +55,34 @@ class HttpConnector(Connector[HttpConfig]):
 
             config = parse_options(config)
         super().__init__(config, source=source)
-        self._session: HttpSession | None = None
+
+    def build_client(self) -> HttpSession:
+        """The HTTP layer (``self.client``, built on first use)."""
+        return HttpSession(self.config, source=self.source)
 
     @property
     def session(self) -> HttpSession:
-        """The HTTP layer (created on first use)."""
-        if self._session is None:
-            self._session = HttpSession(self.config, source=self.source)
-        return self._session
+        """The HTTP layer (the same object as :attr:`client`)."""
+        return self.client  # type: ignore[no-any-return]
+
+    @property
+    def where(self) -> str:
+        """How errors name this source (``source 'name'``)."""
+        return f"source {self.source!r}"
 
     @property
     def requests_made(self) -> int:
         """HTTP requests sent so far, retries included."""
-        return self._session.requests_made if self._session else 0
+        return self._client.requests_made if self._client else 0
 
-    def close(self) -> None:
-        """Close the HTTP connection pool."""
-        if self._session is not None:
-            self._session.close()
-            self._session = None
+    def configured_capabilities(self) -> frozenset[Capability]:
+        """Only what the options configure: ``incremental`` and ``write_back`` are opt-in."""
+        configured = set(super().configured_capabilities())
+        if self.config.incremental is None:
+            configured.discard(Capability.INCREMENTAL)
+        if self.config.write_back is None:
+            configured.discard(Capability.WRITE_BACK)
+        return frozenset(configured)
 
     # -- fetching ---------------------------------------------------------------------
     def fetch_backlog(self) -> Iterator[Record]:
@@ -132,7 +123,7 @@ class HttpConnector(Connector[HttpConfig]):
 
     def _fetch(self, request: PageRequest, *, key: str) -> Iterator[Record]:
         pagination = self.config.pagination
-        where = self.session.where
+        where = self.where
 
         def send(current: PageRequest) -> tuple[Any, Any]:
             return self.session.request(
@@ -192,7 +183,7 @@ class HttpConnector(Connector[HttpConfig]):
             f"options.backlog.records_path: expected a list of records at {path or '(body)'!r} "
             f"in the response to {request.method} {request.url} (page {request.number}), "
             f"found {got}; the response has {found}",
-            where=self.session.where,
+            where=self.where,
         )
 
     # -- mapping ----------------------------------------------------------------------

@@ -20,7 +20,6 @@ class AcmeConnector(Connector[AcmeConfig]):
     """Tickets of the Acme back office."""
 
     name = "acme"
-    Config = AcmeConfig
     example_options = {"region": "eu", "api_key": "${ACME_API_KEY}"}
 
     def fetch_backlog(self) -> Iterator[Record]:
