@@ -8,6 +8,7 @@ start is not the default "die now": it is remembered, and the command's own hand
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from typing import Any
@@ -29,3 +30,17 @@ def install_early() -> None:
 def early_sigterm() -> bool:
     """Whether a SIGTERM arrived before the command's handler was installed."""
     return EARLY_SIGTERM.is_set()
+
+
+#: The commands that honour a remembered SIGTERM (they stop cleanly, exit 0).
+HONOURING = frozenset({"sync", "run"})
+
+
+def release_early(command: str | None) -> None:
+    """For a command that does not honour a remembered SIGTERM: the default action
+    again, and a SIGTERM that already arrived takes effect now (never swallowed)."""
+    if command in HONOURING or signal.getsignal(signal.SIGTERM) is not _remember:
+        return
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if EARLY_SIGTERM.is_set():
+        os.kill(os.getpid(), signal.SIGTERM)

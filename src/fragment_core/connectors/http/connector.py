@@ -63,7 +63,7 @@ class HttpConnector(Connector[HttpConfig]):
     @property
     def session(self) -> HttpSession:
         """The HTTP layer (the same object as :attr:`client`)."""
-        return self.client  # type: ignore[no-any-return]
+        return self.client
 
     @property
     def where(self) -> str:
