@@ -66,3 +66,27 @@ def test_hook_fragment_task_written_back(tmp_path: Path) -> None:
     assert outcome.ok and outcome.external_id == "C-0002" and outcome.source == "hooks"
     assert outcome.uid == task.uid and outcome.attempts == 1
     assert "C-0002" in outcome.message
+
+
+def test_transform_wrapper_runs_in_a_sync(tmp_path: Path) -> None:
+    """A plugin with only a wrapper=True transform changes what the engine writes."""
+
+    class Tag:
+        @hookimpl(wrapper=True)
+        def fragment_transform_task(self):  # type: ignore[no-untyped-def]
+            task = yield
+            if task is False:
+                return task
+            return task.model_copy(update={"fields": task.fields.model_copy(
+                update={"title": "[w] " + task.fields.title})})  # fmt: skip
+
+    pm = new_plugin_manager(entrypoints=False)
+    pm.register(Tag(), name="tag")
+    path = write_sample(tmp_path / "backlog.csv", 3)
+    source = SourceSettings(name="wrap", connector="file", options=FileConfig(path=path))
+    connector = FileConnector(source.options, source="wrap")
+    with run_sandbox() as sandbox, sandbox.client() as client:
+        report = sync_source(source, connector, client, StateStore("sqlite://"), pm=pm)
+        titles = [t.fields["title"] for t in client.list_tasks()]
+    assert report.outcome is RunOutcome.OK, report
+    assert len(titles) == 3 and all(title.startswith("[w] ") for title in titles)

@@ -329,9 +329,9 @@ class Transport:
                     f"{operation or method + ' ' + url_or_path}: {error.message}",
                     where=self.where,
                 ) from None
-            error = self.error_for(response, operation)
-            if error is not None:
-                raise error
+            failure = self.error_for(response, operation)
+            if failure is not None:
+                raise failure
             return response
 
         return self._retrying(send) if retry else send()

@@ -35,6 +35,7 @@ from fragment_core.errors import (
 from fragment_core.logs import configure_logging
 from fragment_core.plugins import ConnectorEntry
 from fragment_core.retries import QUICK, retry_policy
+from fragment_core.signals import release_early
 from fragment_core.testing.scaffold import new_connector_command
 
 EXAMPLES = """\b
@@ -77,6 +78,7 @@ def cli(ctx: click.Context, config_path: Path | None, log_format: str, verbose: 
     state.log_format = log_format
     state.verbose = verbose
     configure_logging(verbose, "json" if log_format == "json" else "text")
+    release_early(ctx.invoked_subcommand)  # only sync and run act on an early SIGTERM
 
 
 def _table(*headers: str) -> Table:

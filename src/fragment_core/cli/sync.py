@@ -37,6 +37,7 @@ from fragment_core.cli.support import (
 from fragment_core.config import Settings, SourceSettings
 from fragment_core.errors import ConfigurationError
 from fragment_core.runner import Runner, open_tasks_client
+from fragment_core.signals import early_sigterm
 from fragment_core.state import LeaseHeldError, OutboxState, StateStore
 from fragment_core.sync.engine import NoProgress, sync_source
 from fragment_core.sync.plan import Plan
@@ -77,6 +78,8 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
         stop.set()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if early_sigterm():  # sent while the command was starting: stop before any write
+        handler(signal.SIGTERM, None)
     try:
         yield
     finally:

@@ -21,12 +21,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
 
 from fragment_core.reports import RecordError
 from fragment_core.state import RecordStatus, StateStore
 from fragment_core.state.store import StateWriter
 from fragment_core.sync.plan import Plan, PlannedClose, PlannedWrite
+from fragment_core.sync.ports import TasksApi
 from fragment_core.task import TaskStatus
 from fragment_core.tasks_api import BatchResult
 
@@ -35,13 +35,6 @@ Progress = Callable[[int], None]
 
 #: Write requests in flight at once, by default.
 IN_FLIGHT = 4
-
-
-class TaskWriter(Protocol):
-    """The part of :class:`fragment_core.tasks_api.TasksClient` the applier uses."""
-
-    def upsert_tasks(self, tasks: Sequence) -> BatchResult: ...
-    def patch_tasks(self, items: Sequence) -> BatchResult: ...
 
 
 @dataclass
@@ -82,7 +75,7 @@ class StreamingApplier:
     def __init__(
         self,
         source: str,
-        client: TaskWriter,
+        client: TasksApi,
         store: StateStore,
         *,
         batch_size: int = 100,
@@ -245,7 +238,7 @@ FINGERPRINTS_PER_TRANSACTION = 2000
 
 def apply_plan(
     plan: Plan,
-    client: TaskWriter,
+    client: TasksApi,
     store: StateStore,
     *,
     batch_size: int = 100,
@@ -310,7 +303,7 @@ def _record_intent(source: str, kind: str, chunk: Sequence, store: StateWriter) 
         )
 
 
-def _send(kind: str, chunk: Sequence, client: TaskWriter) -> BatchResult:
+def _send(kind: str, chunk: Sequence, client: TasksApi) -> BatchResult:
     """The request of one chunk (runs in the applier's thread pool)."""
     if kind == "closed":
         return client.patch_tasks([{"uid": c.uid, "status": TaskStatus.DONE.value} for c in chunk])

@@ -12,10 +12,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
-from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import stamina
 
@@ -25,6 +25,7 @@ from fragment_core.reports import WriteBackOutcome
 from fragment_core.retries import backoff_hook
 from fragment_core.state import OutboxEntry, OutboxState, RecordState, RecordStatus, StateStore
 from fragment_core.state.store import utcnow
+from fragment_core.sync.ports import TasksApi
 from fragment_core.task import SOURCE_FIELD, RemoteTask, TaskStatus, format_datetime
 
 log = logging.getLogger(__name__)
@@ -39,26 +40,13 @@ FAILED_AFTER = 5
 MAX_RETRY_DELAY = timedelta(hours=1)
 
 
-class TaskLister(Protocol):
-    """The part of :class:`fragment_core.tasks_api.TasksClient` completions use."""
-
-    def list_tasks(
-        self,
-        *,
-        status: TaskStatus | None = None,
-        updated_after: datetime | None = None,
-        fields: Any = None,
-        page_size: int | None = None,
-    ) -> Iterable[RemoteTask]: ...
-
-
 def idempotency_key(uid: uuid.UUID | str, done_at: datetime | None) -> str:
     """The key shared by every attempt of one completion: uid + completion time."""
     return f"{uid}:{format_datetime(done_at) if done_at else 'done'}"
 
 
 def detect_completions(
-    source: str, connector: Connector, client: TaskLister, store: StateStore
+    source: str, connector: Connector, client: TasksApi, store: StateStore
 ) -> int:
     """Record this source's new operator completions; return how many were new."""
     state = store.source_state(source)
@@ -204,13 +192,21 @@ def run_write_back(
 
 
 def run_write_backs(
-    source: str, connector: Connector, store: StateStore, pm: Any = None
+    source: str,
+    connector: Connector,
+    store: StateStore,
+    pm: Any = None,
+    *,
+    stop: threading.Event | None = None,
 ) -> list[WriteBackOutcome]:
-    """Run every due write-back of a source; return their outcomes."""
+    """Run every due write-back of a source; return their outcomes. Once ``stop`` is set
+    (SIGTERM) no further write-back starts: the rest stay due for the next run."""
     if Capability.WRITE_BACK not in connector.capabilities():
         return []
-    return [
-        run_write_back(e, connector, store, pm)
-        for e in store.due_write_backs(source)
-        if store.claim_write_back(e)  # never two processes calling one write-back
-    ]
+    outcomes = []
+    for entry in store.due_write_backs(source):
+        if stop is not None and stop.is_set():
+            break
+        if store.claim_write_back(entry):  # never two processes calling one write-back
+            outcomes.append(run_write_back(entry, connector, store, pm))
+    return outcomes

@@ -41,6 +41,7 @@ from fragment_core.sync.plan import (
     map_task,
     plan_sync,
 )
+from fragment_core.sync.ports import TasksApi
 from fragment_core.sync.rebuild import rebuild_state, state_is_lost
 
 log = logging.getLogger(__name__)
@@ -309,7 +310,7 @@ def plan_source(
 def sync_source(
     source: SourceSettings,
     connector: Connector,
-    client: Any,
+    client: TasksApi,
     store: StateStore,
     *,
     wait: bool | float = False,
@@ -332,7 +333,7 @@ def sync_source(
 def _sync_source(  # noqa: C901
     source: SourceSettings,
     connector: Connector,
-    client: Any,
+    client: TasksApi,
     store: StateStore,
     *,
     pm: Any = None,
@@ -460,7 +461,7 @@ def _sync_source(  # noqa: C901
                 report.messages.append(_state_text(exc, store))
         if not applied.interrupted and not state_broken:
             try:
-                outcomes = run_write_backs(source.name, connector, store, pm)
+                outcomes = run_write_backs(source.name, connector, store, pm, stop=stop)
             except Exception as exc:
                 if not is_state_failure(exc):
                     raise
@@ -499,7 +500,7 @@ def _sync_source(  # noqa: C901
     return report
 
 
-def _rebuild_if_lost(name: str, client: Any, store: StateStore, report: SyncReport) -> bool:
+def _rebuild_if_lost(name: str, client: TasksApi, store: StateStore, report: SyncReport) -> bool:
     """Adopt the source's tasks when the state knows nothing of it (see
     :mod:`fragment_core.sync.rebuild`); ``True`` when that failed and the run must stop."""
     if not state_is_lost(store, name):

@@ -18,12 +18,11 @@ state was lost is adopted as done and not written back (see docs/reliability.md)
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
 
 from fragment_core.state import RecordState, RecordStatus, StateStore
+from fragment_core.sync.ports import TasksApi
 from fragment_core.task import SOURCE_FIELD, RemoteTask, TaskStatus
 
 log = logging.getLogger(__name__)
@@ -32,12 +31,6 @@ log = logging.getLogger(__name__)
 REBUILT = "rebuild"
 #: Records saved per transaction while adopting.
 CHUNK = 500
-
-
-class TaskLister(Protocol):
-    """The part of :class:`fragment_core.tasks_api.TasksClient` a rebuild uses."""
-
-    def list_tasks(self, *, fields: Any = None, page_size: int | None = None) -> Iterable[Any]: ...
 
 
 @dataclass
@@ -70,7 +63,7 @@ def state_is_lost(store: StateStore, source: str) -> bool:
     return not store.write_backs(source)
 
 
-def rebuild_state(source: str, client: TaskLister, store: StateStore) -> Rebuild:
+def rebuild_state(source: str, client: TasksApi, store: StateStore) -> Rebuild:
     """Adopt every task of ``source`` listed by the Tasks API into the state store.
 
     The whole listing is read before anything is written, and the completion high-water
