@@ -12,7 +12,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 
@@ -98,3 +100,12 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
         if run_as:
             shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def api(sandbox: Any) -> Iterator[httpx.Client]:
+    """An httpx client of the sandbox's Tasks API, signed with its token."""
+    with httpx.Client(
+        base_url=sandbox.url, headers={"Authorization": f"Bearer {sandbox.token}"}, timeout=10
+    ) as client:
+        yield client

@@ -12,14 +12,6 @@ import pytest
 from fragment_core.sandbox import run_sandbox
 
 
-@pytest.fixture
-def api(sandbox):
-    with httpx.Client(
-        base_url=sandbox.url, headers={"Authorization": f"Bearer {sandbox.token}"}, timeout=10
-    ) as client:
-        yield client
-
-
 def _put(api, uid, body):
     response = api.put(f"/tasks/{uid}", json=body)
     assert response.status_code == 200, response.text

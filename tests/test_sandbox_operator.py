@@ -17,14 +17,6 @@ from fragment_core.sandbox.runner import OPERATOR_TOKEN_ENV, TOKEN_ENV
 
 
 @pytest.fixture
-def api(sandbox):
-    with httpx.Client(
-        base_url=sandbox.url, headers={"Authorization": f"Bearer {sandbox.token}"}, timeout=10
-    ) as client:
-        yield client
-
-
-@pytest.fixture
 def uid(api):
     uid = uuid.uuid4()
     api.put(f"/tasks/{uid}", json={"fields": {"title": "Review Ada"}}).raise_for_status()
