@@ -102,6 +102,8 @@ def test_api_reference_documents_each_public_module(site: Path, module: str) -> 
     html = (site / page / "index.html").read_text()
     missing = [n for n in [module, *(f"{module}.{n}" for n in names)] if f'id="{n}"' not in html]
     assert missing == [], f"{page}.md does not render {missing}"
+    roles = re.findall(r":(?:class|func|meth|attr|data|exc|mod|obj|const):", html)
+    assert roles == [], f"{page}.md shows raw Sphinx roles"
     nav = (ROOT / "mkdocs.yml").read_text()
     assert f"{page}.md" in nav
 
