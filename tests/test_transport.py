@@ -238,7 +238,7 @@ def test_transport_request_options_accept_translate_and_unreachable(servers: Any
         def refused(response: httpx.Response) -> Any:
             return ConfigurationError(f"check options.path (HTTP {response.status_code})")
 
-        with pytest.raises(ConfigurationError, match="check options.path"):
+        with pytest.raises(ConfigurationError, match="check options"):
             t.request("GET", "/tickets", translate_error=refused)
         assert t.requests_made == 2
     with socket.socket() as closed:  # bound, never listening: connections are refused
