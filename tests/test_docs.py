@@ -47,7 +47,30 @@ def undocumented(names: list[str], text: str) -> list[str]:
     return [n for n in names if not re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", text)]
 
 
-def test_mkdocs_builds_strictly(tmp_path: Path) -> None:
+# Each public module and the API reference page that documents it, with names its page
+# must render (mkdocstrings gives every documented object an anchor of its dotted path).
+API_PAGES = {
+    "fragment_core.connector": ("reference/connector", ["Connector", "Completion"]),
+    "fragment_core.errors": ("reference/errors", ["FragmentError", "TransientError"]),
+    "fragment_core.task": ("reference/task", ["Task"]),
+    "fragment_core.transport": ("reference/transport", ["Transport", "BearerAuth"]),
+    "fragment_core.paging": ("reference/paging", ["Page", "paginate", "paginate_http"]),
+    "fragment_core.redaction": ("reference/redaction", ["redact", "redact_url"]),
+    "fragment_core.retries": ("reference/retries", ["RetryPolicy", "retry_after_from_headers"]),
+    "fragment_core.tasks_api": ("reference/tasks_api", ["TasksClient"]),
+    "fragment_core.sync.ports": ("reference/sync-ports", ["TasksApi"]),
+    "fragment_core.testing.fakeapi": ("reference/testing", ["FakeAPI"]),
+    "fragment_core.testing.fakevendor": ("reference/testing", ["FakeVendor"]),
+    "fragment_core.testing.contract": ("reference/testing", ["ConnectorContract"]),
+    "fragment_core.testing.pytest_plugin": ("reference/testing", ["fake_api"]),
+    "fragment_core.hookspecs": ("reference/hookspecs", hook_names()),
+}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The docs built once with ``mkdocs build --strict`` (any warning fails the build)."""
+    out = tmp_path_factory.mktemp("docs") / "site"
     result = subprocess.run(
         [
             sys.executable,
@@ -59,14 +82,30 @@ def test_mkdocs_builds_strictly(tmp_path: Path) -> None:
             "-f",
             str(ROOT / "mkdocs.yml"),
             "-d",
-            str(tmp_path / "site"),
+            str(out),
         ],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert (tmp_path / "site" / "writing-a-connector" / "index.html").is_file()
+    return out
+
+
+def test_mkdocs_builds_strictly(site: Path) -> None:
+    assert (site / "writing-a-connector" / "index.html").is_file()
+
+
+@pytest.mark.parametrize("module", sorted(API_PAGES))
+def test_api_reference_documents_each_public_module(site: Path, module: str) -> None:
+    page, names = API_PAGES[module]
+    html = (site / page / "index.html").read_text()
+    missing = [n for n in [module, *(f"{module}.{n}" for n in names)] if f'id="{n}"' not in html]
+    assert missing == [], f"{page}.md does not render {missing}"
+    roles = re.findall(r":(?:class|func|meth|attr|data|exc|mod|obj|const):", html)
+    assert roles == [], f"{page}.md shows raw Sphinx roles"
+    nav = (ROOT / "mkdocs.yml").read_text()
+    assert f"{page}.md" in nav
 
 
 def test_nav_lists_every_page() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -223,6 +224,34 @@ def test_transport_vendor_hooks_translate_errors_and_rate_limits(servers: Any) -
         assert t.get_json("/tickets")["items"][0]["id"] == 1
         assert t.requests_made == 3
     assert waits == [0.05]
+
+
+def test_transport_request_options_accept_translate_and_unreachable(servers: Any) -> None:
+    """Per request: ``accept`` returns a status, ``translate_error`` maps a refusal for this
+    request only, ``translate_exception`` turns a connection error into another class."""
+    home, _, _ = servers
+    home.fail_next(1, status=404)
+    home.fail_next(1, status=404)
+    with Transport(home.base_url, retry=FAST) as t:
+        assert t.request("GET", "/tickets", accept={404}).status_code == 404
+
+        def refused(response: httpx.Response) -> Any:
+            return ConfigurationError(f"check options.path (HTTP {response.status_code})")
+
+        with pytest.raises(ConfigurationError, match="check options"):
+            t.request("GET", "/tickets", translate_error=refused)
+        assert t.requests_made == 2
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        with Transport(f"http://127.0.0.1:{port}", retry=FAST) as t:
+            with pytest.raises(ConfigurationError, match="cannot reach"):
+                t.request(
+                    "GET",
+                    "/tickets",
+                    translate_exception=lambda exc: ConfigurationError(f"cannot reach: {exc}"),
+                )
+            assert t.requests_made == 1  # not retried: no longer a transient error
 
 
 def test_transport_call_runs_an_sdk_call_under_the_retry_policy() -> None:

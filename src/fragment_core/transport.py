@@ -18,7 +18,7 @@ builds an :class:`httpx.Client` for one ``base_url`` that:
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Collection, Generator, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -274,19 +274,25 @@ class Transport:
         """Close the connection pool."""
         self.httpx_client.close()
 
-    def _retrying(self, fn: Callable[[], T]) -> T:
+    def retrying(self, fn: Callable[[], T]) -> T:
+        """Call ``fn`` under this transport's retry policy (transient errors retried)."""
         if self.retry is None:
             return call_with_retries(fn)
         with retry_policy(self.retry):
             return call_with_retries(fn)
 
-    def error_for(self, response: httpx.Response, operation: str = "") -> FragmentError | None:
-        """The error a failed response stands for (``None`` when it succeeded)."""
+    def error_for(
+        self,
+        response: httpx.Response,
+        operation: str = "",
+        translate_error: Callable[[httpx.Response], FragmentError | None] | None = None,
+    ) -> FragmentError | None:
+        """The error a failed response stands for (``None`` when it succeeded);
+        ``translate_error`` is tried before the transport's own and the default mapping."""
         if response.status_code < 400:
             return None
-        if self._translate_error is not None:
-            error = self._translate_error(response)
-            if error is not None:
+        for translate in (translate_error, self._translate_error):
+            if translate is not None and (error := translate(response)) is not None:
                 return error
         what = operation or f"{response.request.method} {response.request.url.path}"
         said = redact(response.text[:300].strip(), self._secrets) if response.content else ""
@@ -312,8 +318,17 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         operation: str = "",
         retry: bool = True,
+        accept: Collection[int] = (),
+        translate_error: Callable[[httpx.Response], FragmentError | None] | None = None,
+        translate_exception: Callable[[httpx.TransportError], FragmentError | None]
+        | None = None,
     ) -> httpx.Response:
-        """Send one request (paced; retried when ``retry``); raise the mapped error."""
+        """Send one request (paced; retried when ``retry``); raise the mapped error.
+
+        Statuses in ``accept`` are returned, not raised. ``translate_error`` maps a failed
+        response for this request only (before the transport's own mapping);
+        ``translate_exception`` may turn a connection error into another error class.
+        """
 
         def send() -> httpx.Response:
             self.pacer.wait()
@@ -323,18 +338,23 @@ class Transport:
                     method, url_or_path, params=params, json=json, headers=headers
                 )
             except httpx.TransportError as exc:
+                translated = translate_exception(exc) if translate_exception else None
+                if translated is not None:
+                    raise translated from None
                 error = transport_error(exc, where=self.where)
                 error.message = redact(error.message, self._secrets)
                 raise type(error)(
                     f"{operation or method + ' ' + url_or_path}: {error.message}",
                     where=self.where,
                 ) from None
-            failure = self.error_for(response, operation)
+            if response.status_code in accept:
+                return response
+            failure = self.error_for(response, operation, translate_error)
             if failure is not None:
                 raise failure
             return response
 
-        return self._retrying(send) if retry else send()
+        return self.retrying(send) if retry else send()
 
     def get_json(self, url_or_path: str, **kwargs: Any) -> Any:
         """``GET`` and decode the JSON answer."""
@@ -367,4 +387,4 @@ class Transport:
                     raise
                 raise error from None
 
-        return self._retrying(once)
+        return self.retrying(once)

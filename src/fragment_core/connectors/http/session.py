@@ -1,6 +1,6 @@
-"""The connector's HTTP layer: one httpx client with the configured auth, a per-source
-rate limit, retries and 429 handling through :mod:`fragment_core.retries`, and error
-messages that name the option to fix and never a secret."""
+"""The connector's HTTP layer: one :class:`~fragment_core.transport.Transport` with the
+configured auth, a per-source rate limit, retries and 429 handling, and error messages
+that name the option to fix and never a secret."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ from fragment_core.connectors.http.config import BearerAuth as HttpBearerAuth
 from fragment_core.errors import (
     AuthenticationError,
     ConfigurationError,
+    FragmentError,
     TransientError,
 )
 from fragment_core.redaction import REDACTED, redact
-from fragment_core.retries import Pacer, call_with_retries, error_for_status, transport_error
+from fragment_core.retries import Pacer
 from fragment_core.task import UnreadableNumber
 from fragment_core.transport import (
     BasicAuth,
@@ -28,20 +29,20 @@ from fragment_core.transport import (
     HeaderAuth,
     OriginAuth,
     QueryAuth,
-    guarded_client,
+    Transport,
     origin_of,
 )
 
 __all__ = ["REDACTED", "HttpSession", "redact"]
 
 class HttpSession:
-    """Sends the connector's requests; ``requests_made`` counts them (retries included)."""
+    """Sends the connector's requests through one :class:`~fragment_core.transport.Transport`
+    (paced by ``rate_limit``, retried by error class); ``requests_made`` counts them
+    (retries included)."""
 
     def __init__(self, config: HttpConfig, *, source: str) -> None:
         self.config = config
         self.where = f"source {source!r}"
-        self.requests_made = 0
-        self._limiter = Pacer(config.rate_limit)
         self._origin = origin_of(config.base_url)
         auth: OriginAuth | None = None
         match config.auth:
@@ -54,17 +55,23 @@ class HttpSession:
             case ApiKeyAuth(key=key, name=name):
                 auth = QueryAuth(name, key.get_secret_value())
         self.secrets: set[str] = set(auth.secrets) if auth is not None else set()
-        self._client = guarded_client(
+        self.transport = Transport(
             config.base_url,
             auth=auth,
             headers=dict(config.headers),
             timeout=config.timeout,
-            where=self.where,
+            pacer=Pacer(config.rate_limit),
+            name=self.where,
         )
+
+    @property
+    def requests_made(self) -> int:
+        """Requests sent so far, retries included."""
+        return self.transport.requests_made
 
     def close(self) -> None:
         """Close the connection pool."""
-        self._client.close()
+        self.transport.close()
 
     def request(
         self,
@@ -97,66 +104,63 @@ class HttpSession:
             url = urlunsplit(parts._replace(query=""))
             params = {**_query_params(parts.query), **(params or {})}
 
+        def unreachable(exc: httpx.TransportError) -> ConfigurationError | None:
+            if not (unreachable_is_config and isinstance(exc, httpx.ConnectError)):
+                return None
+            return ConfigurationError(
+                f"options.base_url: cannot reach {self.config.base_url} "
+                f"({self._redact(str(exc))}); check the host name and port",
+                where=self.where,
+            )
+
         def send() -> tuple[httpx.Response, Any]:
-            self._limiter.wait()
-            self.requests_made += 1
-            try:
-                response = self._client.request(
-                    method, url, params=params, json=body, headers=headers
-                )
-            except httpx.TransportError as exc:
-                if unreachable_is_config and isinstance(exc, httpx.ConnectError):
-                    raise ConfigurationError(
-                        f"options.base_url: cannot reach {self.config.base_url} "
-                        f"({self._redact(str(exc))}); check the host name and port",
-                        where=self.where,
-                    ) from None
-                error = transport_error(exc, where=self.where)
-                raise TransientError(
-                    self._redact(f"{method} {_path(url)}: {error.message}"), where=self.where
-                ) from None
+            response = self.transport.request(
+                method,
+                url,
+                params=params,
+                json=body,
+                headers=headers,
+                retry=False,
+                accept=accept,
+                translate_error=lambda response: self._error_for(response, key),
+                translate_exception=unreachable,
+            )
             if response.status_code in accept:
                 return response, None
-            self._raise_for_status(response, key)
             return response, self._decode(response, key) if decode else None
 
-        if not retries:
-            return send()
-        return call_with_retries(send)
+        return self.transport.retrying(send) if retries else send()
 
     # -- helpers ------------------------------------------------------------------------
     def _redact(self, text: str) -> str:
         return redact(text, self.secrets)
 
-    def _raise_for_status(self, response: httpx.Response, key: str) -> None:
+    def _error_for(self, response: httpx.Response, key: str) -> FragmentError | None:
+        """The error naming the option to fix, for a refused request (``None`` leaves
+        transient failures and 429s to the transport's default mapping)."""
+        status = response.status_code
+        if status in (408, 429) or status >= 500:
+            return None
         request = response.request
         what = f"{request.method} {request.url.path}"
         said = self._redact(response.text[:300].strip()) if response.content else ""
         said = f"; the server said: {said}" if said else ""
-        error = error_for_status(
-            response.status_code, response.headers, f"{what}{said}", where=self.where
-        )
-        if error is None:
-            return
-        status = response.status_code
-        if isinstance(error, AuthenticationError):
-            raise AuthenticationError(
+        if status in (401, 403):
+            return AuthenticationError(
                 f"{what} was refused (HTTP {status}): the API at options.base_url "
                 f"({self.config.base_url}) rejected the credentials of options.auth "
                 f"(type {self.config.auth.type!r}); check the secret and its permissions"
                 f"{said}",
                 where=self.where,
             )
-        if isinstance(error, ConfigurationError):
-            hint = (
-                f"no such path at {self.config.base_url}; check options.base_url and {key}"
-                if status in (404, 405)
-                else f"the request was refused; check {key}"
-            )
-            raise ConfigurationError(
-                f"{what} returned HTTP {status}: {hint}{said}", where=self.where
-            )
-        raise error
+        hint = (
+            f"no such path at {self.config.base_url}; check options.base_url and {key}"
+            if status in (404, 405)
+            else f"the request was refused; check {key}"
+        )
+        return ConfigurationError(
+            f"{what} returned HTTP {status}: {hint}{said}", where=self.where
+        )
 
     def _decode(self, response: httpx.Response, key: str) -> Any:
         if not response.content:
@@ -182,10 +186,6 @@ class HttpSession:
 def _query_params(query: str) -> dict[str, str | list[str]]:
     values = parse_qs(query, keep_blank_values=True)
     return {k: v[0] if len(v) == 1 else v for k, v in values.items()}
-
-
-def _path(url: str) -> str:
-    return urlsplit(url).path or "/"
 
 
 def _int_or_unreadable(text: str) -> int | UnreadableNumber:
