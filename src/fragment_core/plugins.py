@@ -81,6 +81,7 @@ OFFICIAL_CONNECTORS: Mapping[str, str] = {
     "zendesk": "fragment-zendesk",
     "intercom": "fragment-intercom",
     "complyadvantage": "fragment-complyadvantage",
+    "complyadvantage-mesh": "fragment-complyadvantage",
 }
 _CORE_DISTRIBUTION = "fragment-core"
 _HOOK_PREFIX = "fragment_"

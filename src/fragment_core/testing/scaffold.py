@@ -19,6 +19,24 @@ import click
 __all__ = ["ConnectorNames", "create_connector_package", "new_connector_command"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
+#: Connectors fragment-core ships itself (``fragment_core.connectors``).
+BUILTIN_CONNECTORS: tuple[str, ...] = ("file", "http")
+
+
+def _taken(name: str) -> str | None:
+    """Why ``name`` may not be used for a new connector, or ``None`` when it is free."""
+    from fragment_core.plugins import OFFICIAL_CONNECTORS
+
+    key = name.replace("_", "-")
+    if key in BUILTIN_CONNECTORS:
+        return f"connector name {name!r} is taken: it is a built-in connector of fragment-core"
+    if key in OFFICIAL_CONNECTORS:
+        return (
+            f"connector name {name!r} is taken: it is an official connector "
+            f"(pip install {OFFICIAL_CONNECTORS[key]}); choose another name, e.g. "
+            f"'{key}-custom'"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -35,6 +53,9 @@ class ConnectorNames:
                 f"connector name {name!r} is not valid: use lowercase letters, digits and "
                 "single '-' or '_' (starting with a letter), e.g. 'acme-tickets'"
             )
+        reason = _taken(name)
+        if reason is not None:
+            raise ValueError(reason)
         return cls(name)
 
     @property
@@ -123,7 +144,7 @@ def new_connector_command(name: str, path: Path | None) -> None:
     except (ValueError, FileExistsError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Created {names.dist} in {target} ({len(files)} files).")
-    click.echo("Next steps:")
-    click.echo(f"  pip install -e {target}")
-    click.echo(f"  pytest {target / 'tests'}")
+    click.echo("Next steps (in the virtualenv you run fragment from):")
+    click.echo(f'  pip install -e "{target}[test]"')
+    click.echo(f"  python -m pytest {target / 'tests'}")
     click.echo(f"  edit {target / 'src' / names.module / 'connector.py'} for your API")
