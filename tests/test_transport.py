@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import logging
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 
 from fragment_core.connectors.http import HttpConnector
 from fragment_core.errors import AuthenticationError, ConfigurationError, TransientError
-from fragment_core.retries import RetryPolicy
+from fragment_core.retries import RateBudget, RetryPolicy
 from fragment_core.testing import FakeAPI, FakeRequest, FakeResponse
 from fragment_core.transport import (
     BasicAuth,
@@ -252,6 +253,24 @@ def test_transport_request_options_accept_translate_and_unreachable(servers: Any
                     translate_exception=lambda exc: ConfigurationError(f"cannot reach: {exc}"),
                 )
             assert t.requests_made == 1  # not retried: no longer a transient error
+
+
+def test_transport_rate_budget_counts_a_place_from_the_answer(servers: Any) -> None:
+    """With a RateBudget as pacer, a request's place starts when its answer arrives: the
+    next request waits a whole period after a slow answer, not after the send."""
+    home, _, _ = servers
+
+    @home.route("GET", "/slow")
+    def slow(req: FakeRequest) -> Any:
+        time.sleep(0.3)
+        return {"ok": True}
+
+    with Transport(home.base_url, retry=FAST, pacer=RateBudget(1, period=0.3)) as t:
+        t.request("GET", "/slow")
+        answered = time.monotonic()
+        t.request("GET", "/tickets")
+        assert time.monotonic() - answered >= 0.28
+        assert t.requests_made == 2
 
 
 def test_transport_call_runs_an_sdk_call_under_the_retry_policy() -> None:
