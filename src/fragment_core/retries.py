@@ -18,6 +18,7 @@ jitter (through stamina), waiting exactly the hinted time for :class:`RateLimite
 from __future__ import annotations
 
 import email.utils
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -208,6 +209,12 @@ class Pacer:
         """A pacer allowing ``rate`` calls a second."""
         return cls(rate * 60 if rate else None)
 
+    @contextmanager
+    def place(self) -> Iterator[None]:
+        """Wait for the next slot, then run the request made inside."""
+        self.wait()
+        yield
+
     def wait(self) -> None:
         """Block until the next call may go."""
         if not self.interval:
@@ -218,3 +225,52 @@ class Pacer:
             self._next = slot + self.interval
         if slot > now:
             time.sleep(slot - now)
+
+
+class RateBudget:
+    """At most ``limit`` requests in any ``period`` seconds, shared by all threads.
+
+    A request's place in the window starts when its answer arrives (:meth:`settle`), not
+    when it was sent: the server counted it somewhere in between, and requests in flight
+    are not all equally late, so counting from the send could overrun the server's
+    window now and then (a 429) when the budget equals the server's.
+    """
+
+    #: How often a caller re-checks a budget whose every place is held by a request in flight.
+    POLL = 0.01
+
+    def __init__(self, limit: int, period: float = 60.0) -> None:
+        if limit < 1:
+            raise ValueError("a rate budget needs a limit of at least 1 request")
+        self.limit = limit
+        self.period = period
+        self._slots: list[list[float]] = []  # [start]; inf while the request is in flight
+        self._lock = threading.Lock()
+
+    def acquire(self) -> list[float]:
+        """Block until one more request fits in the budget, count it, and return its place
+        (give it to :meth:`settle` once the request is answered or failed)."""
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                self._slots = [s for s in self._slots if s[0] > now - self.period]
+                if len(self._slots) < self.limit:
+                    slot = [math.inf]
+                    self._slots.append(slot)
+                    return slot
+                oldest = min(s[0] for s in self._slots)
+            time.sleep(self.POLL if oldest == math.inf else oldest + self.period - now)
+
+    def settle(self, slot: list[float]) -> None:
+        """The request of ``slot`` is over: its place in the window starts now."""
+        with self._lock:
+            slot[0] = time.monotonic()
+
+    @contextmanager
+    def place(self) -> Iterator[None]:
+        """Hold a place for the request made inside (settled when it ends, however)."""
+        slot = self.acquire()
+        try:
+            yield
+        finally:
+            self.settle(slot)

@@ -1,7 +1,8 @@
 """Client of the Fragment Tasks API (the real one, or the local sandbox).
 
 * httpx underneath; ``Authorization: Bearer <token>``, ``User-Agent: fragment-core/<version>``.
-* Transient failures (connection errors, timeouts, 5xx, 429) are retried through stamina,
+* Requests go through :class:`~fragment_core.transport.Transport`: transient failures
+  (connection errors, timeouts, 5xx, 429) are retried by its one retry loop,
   waiting exactly what a ``Retry-After`` asks. Other 4xx raise :class:`TasksApiError`
   (401/403 raise :class:`~fragment_core.errors.AuthenticationError`) with the server's
   message, never the token.
@@ -14,9 +15,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
-import threading
-import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,14 +22,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import stamina
 from pydantic import SecretStr
 
 from fragment_core import __version__
 from fragment_core.errors import ConfigurationError, FragmentError
 from fragment_core.redaction import redact, register_secrets
-from fragment_core.retries import backoff_hook, error_for_status, transport_error
+from fragment_core.retries import RateBudget, RetryPolicy, error_for_status, transport_error
 from fragment_core.task import RemoteTask, Task, TaskBody, TaskStatus, normalize_value
+from fragment_core.transport import BearerAuth, Transport
 
 USER_AGENT = f"fragment-core/{__version__}"
 
@@ -81,46 +79,6 @@ class BatchResult:
     def items(self) -> list[RemoteTask]:
         """The items written, as the API answered them."""
         return [RemoteTask.model_validate(item) for item in self.raw_items]
-
-
-class RateBudget:
-    """At most ``limit`` requests in any ``period`` seconds, shared by all threads.
-
-    A request's place in the window starts when its answer arrives (:meth:`settle`), not
-    when it was sent: the server counted it somewhere in between, and requests in flight
-    are not all equally late, so counting from the send could overrun the server's
-    window now and then (a 429) when the budget equals the server's.
-    """
-
-    #: How often a caller re-checks a budget whose every place is held by a request in flight.
-    POLL = 0.01
-
-    def __init__(self, limit: int, period: float = 60.0) -> None:
-        if limit < 1:
-            raise ValueError("a rate budget needs a limit of at least 1 request")
-        self.limit = limit
-        self.period = period
-        self._slots: list[list[float]] = []  # [start]; inf while the request is in flight
-        self._lock = threading.Lock()
-
-    def acquire(self) -> list[float]:
-        """Block until one more request fits in the budget, count it, and return its place
-        (give it to :meth:`settle` once the request is answered or failed)."""
-        while True:
-            with self._lock:
-                now = time.monotonic()
-                self._slots = [s for s in self._slots if s[0] > now - self.period]
-                if len(self._slots) < self.limit:
-                    slot = [math.inf]
-                    self._slots.append(slot)
-                    return slot
-                oldest = min(s[0] for s in self._slots)
-            time.sleep(self.POLL if oldest == math.inf else oldest + self.period - now)
-
-    def settle(self, slot: list[float]) -> None:
-        """The request of ``slot`` is over: its place in the window starts now."""
-        with self._lock:
-            slot[0] = time.monotonic()
 
 
 class _JSONBytes(bytes):
@@ -199,22 +157,19 @@ class TasksClient:
         register_secrets((self._token.get_secret_value(),))
         self.batch_size = batch_size
         self.budget = RateBudget(rate_limit, rate_period) if rate_limit else None
-        self.requests_made = 0
-        self._count_lock = threading.Lock()
-        self._retry = {
-            "attempts": retry_attempts,
-            "timeout": retry_timeout,
-            "wait_initial": retry_wait_initial,
-            "wait_max": retry_wait_max,
-        }
-        self._http = httpx.Client(
-            base_url=self.url,
+        self.transport = Transport(
+            self.url,
+            auth=BearerAuth(self._token.get_secret_value()),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             timeout=timeout,
-            headers={
-                "Authorization": f"Bearer {self._token.get_secret_value()}",
-                "User-Agent": USER_AGENT,
-                "Accept": "application/json",
-            },
+            retry=RetryPolicy(
+                attempts=retry_attempts,
+                timeout=retry_timeout,
+                wait_initial=retry_wait_initial,
+                wait_max=retry_wait_max,
+            ),
+            pacer=self.budget,
+            name="Tasks API",
         )
 
     @classmethod
@@ -239,7 +194,12 @@ class TasksClient:
 
     def close(self) -> None:
         """Close the connection pool."""
-        self._http.close()
+        self.transport.close()
+
+    @property
+    def requests_made(self) -> int:
+        """Requests sent so far, retries included."""
+        return self.transport.requests_made
 
     # -- transport -----------------------------------------------------------------------
 
@@ -250,23 +210,20 @@ class TasksClient:
         self, method: str, path: str, body: Any, params: Mapping[str, Any] | None
     ) -> httpx.Response:
         where = f"Tasks API {method} {path}"
-        slot = self.budget.acquire() if self.budget is not None else None
-        with self._count_lock:
-            self.requests_made += 1
-        try:
-            if isinstance(body, _JSONBytes):
-                response = self._http.request(
-                    method, path, content=body, params=params, headers=_JSON_HEADERS
-                )
-            else:
-                response = self._http.request(method, path, json=body, params=params)
-        except httpx.TransportError as exc:
-            raise transport_error(exc, where=where) from None
-        finally:
-            if slot is not None:
-                self.budget.settle(slot)  # type: ignore[union-attr]
-        if response.status_code < 400:
-            return response
+        raw = isinstance(body, _JSONBytes)
+        return self.transport.request(
+            method,
+            path,
+            params=params,
+            json=None if raw else body,
+            content=body if raw else None,
+            headers=_JSON_HEADERS if raw else None,
+            retry=False,
+            translate_error=lambda response: self._error_for(response, where),
+            translate_exception=lambda exc: transport_error(exc, where=where),
+        )
+
+    def _error_for(self, response: httpx.Response, where: str) -> FragmentError:
         message = self._redact(_server_message(response))
         status = response.status_code
         error: FragmentError | None
@@ -276,7 +233,24 @@ class TasksClient:
             kind = TaskNotFoundError if status == 404 else TasksApiError
             error = kind(f"HTTP {status}: {message}", status=status, detail=message, where=where)
         assert error is not None
-        raise error
+        return error
+
+    def _retrying(
+        self, method: str, path: str, body: Any, params: Any
+    ) -> tuple[httpx.Response, int]:
+        """Send with retries; return the answer and the attempts it took."""
+        attempts = 0
+
+        def once() -> httpx.Response:
+            nonlocal attempts
+            attempts += 1
+            return self._send_once(method, path, body, params)
+
+        try:
+            return self.transport.retrying(once), attempts
+        except TasksApiError as exc:
+            exc.attempts = attempts
+            raise
 
     def _request(
         self,
@@ -287,15 +261,7 @@ class TasksClient:
         params: Mapping[str, Any] | None = None,
     ) -> Any:
         """Send with retries and return the decoded JSON body."""
-        attempts = 0
-        try:
-            for attempt in stamina.retry_context(on=backoff_hook, **self._retry):
-                with attempt:
-                    attempts += 1
-                    response = self._send_once(method, path, body, params)
-        except TasksApiError as exc:
-            exc.attempts = attempts
-            raise
+        response, _ = self._retrying(method, path, body, params)
         try:
             return response.json()
         except ValueError as exc:
@@ -477,12 +443,7 @@ class TasksClient:
             )
 
     def _request_batch(self, method: str, chunk: Sequence[dict[str, Any] | bytes]) -> Any:
-        attempts = 0
-        body = _items_json(chunk)
-        for attempt in stamina.retry_context(on=backoff_hook, **self._retry):
-            with attempt:
-                attempts += 1
-                response = self._send_once(method, "/tasks/batch", body, None)
+        response, attempts = self._retrying(method, "/tasks/batch", _items_json(chunk), None)
         try:
             answer = response.json()
         except ValueError:

@@ -18,6 +18,7 @@ builds an :class:`httpx.Client` for one ``base_url`` that:
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import Callable, Collection, Generator, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -28,6 +29,7 @@ from fragment_core.errors import ConfigurationError, FragmentError, RateLimitedE
 from fragment_core.redaction import redact, redact_url, register_secrets
 from fragment_core.retries import (
     Pacer,
+    RateBudget,
     RetryPolicy,
     call_with_retries,
     error_for_status,
@@ -243,7 +245,7 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
-        pacer: Pacer | None = None,
+        pacer: Pacer | RateBudget | None = None,
         rate_limit_hook: Callable[[httpx.Response], float | None] | None = None,
         translate_error: Callable[[httpx.Response], FragmentError | None] | None = None,
         name: str = "",
@@ -252,8 +254,9 @@ class Transport:
         self.name = name
         self.where = name or origin_of(base_url)
         self.retry = retry
-        self.pacer = pacer or Pacer(None)
+        self.pacer: Pacer | RateBudget = pacer or Pacer(None)
         self.requests_made = 0
+        self._count_lock = threading.Lock()
         self._rate_limit_hook = rate_limit_hook
         self._translate_error = translate_error
         self._secrets = auth.secrets if auth is not None else ()
@@ -315,6 +318,7 @@ class Transport:
         *,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
+        content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         operation: str = "",
         retry: bool = True,
@@ -331,12 +335,18 @@ class Transport:
         """
 
         def send() -> httpx.Response:
-            self.pacer.wait()
-            self.requests_made += 1
+            with self._count_lock:
+                self.requests_made += 1
             try:
-                response = self.httpx_client.request(
-                    method, url_or_path, params=params, json=json, headers=headers
-                )
+                with self.pacer.place():
+                    response = self.httpx_client.request(
+                        method,
+                        url_or_path,
+                        params=params,
+                        json=json,
+                        content=content,
+                        headers=headers,
+                    )
             except httpx.TransportError as exc:
                 translated = translate_exception(exc) if translate_exception else None
                 if translated is not None:
@@ -376,9 +386,9 @@ class Transport:
         maps the SDK's exceptions to our error classes (retried when transient)."""
 
         def once() -> T:
-            self.pacer.wait()
             try:
-                return fn(*args, **kwargs)
+                with self.pacer.place():
+                    return fn(*args, **kwargs)
             except FragmentError:
                 raise
             except Exception as exc:
