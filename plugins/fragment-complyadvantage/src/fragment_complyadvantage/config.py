@@ -74,9 +74,9 @@ class SearchesConfig(ConnectorConfig):
         "not confirmed in ComplyAdvantage's docs, so off by default.",
     )
     outcome_field: str = Field(
-        default="match_status",
-        description="Key of the operator's completion form whose value gives the new "
-        "match_status.",
+        default="outcome",
+        description="Key of the task's form data (what the operator entered on completing "
+        "it) whose value gives the new match_status.",
     )
     outcome_map: dict[str, str] = Field(
         default_factory=dict,

@@ -7,13 +7,32 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
-from fragment_core.errors import ConfigurationError, FragmentError, TransientError
+from fragment_core.errors import (
+    ConfigurationError,
+    FragmentError,
+    IncompleteFetchError,
+    TransientError,
+)
 from fragment_core.retries import MAX_HINTED_WAIT, Pacer
 from fragment_core.transport import OriginAuth, Transport
+
+T = TypeVar("T")
+
+
+def named(items: Iterator[T], where: str) -> Iterator[T]:
+    """``items``, an incomplete listing's error naming the source (``where``)."""
+    try:
+        yield from items
+    except IncompleteFetchError as exc:
+        if exc.where is not None:
+            raise
+        raise IncompleteFetchError(
+            exc.what, fetched=exc.fetched, total=exc.total, where=where
+        ) from None
 
 
 class NotFoundError(ConfigurationError):

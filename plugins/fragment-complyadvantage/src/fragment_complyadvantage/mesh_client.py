@@ -20,6 +20,7 @@ from fragment_complyadvantage.http import (
     error_message,
     fetch_json,
     make_transport,
+    named,
 )
 from fragment_core.errors import AuthenticationError, ConfigurationError, FragmentError
 from fragment_core.paging import Page, paginate
@@ -173,7 +174,7 @@ class MeshClient:
             more = bool(items) and (fetched < total if total is not None else len(items) >= size)
             return Page(items, number + 1 if more else None, total)
 
-        return paginate(fetch, id_of=identifier_of, what=what)
+        return named(paginate(fetch, id_of=identifier_of, what=what), self.where)
 
     def cases(self, stage_ids: Iterable[str], case_types: Iterable[str] = ()) -> Iterator[Any]:
         """Every case in one of ``stage_ids`` (and of ``case_types``, when given)."""

@@ -20,6 +20,7 @@ from fragment_complyadvantage.http import (
     error_message,
     fetch_json,
     make_transport,
+    named,
 )
 from fragment_core.dotted import MISSING, lookup
 from fragment_core.errors import AuthenticationError, ConfigurationError, FragmentError
@@ -134,7 +135,8 @@ class SearchesClient:
         def fetch(token: object | None) -> Page[Any]:
             return self.list_page(1 if token is None else int(str(token)))
 
-        return paginate(fetch, id_of=search_id_of, what="ComplyAdvantage searches")
+        listing = paginate(fetch, id_of=search_id_of, what="ComplyAdvantage searches")
+        return named(listing, self.where)
 
     def get(self, search_id: str) -> Mapping[str, Any]:
         """One search."""
