@@ -27,6 +27,13 @@ from fragment_core.state.faults import is_state_failure, state_error
 from fragment_core.state.store import utcnow
 from fragment_core.sync.apply import ApplyResult, StreamingApplier
 from fragment_core.sync.completions import detect_completions, run_write_backs
+from fragment_core.sync.destination import (
+    Destination,
+    DestinationMismatchError,
+    bind,
+    check_destination,
+    normalize_url,
+)
 from fragment_core.sync.fingerprint import Fingerprinter, mapping_key
 from fragment_core.sync.known import StoredKnown
 from fragment_core.sync.plan import (
@@ -42,7 +49,8 @@ from fragment_core.sync.plan import (
     plan_sync,
 )
 from fragment_core.sync.ports import TasksApi
-from fragment_core.sync.rebuild import rebuild_state, state_is_lost
+from fragment_core.sync.rebuild import rebuild_source, rebuild_state, state_is_lost
+from fragment_core.sync.verify import Verification, start_verification, verify_due
 
 log = logging.getLogger(__name__)
 
@@ -273,26 +281,29 @@ def plan_source(
     progress: Progress | None = None,
     on_write: Callable[[str, PlannedWrite], None] | None = None,
     on_fingerprint: Callable[[str, str], None] | None = None,
+    verification: Verification | None = None,
 ) -> tuple[Plan, _Fetch]:
     """Fetch and map the source's records and plan against the state. Writes nothing
     itself; ``on_write`` and ``on_fingerprint`` (see :func:`plan_sync`) are told each
     write and record hash as they are planned. ``remap`` maps every record, even those
-    whose fingerprint is unchanged."""
+    whose fingerprint is unchanged. ``verification`` (a verifying run, see
+    :mod:`fragment_core.sync.verify`) makes it a full fetch that maps every record and
+    writes again the tasks that drifted in the Tasks API."""
     progress = progress or NoProgress()
-    mode = choose_mode(source, connector, store, full=full)
+    mode = choose_mode(source, connector, store, full=full or verification is not None)
     state = store.source_state(source.name)
     known = StoredKnown(store, source.name)
     fingerprint = Fingerprinter(connector, mapping_key(source, connector, pm))
     fetch = _Fetch(source, connector, pm, mode, state.cursor, progress, known, fingerprint)
-    fetch.skip = source.skip_unchanged and not remap
+    fetch.skip = source.skip_unchanged and not remap and verification is None
     recent = 0 if force_close else store.closes_since(source.name, utcnow() - source.close.window)
     policy = PlanPolicy(
         close=source.close, reopen=source.reopen, force_close=force_close, recent_closes=recent
     )
     plan = plan_sync(
         source.name,
-        fetch,
-        known,
+        fetch if verification is None else verification.watch(fetch),
+        known if verification is None else verification.known(known),
         complete=lambda: fetch.complete,
         mode=mode,
         policy=policy,
@@ -341,6 +352,8 @@ def _sync_source(  # noqa: C901
     full: bool = False,
     force_close: bool = False,
     remap: bool = False,
+    rebind: bool = False,
+    verify: bool = False,
     batch_size: int = 100,
     stop: threading.Event | None = None,
     progress: Progress | None = None,
@@ -353,7 +366,11 @@ def _sync_source(  # noqa: C901
     API. Raises :class:`~fragment_core.state.faults.StateError` when the state cannot be
     used at all (its file deleted or replaced under a running process).
     ``dry_run`` plans and writes nothing. ``remap`` maps every record, even those whose
-    raw form is unchanged.
+    raw form is unchanged. Raises
+    :class:`~fragment_core.sync.destination.DestinationMismatchError` (nothing ran) when
+    the source's state belongs to another Tasks API, unless ``rebind``: then the state
+    is rebuilt from this one first. ``verify`` makes it a verifying run (see
+    :mod:`fragment_core.sync.verify`), as does the source's ``verify_every``.
     """
     store.verify()
     progress = progress or NoProgress()
@@ -367,8 +384,7 @@ def _sync_source(  # noqa: C901
     requests_before = getattr(client, "requests_made", 0)
     state_broken = False  # the state database failed: stop writing, report what was done
     blocked = False  # the Tasks API cannot be used safely: plan and write nothing
-    if not dry_run:
-        blocked = _rebuild_if_lost(source.name, client, store, report)
+    blocked = _check_state(source.name, client, store, report, dry_run=dry_run, rebind=rebind)
     if not dry_run and not blocked:
         try:
             new = detect_completions(source.name, connector, client, store)
@@ -383,6 +399,24 @@ def _sync_source(  # noqa: C901
                 report.messages.append(_state_text(exc, store))
             else:
                 report.messages.append(f"could not list completed tasks: {_error_text(exc)}")
+
+    verification: Verification | None = None
+    every = getattr(source, "verify_every", None)
+    if not blocked and (verify or (not dry_run and _verify_due(every, store, source.name))):
+        try:
+            verification = start_verification(source.name, client, store, dry_run=dry_run)
+        except AuthenticationError as exc:
+            blocked = True
+            report.messages.append(f"the Tasks API refused the credentials: {_error_text(exc)}")
+        except Exception as exc:
+            blocked = True
+            if is_state_failure(exc):
+                state_broken = True
+                report.messages.append(_state_text(exc, store))
+            else:
+                report.messages.append(
+                    f"could not list the source's tasks to verify them: {_error_text(exc)}"
+                )
 
     # Writes start while the fetch goes on: each full chunk of creates, updates and
     # reopens is sent as soon as it is planned; the rest and the closes after the fetch.
@@ -406,6 +440,7 @@ def _sync_source(  # noqa: C901
                 progress=progress,
                 on_write=applier.on_write if applier is not None else None,
                 on_fingerprint=applier.on_fingerprint if applier is not None else None,
+                verification=verification,
             )
         except Exception as exc:
             if applier is not None:
@@ -426,6 +461,10 @@ def _sync_source(  # noqa: C901
     report.dropped = plan.dropped
     report.withheld_closes = plan.withheld_closes
     report.record_errors.extend(plan.record_errors)
+    if verification is not None and not blocked:
+        report.verified = verification.listed
+        report.recreated, report.rewritten = verification.recreated, verification.rewritten
+        report.messages.append(verification.message())
     report.messages.extend(plan.messages)
 
     failed = not plan.complete
@@ -453,7 +492,7 @@ def _sync_source(  # noqa: C901
             report.messages.append("interrupted: stopped after the chunk in flight; state saved")
         elif not failed:
             try:
-                _commit_source_state(store, source.name, plan)
+                _commit_source_state(store, source.name, plan, verified=verification is not None)
             except Exception as exc:
                 if not is_state_failure(exc):
                     raise
@@ -500,6 +539,76 @@ def _sync_source(  # noqa: C901
     return report
 
 
+def _verify_due(every: Any, store: StateStore, name: str) -> bool:
+    return verify_due(every, store.source_state(name), utcnow())
+
+
+def _check_state(
+    name: str,
+    client: TasksApi,
+    store: StateStore,
+    report: SyncReport,
+    *,
+    dry_run: bool,
+    rebind: bool,
+) -> bool:
+    """Before anything else: rebuild a lost state, and check (or record) which Tasks API
+    the source's state belongs to (see :mod:`fragment_core.sync.destination`). ``True``
+    when the run must stop; raises :class:`DestinationMismatchError` when the state
+    belongs to another Tasks API and ``rebind`` is not set.
+
+    A dry run asks the Tasks API nothing (it never did): it only warns when the url the
+    state was bound to is not the configured one.
+    """
+    if dry_run:
+        recorded = Destination.recorded(store.source_state(name))
+        if recorded is not None and recorded.url != normalize_url(client.url):
+            report.messages.append(
+                f"the state of this source belongs to the Tasks API at {recorded.describe()}, "
+                f"not {normalize_url(client.url)}: a real run is refused unless --rebind"
+            )
+        return False
+    if state_is_lost(store, name):
+        if _rebuild_if_lost(name, client, store, report):
+            return True
+        return _guarded(report, store, lambda: bind(store, name, Destination.of(client)))
+    try:
+        check_destination(name, client, store)
+    except DestinationMismatchError:
+        if not rebind:
+            raise
+        return _guarded(
+            report,
+            store,
+            lambda: report.messages.append(rebuild_source(name, client, store).message()),
+        )
+    except Exception as exc:
+        return _failed_to_ask(report, store, exc)
+    return False
+
+
+def _guarded(report: SyncReport, store: StateStore, action: Callable[[], object]) -> bool:
+    """Run ``action`` (it asks the Tasks API); ``True`` (stop the run) when it failed."""
+    try:
+        action()
+    except Exception as exc:
+        return _failed_to_ask(report, store, exc)
+    return False
+
+
+def _failed_to_ask(report: SyncReport, store: StateStore, exc: Exception) -> bool:
+    """Say why the state could not be checked; ``True``: the run stops."""
+    if is_state_failure(exc):
+        report.messages.append(_state_text(exc, store))
+    elif isinstance(exc, AuthenticationError):
+        report.messages.append(f"the Tasks API refused the credentials: {_error_text(exc)}")
+    else:
+        report.messages.append(
+            f"could not ask the Tasks API which account it serves: {_error_text(exc)}"
+        )
+    return True
+
+
 def _rebuild_if_lost(name: str, client: TasksApi, store: StateStore, report: SyncReport) -> bool:
     """Adopt the source's tasks when the state knows nothing of it (see
     :mod:`fragment_core.sync.rebuild`); ``True`` when that failed and the run must stop."""
@@ -518,10 +627,12 @@ def _rebuild_if_lost(name: str, client: TasksApi, store: StateStore, report: Syn
     return False
 
 
-def _commit_source_state(store: StateStore, name: str, plan: Plan) -> None:
+def _commit_source_state(store: StateStore, name: str, plan: Plan, *, verified: bool) -> None:
     """Cursor and last complete fetch: only after the writes they cover are committed."""
     changes: dict[str, Any] = {}
     if plan.complete:
+        if verified:
+            changes["last_verified"] = utcnow()
         if plan.next_cursor is not None:
             changes["cursor"] = plan.next_cursor
         if plan.mode == FULL:
