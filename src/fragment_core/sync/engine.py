@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from fragment_core.config import SourceSettings
 from fragment_core.connector import Capability, Connector, Record
 from fragment_core.errors import AuthenticationError, BadRecordError, FragmentError
+from fragment_core.logs import source_context
 from fragment_core.plugins import notify_sync_finished, transform_task
 from fragment_core.reports import RecordError, RunOutcome, SyncReport
 from fragment_core.state import StateStore
@@ -323,11 +324,12 @@ def sync_source(
     failed past the TTL and another run took it) stops after the chunk in flight. A dry
     run writes nothing and takes no lease. ``options`` are :func:`_sync_source`'s.
     """
-    if options.get("dry_run"):
-        return _sync_source(source, connector, client, store, **options)
-    stop = options["stop"] = options.get("stop") or threading.Event()
-    with store.lease(source.name, wait=wait, on_lost=stop.set, cancel=stop):
-        return _sync_source(source, connector, client, store, **options)
+    with source_context(source.name):
+        if options.get("dry_run"):
+            return _sync_source(source, connector, client, store, **options)
+        stop = options["stop"] = options.get("stop") or threading.Event()
+        with store.lease(source.name, wait=wait, on_lost=stop.set, cancel=stop):
+            return _sync_source(source, connector, client, store, **options)
 
 
 def _sync_source(  # noqa: C901
@@ -444,6 +446,7 @@ def _sync_source(  # noqa: C901
                 report.messages.append(_state_text(exc, store))
             else:
                 report.messages.append(f"writing to the Tasks API failed: {_error_text(exc)}")
+                log.error("writing to the Tasks API failed: %s", _error_text(exc))
         if applier is not None and (failed or state_broken):
             applied = applier.result  # what reached the Tasks API before the failure
         report.created, report.updated = applied.created, applied.updated
