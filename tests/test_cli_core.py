@@ -178,8 +178,13 @@ def test_connectors_show(invoke: Callable[..., Result]) -> None:
         '[[sources]]\nname = "desk"\nconnector = "desk"\nevery = "5m"\n[sources.options]\n'
         'subdomain = "acme"\ntoken = "${DESK_TOKEN}"\ntags = ["a", "b"]\n'
     )
-    text = invoke("connectors", "show", "desk").output
-    assert "Tickets of a help desk." in text and '"subdomain"' in text
+    text = invoke("connectors", "show", "desk", env={"COLUMNS": "200"}).output
+    assert "Tickets of a help desk." in text
+    rows = [line.split("│")[1:-1] for line in text.splitlines() if line.startswith("│")]
+    assert [[cell.strip() for cell in row] for row in rows] == [
+        ["subdomain", "string", "(required)", ""],
+        ["token", "secret string", "(required)", ""],
+    ]
     assert data["example"] in text
 
 

@@ -208,14 +208,18 @@ def run_write_backs(
     pm: Any = None,
     *,
     stop: threading.Event | None = None,
+    limit: int | None = None,
 ) -> list[WriteBackOutcome]:
-    """Run every due write-back of a source; return their outcomes. Once ``stop`` is set
-    (SIGTERM) no further write-back starts: the rest stay due for the next run."""
+    """Run every due write-back of a source (at most ``limit``); return their outcomes.
+    Once ``stop`` is set (SIGTERM) no further write-back starts: the rest stay due for
+    the next run."""
     if Capability.WRITE_BACK not in connector.capabilities():
         return []
-    outcomes = []
+    outcomes: list[WriteBackOutcome] = []
     for entry in store.due_write_backs(source):
         if stop is not None and stop.is_set():
+            break
+        if limit is not None and len(outcomes) >= limit:
             break
         if store.claim_write_back(entry):  # never two processes calling one write-back
             outcomes.append(run_write_back(entry, connector, store, pm))
