@@ -114,7 +114,8 @@ class _VerifiedKnown:
             return None
         state = self.inner.get(external_id)
         if state is not None and external_id in self.v.drifted:
-            return ("", state[1], state[2], None)  # not what the Tasks API holds: write
+            # not what the Tasks API holds: write it
+            return state._replace(content_hash="", record_hash=None)
         return state
 
     def open_count(self) -> int:
