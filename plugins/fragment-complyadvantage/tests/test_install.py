@@ -31,4 +31,4 @@ def test_wheel_installs_next_to_fragment_core_and_registers_both_connectors(
         assert set(rows[name]["capabilities"]) == {"write_back"}
     shown = run(fragment, "connectors", "show", "complyadvantage-mesh", cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
-    assert "token_refresh_margin" in shown.stdout and "decision_stage" in shown.stdout
+    assert "decision_stage" in shown.stdout and "realm" in shown.stdout
