@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -67,6 +67,12 @@ class SyncReport:
     """The run was told to bypass the blast-radius cap (``--force-close``)."""
     written_back: int = 0
     write_back_failed: int = 0
+    verified: int = 0
+    """A verifying run: the source's tasks listed and compared with the state."""
+    recreated: int = 0
+    """Of ``created``: tasks deleted from the Tasks API by someone else, created again."""
+    rewritten: int = 0
+    """Of ``updated``: tasks someone else changed in the Tasks API, written again."""
     requests: int = 0
     record_errors: list[RecordError] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
@@ -93,6 +99,19 @@ class SyncReport:
             if data[key] is not None:
                 data[key] = data[key].isoformat()
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SyncReport:
+        """The report of :meth:`to_dict` (as stored in the run history)."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        for key in ("started_at", "finished_at"):
+            if values.get(key) is not None:
+                values[key] = datetime.fromisoformat(values[key])
+        values["outcome"] = RunOutcome(values.get("outcome", RunOutcome.OK))
+        values["record_errors"] = [RecordError(**e) for e in values.get("record_errors", [])]
+        values["messages"] = list(values.get("messages", []))
+        return cls(**values)
 
 
 @dataclass

@@ -18,6 +18,8 @@ builds an :class:`httpx.Client` for one ``base_url`` that:
 from __future__ import annotations
 
 import base64
+import contextlib
+import ssl
 import threading
 from collections.abc import Callable, Collection, Generator, Mapping
 from typing import Any, TypeVar
@@ -35,6 +37,9 @@ from fragment_core.retries import (
     error_for_status,
     retry_policy,
     transport_error,
+)
+from fragment_core.retries import (
+    operation as retry_operation,
 )
 
 T = TypeVar("T")
@@ -235,6 +240,7 @@ class Transport:
     return the error for a failed response; otherwise the default mapping applies
     (429 rate limited, 5xx/408 transient, 401/403 authentication, other 4xx configuration).
     Transient and rate-limited errors are retried under ``retry`` (or the policy in force).
+    ``verify``: TLS verification as httpx takes it, or the path of a CA bundle (PEM).
     """
 
     def __init__(
@@ -249,6 +255,7 @@ class Transport:
         rate_limit_hook: Callable[[httpx.Response], float | None] | None = None,
         translate_error: Callable[[httpx.Response], FragmentError | None] | None = None,
         name: str = "",
+        verify: ssl.SSLContext | str | bool = True,
     ) -> None:
         self.base_url = base_url
         self.name = name
@@ -260,8 +267,10 @@ class Transport:
         self._rate_limit_hook = rate_limit_hook
         self._translate_error = translate_error
         self._secrets = auth.secrets if auth is not None else ()
+        if isinstance(verify, str):  # a CA bundle (PEM) for a private CA or a test server
+            verify = ssl.create_default_context(cafile=verify)
         self.httpx_client = guarded_client(
-            base_url, auth=auth, headers=headers, timeout=timeout, where=self.where
+            base_url, auth=auth, headers=headers, timeout=timeout, where=self.where, verify=verify
         )
 
     def __repr__(self) -> str:
@@ -277,11 +286,12 @@ class Transport:
         """Close the connection pool."""
         self.httpx_client.close()
 
-    def retrying(self, fn: Callable[[], T]) -> T:
-        """Call ``fn`` under this transport's retry policy (transient errors retried)."""
-        if self.retry is None:
-            return call_with_retries(fn)
-        with retry_policy(self.retry):
+    def retrying(self, fn: Callable[[], T], operation: str = "") -> T:
+        """Call ``fn`` under this transport's retry policy (transient errors retried);
+        ``operation`` names it in the retry log lines."""
+        with retry_operation(operation or self.where), contextlib.ExitStack() as stack:
+            if self.retry is not None:
+                stack.enter_context(retry_policy(self.retry))
             return call_with_retries(fn)
 
     def error_for(
@@ -300,9 +310,7 @@ class Transport:
         what = operation or f"{response.request.method} {response.request.url.path}"
         said = redact(response.text[:300].strip(), self._secrets) if response.content else ""
         message = f"{what}; the server said: {said}" if said else what
-        error = error_for_status(
-            response.status_code, response.headers, message, where=self.where
-        )
+        error = error_for_status(response.status_code, response.headers, message, where=self.where)
         if (
             isinstance(error, RateLimitedError)
             and self._rate_limit_hook is not None
@@ -324,8 +332,7 @@ class Transport:
         retry: bool = True,
         accept: Collection[int] = (),
         translate_error: Callable[[httpx.Response], FragmentError | None] | None = None,
-        translate_exception: Callable[[httpx.TransportError], FragmentError | None]
-        | None = None,
+        translate_exception: Callable[[httpx.TransportError], FragmentError | None] | None = None,
     ) -> httpx.Response:
         """Send one request (paced; retried when ``retry``); raise the mapped error.
 
@@ -364,7 +371,8 @@ class Transport:
                 raise failure
             return response
 
-        return self.retrying(send) if retry else send()
+        what = operation or f"{method} {url_or_path}"
+        return self.retrying(send, what) if retry else send()
 
     def get_json(self, url_or_path: str, **kwargs: Any) -> Any:
         """``GET`` and decode the JSON answer."""
@@ -397,4 +405,4 @@ class Transport:
                     raise
                 raise error from None
 
-        return self.retrying(once)
+        return self.retrying(once, operation or getattr(fn, "__qualname__", ""))

@@ -26,6 +26,9 @@ EXIT_CODES: dict[RunOutcome, int] = {
 #: Exit code of a run refused because another run holds the source's lease.
 EXIT_BUSY = 5
 
+#: Exit code of a run refused because the source's state belongs to another Tasks API.
+EXIT_OTHER_DESTINATION = 6
+
 _STYLE = {
     RunOutcome.OK: "green",
     RunOutcome.DRY_RUN: "cyan",
@@ -119,7 +122,9 @@ def print_status(console: Console, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         run = row.get("last_run") or {}
         outcome = run.get("outcome", "never ran")
-        style = _STYLE.get(RunOutcome(outcome), "white") if run else "dim"
+        style = _STYLE.get(outcome, "white") if run else "dim"
+        if run.get("fleet"):
+            outcome += " (fleet)"
         counts = (
             f"+{run['created']} ~{run['updated']} -{run['closed']} ^{run['reopened']} "
             f"={run['unchanged']} x{run['failed_records']}"
@@ -132,7 +137,7 @@ def print_status(console: Console, rows: list[dict[str, Any]]) -> None:
             wb_text = f"[red]{wb_text}[/]"
         table.add_row(
             escape(row["source"]),
-            _ago(run.get("finished_at"), now),
+            _ago(run.get("finished_at") or run.get("started_at"), now),
             f"[{style}]{outcome}[/]",
             counts,
             _ago(row.get("last_complete_fetch"), now),

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from fragment_core.config import SourceSettings
 from fragment_core.connector import Capability, Connector, Record
 from fragment_core.errors import AuthenticationError, BadRecordError, FragmentError
+from fragment_core.logs import source_context
 from fragment_core.plugins import notify_sync_finished, transform_task
 from fragment_core.reports import RecordError, RunOutcome, SyncReport
 from fragment_core.state import StateStore
@@ -27,6 +28,13 @@ from fragment_core.state.faults import is_state_failure, state_error
 from fragment_core.state.store import utcnow
 from fragment_core.sync.apply import ApplyResult, StreamingApplier
 from fragment_core.sync.completions import detect_completions, run_write_backs
+from fragment_core.sync.destination import (
+    Destination,
+    DestinationMismatchError,
+    bind,
+    check_destination,
+    normalize_url,
+)
 from fragment_core.sync.fingerprint import Fingerprinter, mapping_key
 from fragment_core.sync.known import StoredKnown
 from fragment_core.sync.plan import (
@@ -36,13 +44,14 @@ from fragment_core.sync.plan import (
     MappedRecord,
     Plan,
     PlannedWrite,
+    Planner,
     PlanPolicy,
     Unchanged,
     map_task,
-    plan_sync,
 )
 from fragment_core.sync.ports import TasksApi
-from fragment_core.sync.rebuild import rebuild_state, state_is_lost
+from fragment_core.sync.rebuild import rebuild_source, rebuild_state, state_is_lost
+from fragment_core.sync.verify import Verification, start_verification, verify_due
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +84,9 @@ CHUNK = 500
 
 
 @dataclass
-class _Fetch:
-    """A streamed fetch: yields mapped records, remembers whether it ran to its end.
+class Fetch:
+    """A streamed fetch: yields mapped records (or :meth:`chunks` of them), remembers
+    whether it ran to its end.
 
     Records are read a chunk at a time; each chunk's state is loaded in one query, and a
     record whose fingerprint is the one stored is yielded as :class:`Unchanged` without
@@ -100,6 +110,13 @@ class _Fetch:
     """Whether any plugin implements ``fragment_transform_task`` (found once per fetch)."""
 
     def __iter__(self) -> Iterator[MappedRecord | Unchanged]:
+        for chunk in self.chunks():
+            yield from chunk
+
+    def chunks(self) -> Iterator[list[MappedRecord | Unchanged]]:
+        """The fetch, a chunk of :data:`CHUNK` records at a time, mapped (or recognised
+        unchanged). A failure of the fetch ends it: :attr:`error` says why and
+        :attr:`complete` stays ``False``."""
         connector = self.connector
         self._transforms = self.pm is not None and bool(
             self.pm.hook.fragment_transform_task.get_hookimpls()
@@ -111,7 +128,8 @@ class _Fetch:
                 records = iter(connector.fetch_backlog())
             while chunk := list(islice(records, CHUNK)):
                 self.count += len(chunk)
-                yield from self._chunk(chunk)
+                mapped = list(self._chunk(chunk))
+                yield mapped
                 self.progress.fetched(self.count)
         except Exception as exc:
             self.error = _error_text(exc)
@@ -202,6 +220,8 @@ class _Fetch:
         return MappedRecord(error.record_id, error=error, cursor=cursor)
 
 
+_Fetch = Fetch  # the name before the planner was split into phases
+
 #: Statuses of a record that may be skipped when its fingerprint is unchanged (a task
 #: the sync closed, or is closing or reopening, must be written again when it is back).
 SKIPPABLE = (OPEN, DONE)
@@ -273,27 +293,28 @@ def plan_source(
     progress: Progress | None = None,
     on_write: Callable[[str, PlannedWrite], None] | None = None,
     on_fingerprint: Callable[[str, str], None] | None = None,
-) -> tuple[Plan, _Fetch]:
+    verification: Verification | None = None,
+) -> tuple[Plan, Fetch]:
     """Fetch and map the source's records and plan against the state. Writes nothing
     itself; ``on_write`` and ``on_fingerprint`` (see :func:`plan_sync`) are told each
     write and record hash as they are planned. ``remap`` maps every record, even those
-    whose fingerprint is unchanged."""
+    whose fingerprint is unchanged. ``verification`` (a verifying run, see
+    :mod:`fragment_core.sync.verify`) makes it a full fetch that maps every record and
+    writes again the tasks that drifted in the Tasks API."""
     progress = progress or NoProgress()
-    mode = choose_mode(source, connector, store, full=full)
+    mode = choose_mode(source, connector, store, full=full or verification is not None)
     state = store.source_state(source.name)
     known = StoredKnown(store, source.name)
     fingerprint = Fingerprinter(connector, mapping_key(source, connector, pm))
-    fetch = _Fetch(source, connector, pm, mode, state.cursor, progress, known, fingerprint)
-    fetch.skip = source.skip_unchanged and not remap
+    fetch = Fetch(source, connector, pm, mode, state.cursor, progress, known, fingerprint)
+    fetch.skip = source.skip_unchanged and not remap and verification is None
     recent = 0 if force_close else store.closes_since(source.name, utcnow() - source.close.window)
     policy = PlanPolicy(
         close=source.close, reopen=source.reopen, force_close=force_close, recent_closes=recent
     )
-    plan = plan_sync(
+    planner = Planner(
         source.name,
-        fetch,
-        known,
-        complete=lambda: fetch.complete,
+        known if verification is None else verification.known(known),
         mode=mode,
         policy=policy,
         previous_cursor=state.cursor,
@@ -301,6 +322,9 @@ def plan_source(
         on_write=on_write,
         on_fingerprint=on_fingerprint,
     )
+    for chunk in fetch.chunks():
+        planner.feed(chunk if verification is None else verification.watch(chunk))
+    plan = planner.finish(fetch.complete)
     if fetch.error:
         plan.messages.insert(0, f"fetch failed: {fetch.error}")
     progress.planned(plan)
@@ -323,14 +347,15 @@ def sync_source(
     failed past the TTL and another run took it) stops after the chunk in flight. A dry
     run writes nothing and takes no lease. ``options`` are :func:`_sync_source`'s.
     """
-    if options.get("dry_run"):
-        return _sync_source(source, connector, client, store, **options)
-    stop = options["stop"] = options.get("stop") or threading.Event()
-    with store.lease(source.name, wait=wait, on_lost=stop.set, cancel=stop):
-        return _sync_source(source, connector, client, store, **options)
+    with source_context(source.name):
+        if options.get("dry_run"):
+            return _sync_source(source, connector, client, store, **options)
+        stop = options["stop"] = options.get("stop") or threading.Event()
+        with store.lease(source.name, wait=wait, on_lost=stop.set, cancel=stop):
+            return _sync_source(source, connector, client, store, **options)
 
 
-def _sync_source(  # noqa: C901
+def _sync_source(
     source: SourceSettings,
     connector: Connector,
     client: TasksApi,
@@ -341,11 +366,19 @@ def _sync_source(  # noqa: C901
     full: bool = False,
     force_close: bool = False,
     remap: bool = False,
+    rebind: bool = False,
+    verify: bool = False,
     batch_size: int = 100,
     stop: threading.Event | None = None,
     progress: Progress | None = None,
 ) -> SyncReport:
     """Run one sync of ``source`` and return its report (stored in the run history).
+
+    The phases, in order: :func:`start_run` (verify the state, rebuild it if lost, record
+    operator completions), :func:`fetch_and_apply` (fetch, plan and write chunk by chunk,
+    then the closes and the cursor), :func:`write_back` (the due write-backs) and
+    :func:`finish_run` (outcome, run history, hooks). Fleet mode calls the same phases
+    from Temporal activities.
 
     Never raises for a failure of the source or the Tasks API: the report's ``outcome``
     says how the run ended and ``messages`` why. A failure of the state database part-way
@@ -353,10 +386,106 @@ def _sync_source(  # noqa: C901
     API. Raises :class:`~fragment_core.state.faults.StateError` when the state cannot be
     used at all (its file deleted or replaced under a running process).
     ``dry_run`` plans and writes nothing. ``remap`` maps every record, even those whose
-    raw form is unchanged.
+    raw form is unchanged. Raises
+    :class:`~fragment_core.sync.destination.DestinationMismatchError` (nothing ran) when
+    the source's state belongs to another Tasks API, unless ``rebind``: then the state
+    is rebuilt from this one first. ``verify`` makes it a verifying run (see
+    :mod:`fragment_core.sync.verify`), as does the source's ``verify_every``.
     """
+    run = start_run(
+        source,
+        connector,
+        client,
+        store,
+        pm=pm,
+        dry_run=dry_run,
+        force_close=force_close,
+        rebind=rebind,
+    )
+    fetch_and_apply(
+        run,
+        full=full,
+        force_close=force_close,
+        remap=remap,
+        verify=verify,
+        batch_size=batch_size,
+        stop=stop,
+        progress=progress,
+    )
+    write_back(run, stop=stop)
+    return finish_run(run)
+
+
+@dataclass
+class SyncRun:
+    """One run of one source between its phases: the report being built and what the
+    phases learned. Small (counts, flags, messages): fleet mode keeps it in the state
+    store between activities (:meth:`snapshot` / :meth:`restore`)."""
+
+    source: SourceSettings
+    connector: Connector
+    client: TasksApi
+    store: StateStore
+    report: SyncReport
+    pm: Any = None
+    blocked: bool = False
+    """The Tasks API cannot be used safely: plan and write nothing."""
+    state_broken: bool = False
+    """The state database failed: stop writing, report what was done."""
+    failed: bool = False
+    capped: bool = False
+    interrupted: bool = False
+    fetched_done: bool = False
+    """:func:`fetch_and_apply` ran (a fleet retry of a later phase does not repeat it)."""
+
+    @property
+    def dry_run(self) -> bool:
+        """Whether this run writes nothing."""
+        return self.report.dry_run
+
+    def _count_requests(self, before: int) -> None:
+        self.report.requests += getattr(self.client, "requests_made", 0) - before
+
+    def snapshot(self) -> dict[str, Any]:
+        """What :meth:`restore` needs, JSON-ready (no record, no secret)."""
+        flags = ("blocked", "state_broken", "failed", "capped", "interrupted", "fetched_done")
+        return {"report": self.report.to_dict(), **{f: getattr(self, f) for f in flags}}
+
+    @classmethod
+    def restore(
+        cls,
+        data: dict[str, Any],
+        source: SourceSettings,
+        connector: Connector,
+        client: TasksApi,
+        store: StateStore,
+        pm: Any = None,
+    ) -> SyncRun:
+        """A run from its :meth:`snapshot`, with live collaborators."""
+        flags = {k: bool(v) for k, v in data.items() if k != "report"}
+        report = SyncReport.from_dict(data["report"])
+        return cls(source, connector, client, store, report, pm=pm, **flags)
+
+
+def start_run(
+    source: SourceSettings,
+    connector: Connector,
+    client: TasksApi,
+    store: StateStore,
+    *,
+    pm: Any = None,
+    dry_run: bool = False,
+    force_close: bool = False,
+    rebind: bool = False,
+) -> SyncRun:
+    """The first phase: verify the state, adopt the source's tasks when the state lost
+    them, check (or record) the Tasks API the state belongs to, and record the operator
+    completions (their write-back intents) since the last run. A dry run only verifies.
+
+    Raises :class:`~fragment_core.sync.destination.DestinationMismatchError` when the
+    source's state belongs to another Tasks API (nothing ran), unless ``rebind``: then
+    the state is rebuilt from the configured one (see :func:`_check_state`)."""
     store.verify()
-    progress = progress or NoProgress()
     report = SyncReport(
         source=source.name,
         connector=connector.name,
@@ -364,55 +493,99 @@ def _sync_source(  # noqa: C901
         started_at=utcnow(),
         forced_close=force_close,
     )
-    requests_before = getattr(client, "requests_made", 0)
-    state_broken = False  # the state database failed: stop writing, report what was done
-    blocked = False  # the Tasks API cannot be used safely: plan and write nothing
-    if not dry_run:
-        blocked = _rebuild_if_lost(source.name, client, store, report)
-    if not dry_run and not blocked:
-        try:
-            new = detect_completions(source.name, connector, client, store)
-            if new:
-                log.info("operator completions found", extra={"source": source.name, "count": new})
-        except AuthenticationError as exc:
-            blocked = True
-            report.messages.append(f"the Tasks API refused the credentials: {_error_text(exc)}")
-        except Exception as exc:
-            if is_state_failure(exc):
-                blocked = state_broken = True
-                report.messages.append(_state_text(exc, store))
-            else:
-                report.messages.append(f"could not list completed tasks: {_error_text(exc)}")
+    run = SyncRun(source, connector, client, store, report, pm=pm)
+    if dry_run:
+        _warn_of_another_destination(source.name, client, store, report)
+        return run
+    before = getattr(client, "requests_made", 0)
+    run.blocked = _check_state(source.name, client, store, report, rebind=rebind)
+    if not run.blocked:
+        record_completions(run)
+    run._count_requests(before)
+    return run
 
+
+def record_completions(run: SyncRun) -> int:
+    """List the tasks operators completed and record their write-backs (see
+    :func:`~fragment_core.sync.completions.detect_completions`); a failure is reported
+    (and blocks the run when the Tasks API refused the credentials or the state failed)."""
+    name = run.source.name
+    try:
+        new = detect_completions(name, run.connector, run.client, run.store)
+    except AuthenticationError as exc:
+        run.blocked = True
+        run.report.messages.append(f"the Tasks API refused the credentials: {_error_text(exc)}")
+        return 0
+    except Exception as exc:
+        if is_state_failure(exc):
+            run.blocked = run.state_broken = True
+            run.report.messages.append(_state_text(exc, run.store))
+        else:
+            run.report.messages.append(f"could not list completed tasks: {_error_text(exc)}")
+        return 0
+    if new:
+        log.info("operator completions found", extra={"source": name, "count": new})
+    return new
+
+
+def fetch_and_apply(  # noqa: C901
+    run: SyncRun,
+    *,
+    full: bool = False,
+    force_close: bool = False,
+    remap: bool = False,
+    verify: bool = False,
+    batch_size: int = 100,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+) -> Plan:
+    """The second phase: fetch the records chunk by chunk, plan each chunk and send its
+    writes while the fetch goes on, then the closes; commit the cursor once every write
+    it covers is committed. Returns the plan (its counts; its writes were streamed).
+    ``progress`` is told each chunk fetched and applied (fleet mode heartbeats there).
+    ``verify`` (or the source's ``verify_every`` being due) first lists the source's
+    tasks and repairs those deleted or changed in the Tasks API (see
+    :mod:`fragment_core.sync.verify`)."""
+    source, store, report = run.source, run.store, run.report
+    progress = progress or NoProgress()
+    before = getattr(run.client, "requests_made", 0)
+    run.fetched_done = True
+    verification = _start_verification(run, verify)
     # Writes start while the fetch goes on: each full chunk of creates, updates and
     # reopens is sent as soon as it is planned; the rest and the closes after the fetch.
     applier = None
-    if not dry_run and not blocked:
+    if not run.dry_run and not run.blocked:
         applier = StreamingApplier(
-            source.name, client, store, batch_size=batch_size, stop=stop, progress=progress.applied
+            source.name,
+            run.client,
+            store,
+            batch_size=batch_size,
+            stop=stop,
+            progress=progress.applied,
         )
-    if blocked:
+    if run.blocked:
         plan = Plan(source=source.name, complete=False)
     else:
         try:
             plan, _ = plan_source(
                 source,
-                connector,
+                run.connector,
                 store,
-                pm=pm,
+                pm=run.pm,
                 full=full,
                 force_close=force_close,
                 remap=remap,
                 progress=progress,
                 on_write=applier.on_write if applier is not None else None,
                 on_fingerprint=applier.on_fingerprint if applier is not None else None,
+                verification=verification,
             )
         except Exception as exc:
             if applier is not None:
                 applier.abort()
             if not is_state_failure(exc):
                 raise
-            state_broken = True
+            run.state_broken = True
             report.messages.append(_state_text(exc, store))
             plan = Plan(source=source.name, complete=False)
         except BaseException:
@@ -426,78 +599,193 @@ def _sync_source(  # noqa: C901
     report.dropped = plan.dropped
     report.withheld_closes = plan.withheld_closes
     report.record_errors.extend(plan.record_errors)
+    if verification is not None and not run.blocked:
+        report.verified = verification.listed
+        report.recreated, report.rewritten = verification.recreated, verification.rewritten
+        report.messages.append(verification.message())
     report.messages.extend(plan.messages)
-
-    failed = not plan.complete
-    applied = ApplyResult()
-    if dry_run:
+    run.capped = plan.capped
+    run.failed = run.failed or not plan.complete
+    if run.dry_run:
         report.created, report.updated = plan.planned["created"], plan.planned["updated"]
         report.reopened, report.closed = plan.planned["reopened"], len(plan.close)
-    else:
+        return plan
+    applied = ApplyResult()
+    try:
+        if applier is not None and not run.state_broken:
+            applied = applier.finish(plan)
+    except Exception as exc:
+        run.failed = True
+        if is_state_failure(exc):
+            run.state_broken = True
+            report.messages.append(_state_text(exc, store))
+        else:
+            report.messages.append(f"writing to the Tasks API failed: {_error_text(exc)}")
+            log.error("writing to the Tasks API failed: %s", _error_text(exc))
+    if applier is not None and (run.failed or run.state_broken):
+        applied = applier.result  # what reached the Tasks API before the failure
+    report.created, report.updated = applied.created, applied.updated
+    report.reopened, report.closed = applied.reopened, applied.closed
+    report.record_errors.extend(applied.errors)
+    run.interrupted = applied.interrupted
+    if applied.interrupted:
+        report.messages.append("interrupted: stopped after the chunk in flight; state saved")
+    elif not run.failed:
         try:
-            if applier is not None and not state_broken:
-                applied = applier.finish(plan)
+            _commit_source_state(store, source.name, plan, verified=verification is not None)
         except Exception as exc:
-            failed = True
-            if is_state_failure(exc):
-                state_broken = True
-                report.messages.append(_state_text(exc, store))
-            else:
-                report.messages.append(f"writing to the Tasks API failed: {_error_text(exc)}")
-        if applier is not None and (failed or state_broken):
-            applied = applier.result  # what reached the Tasks API before the failure
-        report.created, report.updated = applied.created, applied.updated
-        report.reopened, report.closed = applied.reopened, applied.closed
-        report.record_errors.extend(applied.errors)
-        if applied.interrupted:
-            report.messages.append("interrupted: stopped after the chunk in flight; state saved")
-        elif not failed:
-            try:
-                _commit_source_state(store, source.name, plan)
-            except Exception as exc:
-                if not is_state_failure(exc):
-                    raise
-                failed = state_broken = True
-                report.messages.append(_state_text(exc, store))
-        if not applied.interrupted and not state_broken:
-            try:
-                outcomes = run_write_backs(source.name, connector, store, pm, stop=stop)
-            except Exception as exc:
-                if not is_state_failure(exc):
-                    raise
-                outcomes, failed, state_broken = [], True, True
-                report.messages.append(_state_text(exc, store))
-            report.written_back = sum(o.ok for o in outcomes)
-            report.write_back_failed = sum(not o.ok for o in outcomes)
-            for o in outcomes:
-                if not o.ok:
-                    report.messages.append(
-                        f"write-back of record {o.external_id!r} failed "
-                        f"(attempt {o.attempts}, retried on later runs): {o.message}"
-                    )
+            if not is_state_failure(exc):
+                raise
+            run.failed = run.state_broken = True
+            report.messages.append(_state_text(exc, store))
+    run._count_requests(before)
+    return plan
 
-    report.requests = getattr(client, "requests_made", 0) - requests_before
-    failed = failed or state_broken
-    report.outcome = _outcome(report, plan, failed=failed, interrupted=applied.interrupted)
+
+def write_back(
+    run: SyncRun, *, stop: threading.Event | None = None, limit: int | None = None
+) -> bool:
+    """The third phase: run the source's due write-backs (at most ``limit``; each claimed
+    in the outbox first, so no two processes call one). Returns whether more may be due
+    (only when ``limit`` stopped it). Nothing runs after an interrupted or broken run."""
+    if run.dry_run or run.interrupted or run.state_broken:
+        return False
+    report = run.report
+    try:
+        outcomes = run_write_backs(
+            run.source.name, run.connector, run.store, run.pm, stop=stop, limit=limit
+        )
+    except Exception as exc:
+        if not is_state_failure(exc):
+            raise
+        run.failed = run.state_broken = True
+        report.messages.append(_state_text(exc, run.store))
+        return False
+    report.written_back += sum(o.ok for o in outcomes)
+    report.write_back_failed += sum(not o.ok for o in outcomes)
+    for o in outcomes:
+        if not o.ok:
+            report.messages.append(
+                f"write-back of record {o.external_id!r} failed "
+                f"(attempt {o.attempts}, retried on later runs): {o.message}"
+            )
+    return limit is not None and len(outcomes) >= limit
+
+
+def finish_run(run: SyncRun, *, save: bool = True) -> SyncReport:
+    """The last phase: the outcome, the run history (``save``; fleet mode saves into
+    the row it kept), the ``fragment_sync_finished`` hooks and the log line."""
+    report = run.report
+    failed = run.failed or run.state_broken
+    report.outcome = _outcome(report, run.capped, failed=failed, interrupted=run.interrupted)
     report.finished_at = utcnow()
-    if not dry_run:
+    if not report.dry_run and save:
         try:
-            store.save_run(report)
+            run.store.save_run(report)
         except Exception as exc:
             if not is_state_failure(exc):
                 raise
             report.outcome = RunOutcome.FAILED
-            if not state_broken:
-                report.messages.append(_state_text(exc, store))
+            if not run.state_broken:
+                report.messages.append(_state_text(exc, run.store))
             report.messages.append("this run could not be saved in the run history")
-    if pm is not None:
-        for message in notify_sync_finished(pm, report):
+    if run.pm is not None:
+        for message in notify_sync_finished(run.pm, report):
             report.messages.append(message)
     log.info(
         "sync finished",
-        extra={"source": source.name, "outcome": str(report.outcome), "counts": _counts(report)},
+        extra={"source": report.source, "outcome": str(report.outcome), "counts": _counts(report)},
     )
     return report
+
+
+def _start_verification(run: SyncRun, verify: bool) -> Verification | None:
+    """The verification of a verifying run (asked for, or due by ``verify_every``), or
+    ``None``; a listing that fails blocks the run (it writes nothing)."""
+    every = getattr(run.source, "verify_every", None)
+    name = run.source.name
+    if run.blocked:
+        return None
+    if not verify and (
+        run.dry_run or not verify_due(every, run.store.source_state(name), utcnow())
+    ):
+        return None
+    try:
+        return start_verification(name, run.client, run.store, dry_run=run.dry_run)
+    except Exception as exc:
+        run.blocked = True
+        if is_state_failure(exc):
+            run.state_broken = True
+            run.report.messages.append(_state_text(exc, run.store))
+        elif isinstance(exc, AuthenticationError):
+            run.report.messages.append(f"the Tasks API refused the credentials: {_error_text(exc)}")
+        else:
+            run.report.messages.append(
+                f"could not list the source's tasks to verify them: {_error_text(exc)}"
+            )
+        return None
+
+
+def _warn_of_another_destination(
+    name: str, client: TasksApi, store: StateStore, report: SyncReport
+) -> None:
+    """A dry run asks the Tasks API nothing (it never did): it only warns when the url the
+    state was bound to is not the configured one."""
+    recorded = Destination.recorded(store.source_state(name))
+    url = normalize_url(client.url)
+    if recorded is not None and recorded.url != url:
+        report.messages.append(
+            f"the state of this source belongs to the Tasks API at {recorded.describe()}, "
+            f"not {url}: a real run is refused unless --rebind"
+        )
+
+
+def _check_state(
+    name: str, client: TasksApi, store: StateStore, report: SyncReport, *, rebind: bool
+) -> bool:
+    """Before anything else: rebuild a lost state, and check (or record) which Tasks API
+    the source's state belongs to (see :mod:`fragment_core.sync.destination`). ``True``
+    when the run must stop; raises :class:`DestinationMismatchError` when the state
+    belongs to another Tasks API and ``rebind`` is not set."""
+    if state_is_lost(store, name):
+        if _rebuild_if_lost(name, client, store, report):
+            return True
+        return _guarded(report, store, lambda: bind(store, name, Destination.of(client)))
+    try:
+        check_destination(name, client, store)
+    except DestinationMismatchError:
+        if not rebind:
+            raise
+        return _guarded(
+            report,
+            store,
+            lambda: report.messages.append(rebuild_source(name, client, store).message()),
+        )
+    except Exception as exc:
+        return _failed_to_ask(report, store, exc)
+    return False
+
+
+def _guarded(report: SyncReport, store: StateStore, action: Callable[[], object]) -> bool:
+    """Run ``action`` (it asks the Tasks API); ``True`` (stop the run) when it failed."""
+    try:
+        action()
+    except Exception as exc:
+        return _failed_to_ask(report, store, exc)
+    return False
+
+
+def _failed_to_ask(report: SyncReport, store: StateStore, exc: Exception) -> bool:
+    """Say why the state could not be checked; ``True``: the run stops."""
+    if is_state_failure(exc):
+        report.messages.append(_state_text(exc, store))
+    elif isinstance(exc, AuthenticationError):
+        report.messages.append(f"the Tasks API refused the credentials: {_error_text(exc)}")
+    else:
+        report.messages.append(
+            f"could not ask the Tasks API which account it serves: {_error_text(exc)}"
+        )
+    return True
 
 
 def _rebuild_if_lost(name: str, client: TasksApi, store: StateStore, report: SyncReport) -> bool:
@@ -518,10 +806,12 @@ def _rebuild_if_lost(name: str, client: TasksApi, store: StateStore, report: Syn
     return False
 
 
-def _commit_source_state(store: StateStore, name: str, plan: Plan) -> None:
+def _commit_source_state(store: StateStore, name: str, plan: Plan, *, verified: bool) -> None:
     """Cursor and last complete fetch: only after the writes they cover are committed."""
     changes: dict[str, Any] = {}
     if plan.complete:
+        if verified:
+            changes["last_verified"] = utcnow()
         if plan.next_cursor is not None:
             changes["cursor"] = plan.next_cursor
         if plan.mode == FULL:
@@ -531,12 +821,12 @@ def _commit_source_state(store: StateStore, name: str, plan: Plan) -> None:
         store.update_source_state(name, **changes)
 
 
-def _outcome(report: SyncReport, plan: Plan, *, failed: bool, interrupted: bool) -> RunOutcome:
+def _outcome(report: SyncReport, capped: bool, *, failed: bool, interrupted: bool) -> RunOutcome:
     if report.dry_run:
         return RunOutcome.DRY_RUN
     if failed:
         return RunOutcome.FAILED
-    if plan.capped:
+    if capped:
         return RunOutcome.CAPPED
     if interrupted or report.record_errors or report.write_back_failed:
         return RunOutcome.PARTIAL
