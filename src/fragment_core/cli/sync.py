@@ -137,7 +137,8 @@ def sync_command(
     \b
     Exit codes:
       0  ok (or --dry-run)
-      1  failed: the fetch, the credentials or the Tasks API stopped the run; nothing closed
+      1  failed: the fetch, the credentials or the Tasks API stopped the run (or the
+         operator completions could not be listed); nothing closed
       2  the configuration or a plugin is wrong (nothing ran)
       3  capped: closes withheld by the blast-radius cap (see --force-close)
       4  partial: applied, but some records or write-backs failed
@@ -201,8 +202,18 @@ def run_command(ctx: click.Context, once: bool, wait: bool) -> None:
     """Run every source at its interval until SIGINT/SIGTERM (then finish the chunk, exit 0).
 
     A source another run is syncing (any process or machine on this state) is skipped
-    for that interval with a one-line message (--wait waits instead); with --once a
-    skipped source makes the exit code 5 unless a worse outcome occurred.
+    for that interval with a one-line message (--wait waits instead).
+
+    \b
+    Exit codes of --once (the worst of its runs):
+      0  every run ok
+      1  a run failed (the fetch, the credentials or the Tasks API stopped it,
+         or the operator completions could not be listed)
+      2  the configuration or a plugin is wrong (nothing ran)
+      3  a run was capped: closes withheld by the blast-radius cap
+      4  a run was partial: some records or write-backs failed
+      5  a source was skipped: another run was syncing it
+    Without --once: 0 after SIGINT/SIGTERM, 1 when the state became unusable.
     """
     settings = load_config_from_context(ctx)
     if not any(s.enabled for s in settings.sources):
