@@ -528,18 +528,54 @@ def test_after_a_transient_write_back_failure_the_run_tries_no_more(world: Any) 
     assert world.sync().written_back == 2  # the other two, on the next run
 
 
+class CompletionsUnlistable:
+    """The sandbox's client, except that listing the completed tasks fails as an
+    unreachable Tasks API does (the engine's ``TasksApi`` port, not our HTTP layer)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def list_tasks(self, **query: Any) -> Any:
+        if query.get("status") == TaskStatus.DONE:
+            raise TransientError("ConnectError: connection refused", where="Tasks API")
+        return self._client.list_tasks(**query)
+
+
 def test_a_run_that_cannot_list_completions_is_not_ok(world: Any) -> None:
-    """Issue 20.4: the Tasks API unreachable and nothing to write reported ``ok``."""
+    """Issue 20.4: the completions unlistable and nothing to write reported ``ok``."""
+    world.set_backlog(2)
+    assert world.sync().outcome == RunOutcome.OK
+    real = world.client
+    world.client = CompletionsUnlistable(real)
+    try:
+        report = world.sync()
+    finally:
+        world.client = real
+    assert report.outcome == RunOutcome.FAILED
+    assert any(m.startswith("could not list completed tasks") for m in report.messages), (
+        report.messages
+    )
+    assert report.created == report.updated == report.closed == 0
+
+
+def test_a_run_against_an_unreachable_tasks_api_is_not_ok(world: Any) -> None:
     world.set_backlog(2)
     assert world.sync().outcome == RunOutcome.OK
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = sock.getsockname()[1]
-    world.client.close()
+    real = world.client
     world.client = TasksClient(
         f"http://127.0.0.1:{closed}", "tok", retry_attempts=1, retry_timeout=1
     )
-    report = world.sync()
-    assert report.outcome == RunOutcome.FAILED
-    assert any(m.startswith("could not list completed tasks") for m in report.messages)
-    assert report.created == report.updated == report.closed == 0
+    try:
+        report = world.sync()
+    finally:
+        world.client.close()
+        world.client = real
+    assert report.outcome == RunOutcome.FAILED and "Connection refused" in " ".join(
+        report.messages
+    )
