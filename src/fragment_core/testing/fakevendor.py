@@ -34,7 +34,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -158,6 +158,17 @@ class RateLimit:
     _seen: deque[float] = field(default_factory=deque, repr=False)
     over: int = 0
 
+    def remaining(self) -> int:
+        """Requests still allowed in the current window (for ``*-Remaining`` headers)."""
+        now = time.monotonic()
+        return max(0, self.requests - sum(1 for t in self._seen if now - t < self.window))
+
+    def reset_in(self) -> float:
+        """Seconds until the oldest request counted leaves the window (0 when none)."""
+        now = time.monotonic()
+        live = [t for t in self._seen if now - t < self.window]
+        return max(0.0, self.window - (now - live[0])) if live else 0.0
+
     def check(self, template: str) -> float | None:
         """``None`` when allowed (and counted), else the seconds until a slot frees."""
         if self.paths and template not in self.paths:
@@ -258,6 +269,11 @@ class FakeVendor:
         return self.store.clock
 
     # -- vendor-shaped answers (override) -------------------------------------------------
+    def authorized(self, req: FakeRequest) -> bool:
+        """Whether ``req`` carries a valid credential: ``auth_header`` is ``auth_prefix +
+        token``. Override for credentials the fake issues (tokens from a token endpoint)."""
+        return req.headers.get(self.auth_header) == self.auth_prefix + self.token
+
     def unauthorized(self, req: FakeRequest) -> FakeResponse:
         """The 401 for a missing or wrong credential."""
         return FakeResponse(status=401, json={"error": "unauthorized"})
@@ -308,7 +324,7 @@ class FakeVendor:
         *,
         validate: bool = True,
     ) -> Any:
-        if auth and req.headers.get(self.auth_header) != self.auth_prefix + self.token:
+        if auth and not self.authorized(req):
             return self.unauthorized(req)
         if scope is not None and scope not in self.scopes:
             return self.forbidden(req, scope)
@@ -360,16 +376,19 @@ class FakeVendor:
             self._short_pages.append(_ShortPage(n, drop, path))
 
     def _maybe_short(self, path: str, items: str, result: Any) -> Any:
+        # a page is a dict, or a FakeResponse carrying one (a page with headers)
+        page = result.json if isinstance(result, FakeResponse) else result
         with self._lock:
             fault = next(
                 (f for f in self._short_pages if f.path in (None, path) and f.remaining), None
             )
-            if fault is None or not isinstance(result, dict) or items not in result:
+            if fault is None or not isinstance(page, dict) or items not in page:
                 return result
             fault.remaining -= 1
             if not fault.remaining:
                 self._short_pages.remove(fault)
-        return {**result, items: list(result[items])[: -fault.drop]}
+        short = {**page, items: list(page[items])[: -fault.drop]}
+        return replace(result, json=short) if isinstance(result, FakeResponse) else short
 
     def reset(self) -> None:
         """Clear FakeAPI's log and faults, the effect counters and the invalid-request log."""
