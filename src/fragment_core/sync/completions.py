@@ -20,7 +20,12 @@ from typing import Any
 import stamina
 
 from fragment_core.connector import Capability, Completion, Connector
-from fragment_core.errors import AuthenticationError, ConfigurationError, WriteBackError
+from fragment_core.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    FragmentError,
+    WriteBackError,
+)
 from fragment_core.reports import WriteBackOutcome
 from fragment_core.retries import backoff_hook
 from fragment_core.state import OutboxEntry, OutboxState, RecordState, RecordStatus, StateStore
@@ -136,6 +141,14 @@ def _describe(exc: BaseException) -> str:
     )
 
 
+def _attribute(exc: Exception, connector: Connector, external_id: str) -> None:
+    """Name the source and record on a write-back's error (connectors need not pass where=)."""
+    if isinstance(exc, FragmentError):
+        exc.attribute(connector.where, external_id)
+    else:
+        exc.add_note(f"while writing back record {external_id!r} of {connector.where}")
+
+
 def run_write_back(
     entry: OutboxEntry, connector: Connector, store: StateStore, pm: Any = None
 ) -> WriteBackOutcome:
@@ -158,6 +171,7 @@ def run_write_back(
                 tries += 1
                 message = connector.on_complete(task, completion)
     except Exception as exc:
+        _attribute(exc, connector, entry.external_id)
         attempts = entry.attempts + tries
         permanent = isinstance(exc, WriteBackError | ConfigurationError | AuthenticationError)
         state = OutboxState.FAILED if permanent or attempts >= FAILED_AFTER else OutboxState.PENDING
