@@ -9,7 +9,7 @@ inputs=$(cat pyproject.toml plugins/*/pyproject.toml 2>/dev/null | sha256sum | c
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$inputs" ]; then
   echo "Installing fragment-core and plugins/* into .venv ..." >&2
   .venv/bin/python -m pip install --quiet --upgrade pip >&2
-  args=(-e ".[dev,postgres]")
+  args=(-e ".[dev,postgres,temporal]")
   for p in plugins/*/; do
     [ -f "$p/pyproject.toml" ] && args+=(-e "${p%/}[test]")
   done

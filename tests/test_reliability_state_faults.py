@@ -199,6 +199,20 @@ def test_a_missing_postgres_database_is_one_clear_error(tmp_path: Path, postgres
     assert "does not exist" in line and "createdb" in line
 
 
+def test_a_wrong_postgres_password_is_one_clear_error_without_it(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """The test server authenticates TCP clients by password (scram-sha-256), so this is
+    the server's real refusal, not a simulated one."""
+    right = sa.make_url(postgres_url)
+    assert right.password, "the test server must use password authentication"
+    url = right.set(password="wrong-pw-71c4").render_as_string(False)
+    line = _cli_error(tmp_path, url, "sync", "sheet")
+    assert "refused the user or password" in line and "check the user and password" in line
+    assert "wrong-pw-71c4" not in line and str(right.password) not in line
+    assert f"{right.username}:***@" in line
+
+
 def test_a_state_file_deleted_under_fragment_run_is_noticed(tmp_path: Path) -> None:
     db = tmp_path / "state.db"
     with run_sandbox() as sandbox:

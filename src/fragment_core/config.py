@@ -49,6 +49,7 @@ __all__ = [
     "DEFAULT_TASKS_API_URL",
     "ClosePolicy",
     "ConnectorOptions",
+    "FleetSettings",
     "Settings",
     "SourceSettings",
     "StateSettings",
@@ -132,6 +133,40 @@ class StateSettings(BaseModel):
             yield name, redact_url(value) if name == "url" and isinstance(value, str) else value
 
 
+class FleetSettings(BaseModel):
+    """``[fleet]``: the Temporal service fleet mode runs on (``fragment worker``,
+    ``fragment schedules``, ``fragment sync --on-temporal``).
+
+    Unset keys come from Temporal's own environment variables and config profile
+    (``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``, ``TEMPORAL_API_KEY``,
+    ``TEMPORAL_TLS_CLIENT_CERT_PATH``...), which override the keys set here; command line
+    flags override both. ``*_file`` keys read a secret from a file, as elsewhere.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str | None = Field(default=None, description="host:port of the Temporal frontend.")
+    namespace: str | None = Field(default=None, description="Temporal namespace.")
+    task_queue: str = Field(default="fragment", min_length=1, description="Task queue.")
+    api_key: SecretStr | None = Field(default=None, description="API key (Temporal Cloud).")
+    tls: bool | None = Field(default=None, description="Use TLS (implied by a cert or API key).")
+    tls_cert: Path | None = Field(default=None, description="Client certificate (PEM) for mTLS.")
+    tls_key: Path | None = Field(default=None, description="Client private key (PEM) for mTLS.")
+    tls_ca: Path | None = Field(default=None, description="CA certificate of the server (PEM).")
+    tls_server_name: str | None = Field(default=None, description="TLS server name override.")
+    lease_ttl: timedelta | None = Field(
+        default=None,
+        gt=timedelta(0),
+        description="Lease TTL of fleet runs (default: [state] lease_ttl); it bridges the "
+        "gap between a run's activities, so keep it above the activity heartbeat timeout.",
+    )
+
+    @field_validator("lease_ttl", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta | None:
+        return None if value is None else parse_duration(value)
+
+
 class ClosePolicy(BaseModel):
     """How absent records close tasks (safe closing)."""
 
@@ -196,6 +231,7 @@ class Settings(BaseModel):
 
     tasks_api: TasksApiSettings
     state: StateSettings = Field(default_factory=StateSettings)
+    fleet: FleetSettings = Field(default_factory=FleetSettings)
     sources: list[SourceSettings] = Field(default_factory=list)
     path: Path | None = None
 
@@ -333,6 +369,8 @@ class _Loader:
             top["tasks_api"] = self.read_secret_files(
                 top["tasks_api"], TasksApiSettings, "", "tasks_api"
             )
+        if isinstance(top.get("fleet"), dict):
+            top["fleet"] = self.read_secret_files(top["fleet"], FleetSettings, "", "fleet")
         if "path" in top:
             raise self.fail("", "path", "unknown key")
         settings = self.validate(Settings, top, "", "")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -93,6 +93,19 @@ class SyncReport:
             if data[key] is not None:
                 data[key] = data[key].isoformat()
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SyncReport:
+        """The report of :meth:`to_dict` (as stored in the run history)."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        for key in ("started_at", "finished_at"):
+            if values.get(key) is not None:
+                values[key] = datetime.fromisoformat(values[key])
+        values["outcome"] = RunOutcome(values.get("outcome", RunOutcome.OK))
+        values["record_errors"] = [RecordError(**e) for e in values.get("record_errors", [])]
+        values["messages"] = list(values.get("messages", []))
+        return cls(**values)
 
 
 @dataclass

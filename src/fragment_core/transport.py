@@ -18,21 +18,16 @@ builds an :class:`httpx.Client` for one ``base_url`` that:
 from __future__ import annotations
 
 import base64
+import contextlib
 import json as jsonlib
 import threading
 from collections.abc import Callable, Collection, Generator, Mapping
-from contextlib import nullcontext
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
-from fragment_core.errors import (
-    ConfigurationError,
-    FragmentError,
-    RateLimitedError,
-    TransientError,
-)
+from fragment_core.errors import ConfigurationError, FragmentError, RateLimitedError, TransientError
 from fragment_core.redaction import redact, redact_url, register_secrets
 from fragment_core.retries import (
     Pacer,
@@ -42,6 +37,9 @@ from fragment_core.retries import (
     error_for_status,
     retry_policy,
     transport_error,
+)
+from fragment_core.retries import (
+    operation as retry_operation,
 )
 
 T = TypeVar("T")
@@ -286,11 +284,12 @@ class Transport:
         """Close the connection pool."""
         self.httpx_client.close()
 
-    def retrying(self, fn: Callable[[], T]) -> T:
-        """Call ``fn`` under this transport's retry policy (transient errors retried)."""
-        if self.retry is None:
-            return call_with_retries(fn)
-        with retry_policy(self.retry):
+    def retrying(self, fn: Callable[[], T], operation: str = "") -> T:
+        """Call ``fn`` under this transport's retry policy (transient errors retried);
+        ``operation`` names it in the retry log lines."""
+        with retry_operation(operation or self.where), contextlib.ExitStack() as stack:
+            if self.retry is not None:
+                stack.enter_context(retry_policy(self.retry))
             return call_with_retries(fn)
 
     def error_for(
@@ -309,9 +308,7 @@ class Transport:
         what = operation or f"{response.request.method} {response.request.url.path}"
         said = redact(response.text[:300].strip(), self._secrets) if response.content else ""
         message = f"{what}; the server said: {said}" if said else what
-        error = error_for_status(
-            response.status_code, response.headers, message, where=self.where
-        )
+        error = error_for_status(response.status_code, response.headers, message, where=self.where)
         if (
             isinstance(error, RateLimitedError)
             and self._rate_limit_hook is not None
@@ -333,8 +330,7 @@ class Transport:
         retry: bool = True,
         accept: Collection[int] = (),
         translate_error: Callable[[httpx.Response], FragmentError | None] | None = None,
-        translate_exception: Callable[[httpx.TransportError], FragmentError | None]
-        | None = None,
+        translate_exception: Callable[[httpx.TransportError], FragmentError | None] | None = None,
         pacer: Pacer | RateBudget | None = None,
     ) -> httpx.Response:
         """Send one request (paced; retried when ``retry``); raise the mapped error.
@@ -349,7 +345,7 @@ class Transport:
             with self._count_lock:
                 self.requests_made += 1
             try:
-                with self.pacer.place(), (pacer.place() if pacer else nullcontext()):
+                with self.pacer.place(), (pacer.place() if pacer else contextlib.nullcontext()):
                     response = self.httpx_client.request(
                         method,
                         url_or_path,
@@ -375,7 +371,8 @@ class Transport:
                 raise self._named(failure)
             return response
 
-        return self.retrying(send) if retry else send()
+        what = operation or f"{method} {url_or_path}"
+        return self.retrying(send, what) if retry else send()
 
     def get_json(self, url_or_path: str, **kwargs: Any) -> Any:
         """``GET`` and decode the JSON answer."""
@@ -404,7 +401,7 @@ class Transport:
 
         def once() -> T:
             try:
-                with self.pacer.place(), (pacer.place() if pacer else nullcontext()):
+                with self.pacer.place(), (pacer.place() if pacer else contextlib.nullcontext()):
                     return fn(*args, **kwargs)
             except FragmentError as exc:
                 raise self._named(exc) from None
@@ -414,7 +411,7 @@ class Transport:
                     raise
                 raise self._named(error) from None
 
-        return self.retrying(once)
+        return self.retrying(once, operation or getattr(fn, "__qualname__", ""))
 
     def _named(self, error: FragmentError) -> FragmentError:
         error.attribute(self.where)

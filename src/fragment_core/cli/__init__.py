@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,8 @@ from rich.markup import escape
 from rich.table import Column, Table
 
 from fragment_core import __version__
+from fragment_core.cli.init import init_command
+from fragment_core.cli.options import options_of, toml_key, toml_value
 from fragment_core.cli.sandbox import sandbox_command
 from fragment_core.cli.support import (
     CliState,
@@ -181,7 +182,11 @@ def connectors_list_command(ctx: click.Context, show_all: bool, as_json: bool) -
 @json_option
 @click.pass_context
 def connectors_show_command(ctx: click.Context, name: str, as_json: bool) -> None:
-    """Show a connector: description, JSON Schema of its options, an example config."""
+    """Show a connector: description, its options as a table, an example config.
+
+    The table lists each option of ``[sources.options]``: name (required ones in bold),
+    type, default and description; ``--json`` prints the JSON Schema instead.
+    """
     entry = registry_from_context(ctx).entry(name)
     cls = entry.cls
     schema = cls.Config.model_json_schema()
@@ -202,8 +207,14 @@ def connectors_show_command(ctx: click.Context, name: str, as_json: bool) -> Non
     if cls.description():
         console.print(escape(cls.description()))
     console.print(f"capabilities: {', '.join(entry.capabilities) or '-'}")
-    console.print("\n[bold]Options (JSON Schema)[/]")
-    click.echo(json.dumps(schema, indent=2))
+    table = _table("option", "type", "default", "description")
+    table.title = escape("Options ([sources.options]; --json for the JSON Schema)")
+    for option in options_of(schema):
+        name = f"[bold]{escape(option.name)}[/]" if option.required else escape(option.name)
+        table.add_row(
+            name, escape(option.type), escape(option.default_text), escape(option.description)
+        )
+    console.print(table)
     console.print("\n[bold]Example[/]")
     click.echo(example)
 
@@ -215,32 +226,15 @@ def example_source_block(entry: ConnectorEntry) -> str:
         return entry.cls.example_toml
     lines = [
         "[[sources]]",
-        f"name = {_toml_value(entry.name)}",
-        f"connector = {_toml_value(entry.name)}",
+        f"name = {toml_value(entry.name)}",
+        f"connector = {toml_value(entry.name)}",
         'every = "5m"',
     ]
     options = entry.cls.example_options
     if options:
         lines += ["[sources.options]"]
-        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in options.items()]
+        lines += [f"{toml_key(k)} = {toml_value(v)}" for k, v in options.items()]
     return "\n".join(lines) + "\n"
-
-
-def _toml_key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        items = ", ".join(f"{_toml_key(str(k))} = {_toml_value(v)}" for k, v in value.items())
-        return "{ " + items + " }" if items else "{}"
-    return json.dumps(str(value), ensure_ascii=False)
 
 
 # -- fragment config -------------------------------------------------------------------
@@ -356,6 +350,7 @@ def _check_source(source: SourceSettings, registry: Any) -> dict[str, Any]:
 
 
 for command in (
+    init_command,
     sandbox_command,
     sync_command,
     run_command,

@@ -119,7 +119,9 @@ def print_status(console: Console, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         run = row.get("last_run") or {}
         outcome = run.get("outcome", "never ran")
-        style = _STYLE.get(RunOutcome(outcome), "white") if run else "dim"
+        style = _STYLE.get(outcome, "white") if run else "dim"
+        if run.get("fleet"):
+            outcome += " (fleet)"
         counts = (
             f"+{run['created']} ~{run['updated']} -{run['closed']} ^{run['reopened']} "
             f"={run['unchanged']} x{run['failed_records']}"
@@ -132,7 +134,7 @@ def print_status(console: Console, rows: list[dict[str, Any]]) -> None:
             wb_text = f"[red]{wb_text}[/]"
         table.add_row(
             escape(row["source"]),
-            _ago(run.get("finished_at"), now),
+            _ago(run.get("finished_at") or run.get("started_at"), now),
             f"[{style}]{outcome}[/]",
             counts,
             _ago(row.get("last_complete_fetch"), now),

@@ -138,7 +138,16 @@ class FragmentClickError(click.ClickException):
 
 
 class FragmentGroup(click.Group):
-    """A click group that turns a :class:`FragmentError` of any subcommand into a clean error."""
+    """A click group that turns a :class:`FragmentError` of any subcommand into a clean error.
+
+    Called with no subcommand it prints its help and exits 0 (click's default is 2).
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args and self.no_args_is_help and not ctx.resilient_parsing:
+            click.echo(ctx.get_help(), color=ctx.color)
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -369,7 +369,7 @@ class FileConnector(Connector[FileConfig]):
     def check(self) -> str:
         """Read the file and count its open rows."""
         count = sum(1 for _ in self.fetch_backlog())
-        return f"{self.config.path.name}: {count} open rows"
+        return f"{self.config.path.name}: {count} open row{'' if count == 1 else 's'}"
 
 
 #: Where a CSV row keeps the values beyond the header's columns.

@@ -75,10 +75,11 @@ class Lease:
         source: str,
         ttl: timedelta,
         on_lost: Callable[[], None] | None = None,
+        run_id: str | None = None,
     ) -> None:
         self.engine, self.source, self.ttl = engine, source, ttl
         self.on_lost = on_lost
-        self.run_id = str(uuid.uuid4())
+        self.run_id = run_id or str(uuid.uuid4())
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.lost = threading.Event()
@@ -132,11 +133,16 @@ class Lease:
             )
         return result.rowcount == 1
 
-    def release(self) -> None:
-        """Give the lease back (only if it is still this run's)."""
+    def stop_heartbeat(self) -> None:
+        """Stop renewing, and keep the row: the lease expires after its TTL unless the
+        same run (its ``run_id``) takes it again first (fleet mode, between activities)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+    def release(self) -> None:
+        """Give the lease back (only if it is still this run's)."""
+        self.stop_heartbeat()
         with self.engine.begin() as conn:
             conn.execute(
                 leases.delete().where(
@@ -177,14 +183,17 @@ def take_lease(
     wait: bool | float = False,
     on_lost: Callable[[], None] | None = None,
     cancel: threading.Event | None = None,
+    run_id: str | None = None,
 ) -> Lease:
     """Take ``source``'s lease and start its heartbeat.
 
     ``wait=False`` raises :class:`LeaseHeldError` at once when another run holds it;
     ``wait=True`` waits as long as it takes (or until ``cancel`` is set); a number waits
     that many seconds at most. ``on_lost`` is called if the lease is lost mid-run.
+    ``run_id`` names the run (default: a random one); a lease held under the same
+    ``run_id`` is taken again at once (a fleet run's next activity, on any worker).
     """
-    lease = Lease(engine, source, ttl, on_lost)
+    lease = Lease(engine, source, ttl, on_lost, run_id)
     deadline = None if wait is True or wait is False else time.monotonic() + float(wait)
     poll = min(max(ttl.total_seconds() / 4, 0.05), 1.0)
     logged = False

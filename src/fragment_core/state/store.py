@@ -210,6 +210,8 @@ class StateStore:
         ttl: timedelta | None = None,
         on_lost: Callable[[], None] | None = None,
         cancel: threading.Event | None = None,
+        run_id: str | None = None,
+        keep: bool = False,
     ) -> Iterator[Lease]:
         """Hold ``source``'s lease for the block: the one run of that source, across
         processes and machines sharing this store.
@@ -220,6 +222,10 @@ class StateStore:
         lease of an owner that died expires after ``ttl`` and is then taken over.
         ``on_lost`` is called if a heartbeat finds the lease taken by another run;
         ``cancel`` set during a wait ends it with the refusal.
+        ``run_id`` names the owner (a fleet run: its workflow run, so every activity of it,
+        on any worker, holds the same lease); ``keep`` leaves the lease in place at the end
+        of the block, heartbeat stopped, for the run's next activity (it expires after
+        ``ttl`` if none comes).
         """
         held = take_lease(
             self.engine,
@@ -228,12 +234,16 @@ class StateStore:
             wait=wait,
             on_lost=on_lost,
             cancel=cancel,
+            run_id=run_id,
         )
         try:
             self._void_claims(source)
             yield held
         finally:
-            held.release()
+            if keep:
+                held.stop_heartbeat()
+            else:
+                held.release()
 
     def lease_holder(self, source: str) -> LeaseHolder | None:
         """Who holds ``source``'s lease now (``None``: nobody, or it expired)."""
@@ -548,6 +558,46 @@ class StateStore:
                 )
             )
             return int(result.inserted_primary_key[0])
+
+    def start_run_row(self, source: str, data: dict[str, Any], *, mode: str = "full") -> int:
+        """A run in progress in the run history (outcome ``running``; fleet mode keeps a
+        run's report there between its activities); return its id."""
+        with self._begin() as conn:
+            result = conn.execute(
+                runs.insert().values(
+                    source=source,
+                    started_at=utcnow(),
+                    finished_at=None,
+                    mode=mode,
+                    outcome="running",
+                    report_json=json.dumps({**data, "outcome": "running"}, default=str),
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    def update_run_row(
+        self, run_id: int, data: dict[str, Any], *, outcome: str = "running"
+    ) -> None:
+        """Replace the report of run ``run_id`` (see :meth:`start_run_row`)."""
+        finished = data.get("finished_at")
+        with self._begin() as conn:
+            conn.execute(
+                runs.update()
+                .where(runs.c.id == run_id)
+                .values(
+                    outcome=outcome,
+                    mode=data.get("mode") or "full",
+                    finished_at=datetime.fromisoformat(finished) if finished else None,
+                    report_json=json.dumps({**data, "outcome": outcome}, default=str),
+                )
+            )
+
+    def run_row(self, run_id: int) -> dict[str, Any] | None:
+        """The report dict of run ``run_id``, or ``None``."""
+        query = sa.select(runs.c.report_json).where(runs.c.id == run_id)
+        with self.engine.connect() as conn:
+            text = conn.execute(query).scalar()
+        return None if text is None else json.loads(text)
 
     def last_runs(self, source: str, limit: int = 1) -> list[dict[str, Any]]:
         """The latest runs of a source, newest first, as report dicts."""

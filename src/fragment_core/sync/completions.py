@@ -28,6 +28,7 @@ from fragment_core.errors import (
 )
 from fragment_core.reports import WriteBackOutcome
 from fragment_core.retries import backoff_hook
+from fragment_core.retries import operation as retry_operation
 from fragment_core.state import OutboxEntry, OutboxState, RecordState, RecordStatus, StateStore
 from fragment_core.state.store import utcnow
 from fragment_core.sync.ports import TasksApi
@@ -164,12 +165,17 @@ def run_write_back(
     )
     tries = 0
     try:
-        for attempt in stamina.retry_context(
-            on=backoff_hook, attempts=ATTEMPTS_PER_RUN, wait_initial=0.1, wait_max=2.0, timeout=60
-        ):
-            with attempt:
-                tries += 1
-                message = connector.on_complete(task, completion)
+        with retry_operation(f"write-back of record {entry.external_id!r}"):
+            for attempt in stamina.retry_context(
+                on=backoff_hook,
+                attempts=ATTEMPTS_PER_RUN,
+                wait_initial=0.1,
+                wait_max=2.0,
+                timeout=60,
+            ):
+                with attempt:
+                    tries += 1
+                    message = connector.on_complete(task, completion)
     except Exception as exc:
         _attribute(exc, connector, entry.external_id)
         attempts = entry.attempts + tries
@@ -183,9 +189,13 @@ def run_write_back(
             error=error,
             next_attempt_at=utcnow() + _retry_delay(attempts),
         )
-        log.warning(
-            "write-back failed",
-            extra={"source": entry.source, "record": entry.external_id, "error": error},
+        log.error(
+            "write-back of record %r failed (attempt %d, %s): %s",
+            entry.external_id,
+            attempts,
+            "given up" if state is OutboxState.FAILED else "retried on a later run",
+            error,
+            extra={"source": entry.source, "record": entry.external_id},
         )
         outcome = WriteBackOutcome(
             entry.source, completion.uid, entry.external_id, False, error, attempts
@@ -212,14 +222,18 @@ def run_write_backs(
     pm: Any = None,
     *,
     stop: threading.Event | None = None,
+    limit: int | None = None,
 ) -> list[WriteBackOutcome]:
-    """Run every due write-back of a source; return their outcomes. Once ``stop`` is set
-    (SIGTERM) no further write-back starts: the rest stay due for the next run."""
+    """Run every due write-back of a source (at most ``limit``); return their outcomes.
+    Once ``stop`` is set (SIGTERM) no further write-back starts: the rest stay due for
+    the next run."""
     if Capability.WRITE_BACK not in connector.capabilities():
         return []
-    outcomes = []
+    outcomes: list[WriteBackOutcome] = []
     for entry in store.due_write_backs(source):
         if stop is not None and stop.is_set():
+            break
+        if limit is not None and len(outcomes) >= limit:
             break
         if store.claim_write_back(entry):  # never two processes calling one write-back
             outcomes.append(run_write_back(entry, connector, store, pm))

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from fragment_core.config import SourceSettings
 from fragment_core.connector import Capability, Connector, Record
 from fragment_core.errors import AuthenticationError, FragmentError
+from fragment_core.logs import source_context
 from fragment_core.plugins import notify_sync_finished, transform_task
 from fragment_core.reports import RecordError, RunOutcome, SyncReport
 from fragment_core.state import StateStore
@@ -36,10 +37,10 @@ from fragment_core.sync.plan import (
     MappedRecord,
     Plan,
     PlannedWrite,
+    Planner,
     PlanPolicy,
     Unchanged,
     map_task,
-    plan_sync,
 )
 from fragment_core.sync.ports import TasksApi
 from fragment_core.sync.rebuild import rebuild_state, state_is_lost
@@ -75,8 +76,9 @@ CHUNK = 500
 
 
 @dataclass
-class _Fetch:
-    """A streamed fetch: yields mapped records, remembers whether it ran to its end.
+class Fetch:
+    """A streamed fetch: yields mapped records (or :meth:`chunks` of them), remembers
+    whether it ran to its end.
 
     Records are read a chunk at a time; each chunk's state is loaded in one query, and a
     record whose fingerprint is the one stored is yielded as :class:`Unchanged` without
@@ -100,6 +102,13 @@ class _Fetch:
     """Whether any plugin implements ``fragment_transform_task`` (found once per fetch)."""
 
     def __iter__(self) -> Iterator[MappedRecord | Unchanged]:
+        for chunk in self.chunks():
+            yield from chunk
+
+    def chunks(self) -> Iterator[list[MappedRecord | Unchanged]]:
+        """The fetch, a chunk of :data:`CHUNK` records at a time, mapped (or recognised
+        unchanged). A failure of the fetch ends it: :attr:`error` says why and
+        :attr:`complete` stays ``False``."""
         connector = self.connector
         self._transforms = self.pm is not None and bool(
             self.pm.hook.fragment_transform_task.get_hookimpls()
@@ -111,7 +120,8 @@ class _Fetch:
                 records = iter(connector.fetch_backlog())
             while chunk := list(islice(records, CHUNK)):
                 self.count += len(chunk)
-                yield from self._chunk(chunk)
+                mapped = list(self._chunk(chunk))
+                yield mapped
                 self.progress.fetched(self.count)
         except Exception as exc:
             self.error = _error_text(exc)
@@ -203,6 +213,8 @@ class _Fetch:
         return MappedRecord(error.record_id, error=error, cursor=cursor)
 
 
+_Fetch = Fetch  # the name before the planner was split into phases
+
 #: Statuses of a record that may be skipped when its fingerprint is unchanged (a task
 #: the sync closed, or is closing or reopening, must be written again when it is back).
 SKIPPABLE = (OPEN, DONE)
@@ -274,7 +286,7 @@ def plan_source(
     progress: Progress | None = None,
     on_write: Callable[[str, PlannedWrite], None] | None = None,
     on_fingerprint: Callable[[str, str], None] | None = None,
-) -> tuple[Plan, _Fetch]:
+) -> tuple[Plan, Fetch]:
     """Fetch and map the source's records and plan against the state. Writes nothing
     itself; ``on_write`` and ``on_fingerprint`` (see :func:`plan_sync`) are told each
     write and record hash as they are planned. ``remap`` maps every record, even those
@@ -284,17 +296,15 @@ def plan_source(
     state = store.source_state(source.name)
     known = StoredKnown(store, source.name)
     fingerprint = Fingerprinter(connector, mapping_key(source, connector, pm))
-    fetch = _Fetch(source, connector, pm, mode, state.cursor, progress, known, fingerprint)
+    fetch = Fetch(source, connector, pm, mode, state.cursor, progress, known, fingerprint)
     fetch.skip = source.skip_unchanged and not remap
     recent = 0 if force_close else store.closes_since(source.name, utcnow() - source.close.window)
     policy = PlanPolicy(
         close=source.close, reopen=source.reopen, force_close=force_close, recent_closes=recent
     )
-    plan = plan_sync(
+    planner = Planner(
         source.name,
-        fetch,
         known,
-        complete=lambda: fetch.complete,
         mode=mode,
         policy=policy,
         previous_cursor=state.cursor,
@@ -302,6 +312,9 @@ def plan_source(
         on_write=on_write,
         on_fingerprint=on_fingerprint,
     )
+    for chunk in fetch.chunks():
+        planner.feed(chunk)
+    plan = planner.finish(fetch.complete)
     if fetch.error:
         plan.messages.insert(0, f"fetch failed: {fetch.error}")
     progress.planned(plan)
@@ -324,14 +337,15 @@ def sync_source(
     failed past the TTL and another run took it) stops after the chunk in flight. A dry
     run writes nothing and takes no lease. ``options`` are :func:`_sync_source`'s.
     """
-    if options.get("dry_run"):
-        return _sync_source(source, connector, client, store, **options)
-    stop = options["stop"] = options.get("stop") or threading.Event()
-    with store.lease(source.name, wait=wait, on_lost=stop.set, cancel=stop):
-        return _sync_source(source, connector, client, store, **options)
+    with source_context(source.name):
+        if options.get("dry_run"):
+            return _sync_source(source, connector, client, store, **options)
+        stop = options["stop"] = options.get("stop") or threading.Event()
+        with store.lease(source.name, wait=wait, on_lost=stop.set, cancel=stop):
+            return _sync_source(source, connector, client, store, **options)
 
 
-def _sync_source(  # noqa: C901
+def _sync_source(
     source: SourceSettings,
     connector: Connector,
     client: TasksApi,
@@ -348,6 +362,12 @@ def _sync_source(  # noqa: C901
 ) -> SyncReport:
     """Run one sync of ``source`` and return its report (stored in the run history).
 
+    The phases, in order: :func:`start_run` (verify the state, rebuild it if lost, record
+    operator completions), :func:`fetch_and_apply` (fetch, plan and write chunk by chunk,
+    then the closes and the cursor), :func:`write_back` (the due write-backs) and
+    :func:`finish_run` (outcome, run history, hooks). Fleet mode calls the same phases
+    from Temporal activities.
+
     Never raises for a failure of the source or the Tasks API: the report's ``outcome``
     says how the run ended and ``messages`` why. A failure of the state database part-way
     (a full disk...) fails the run the same way, its counts saying what reached the Tasks
@@ -356,8 +376,87 @@ def _sync_source(  # noqa: C901
     ``dry_run`` plans and writes nothing. ``remap`` maps every record, even those whose
     raw form is unchanged.
     """
+    run = start_run(
+        source, connector, client, store, pm=pm, dry_run=dry_run, force_close=force_close
+    )
+    fetch_and_apply(
+        run,
+        full=full,
+        force_close=force_close,
+        remap=remap,
+        batch_size=batch_size,
+        stop=stop,
+        progress=progress,
+    )
+    write_back(run, stop=stop)
+    return finish_run(run)
+
+
+@dataclass
+class SyncRun:
+    """One run of one source between its phases: the report being built and what the
+    phases learned. Small (counts, flags, messages): fleet mode keeps it in the state
+    store between activities (:meth:`snapshot` / :meth:`restore`)."""
+
+    source: SourceSettings
+    connector: Connector
+    client: TasksApi
+    store: StateStore
+    report: SyncReport
+    pm: Any = None
+    blocked: bool = False
+    """The Tasks API cannot be used safely: plan and write nothing."""
+    state_broken: bool = False
+    """The state database failed: stop writing, report what was done."""
+    failed: bool = False
+    capped: bool = False
+    interrupted: bool = False
+    fetched_done: bool = False
+    """:func:`fetch_and_apply` ran (a fleet retry of a later phase does not repeat it)."""
+
+    @property
+    def dry_run(self) -> bool:
+        """Whether this run writes nothing."""
+        return self.report.dry_run
+
+    def _count_requests(self, before: int) -> None:
+        self.report.requests += getattr(self.client, "requests_made", 0) - before
+
+    def snapshot(self) -> dict[str, Any]:
+        """What :meth:`restore` needs, JSON-ready (no record, no secret)."""
+        flags = ("blocked", "state_broken", "failed", "capped", "interrupted", "fetched_done")
+        return {"report": self.report.to_dict(), **{f: getattr(self, f) for f in flags}}
+
+    @classmethod
+    def restore(
+        cls,
+        data: dict[str, Any],
+        source: SourceSettings,
+        connector: Connector,
+        client: TasksApi,
+        store: StateStore,
+        pm: Any = None,
+    ) -> SyncRun:
+        """A run from its :meth:`snapshot`, with live collaborators."""
+        flags = {k: bool(v) for k, v in data.items() if k != "report"}
+        report = SyncReport.from_dict(data["report"])
+        return cls(source, connector, client, store, report, pm=pm, **flags)
+
+
+def start_run(
+    source: SourceSettings,
+    connector: Connector,
+    client: TasksApi,
+    store: StateStore,
+    *,
+    pm: Any = None,
+    dry_run: bool = False,
+    force_close: bool = False,
+) -> SyncRun:
+    """The first phase: verify the state, adopt the source's tasks when the state lost
+    them, and record the operator completions (their write-back intents) since the last
+    run. A dry run only verifies."""
     store.verify()
-    progress = progress or NoProgress()
     report = SyncReport(
         source=source.name,
         connector=connector.name,
@@ -365,42 +464,81 @@ def _sync_source(  # noqa: C901
         started_at=utcnow(),
         forced_close=force_close,
     )
-    requests_before = getattr(client, "requests_made", 0)
-    state_broken = False  # the state database failed: stop writing, report what was done
-    blocked = False  # the Tasks API cannot be used safely: plan and write nothing
-    if not dry_run:
-        blocked = _rebuild_if_lost(source.name, client, store, report)
-    if not dry_run and not blocked:
-        try:
-            new = detect_completions(source.name, connector, client, store)
-            if new:
-                log.info("operator completions found", extra={"source": source.name, "count": new})
-        except AuthenticationError as exc:
-            blocked = True
-            report.messages.append(f"the Tasks API refused the credentials: {_error_text(exc)}")
-        except Exception as exc:
-            if is_state_failure(exc):
-                blocked = state_broken = True
-                report.messages.append(_state_text(exc, store))
-            else:
-                report.messages.append(f"could not list completed tasks: {_error_text(exc)}")
+    run = SyncRun(source, connector, client, store, report, pm=pm)
+    if dry_run:
+        return run
+    before = getattr(client, "requests_made", 0)
+    run.blocked = _rebuild_if_lost(source.name, client, store, report)
+    if not run.blocked:
+        record_completions(run)
+    run._count_requests(before)
+    return run
 
+
+def record_completions(run: SyncRun) -> int:
+    """List the tasks operators completed and record their write-backs (see
+    :func:`~fragment_core.sync.completions.detect_completions`); a failure is reported
+    (and blocks the run when the Tasks API refused the credentials or the state failed)."""
+    name = run.source.name
+    try:
+        new = detect_completions(name, run.connector, run.client, run.store)
+    except AuthenticationError as exc:
+        run.blocked = True
+        run.report.messages.append(
+            f"the Tasks API refused the credentials: {_error_text(exc)}"
+        )
+        return 0
+    except Exception as exc:
+        if is_state_failure(exc):
+            run.blocked = run.state_broken = True
+            run.report.messages.append(_state_text(exc, run.store))
+        else:
+            run.report.messages.append(f"could not list completed tasks: {_error_text(exc)}")
+        return 0
+    if new:
+        log.info("operator completions found", extra={"source": name, "count": new})
+    return new
+
+
+def fetch_and_apply(  # noqa: C901
+    run: SyncRun,
+    *,
+    full: bool = False,
+    force_close: bool = False,
+    remap: bool = False,
+    batch_size: int = 100,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+) -> Plan:
+    """The second phase: fetch the records chunk by chunk, plan each chunk and send its
+    writes while the fetch goes on, then the closes; commit the cursor once every write
+    it covers is committed. Returns the plan (its counts; its writes were streamed).
+    ``progress`` is told each chunk fetched and applied (fleet mode heartbeats there)."""
+    source, store, report = run.source, run.store, run.report
+    progress = progress or NoProgress()
+    before = getattr(run.client, "requests_made", 0)
+    run.fetched_done = True
     # Writes start while the fetch goes on: each full chunk of creates, updates and
     # reopens is sent as soon as it is planned; the rest and the closes after the fetch.
     applier = None
-    if not dry_run and not blocked:
+    if not run.dry_run and not run.blocked:
         applier = StreamingApplier(
-            source.name, client, store, batch_size=batch_size, stop=stop, progress=progress.applied
+            source.name,
+            run.client,
+            store,
+            batch_size=batch_size,
+            stop=stop,
+            progress=progress.applied,
         )
-    if blocked:
+    if run.blocked:
         plan = Plan(source=source.name, complete=False)
     else:
         try:
             plan, _ = plan_source(
                 source,
-                connector,
+                run.connector,
                 store,
-                pm=pm,
+                pm=run.pm,
                 full=full,
                 force_close=force_close,
                 remap=remap,
@@ -413,7 +551,7 @@ def _sync_source(  # noqa: C901
                 applier.abort()
             if not is_state_failure(exc):
                 raise
-            state_broken = True
+            run.state_broken = True
             report.messages.append(_state_text(exc, store))
             plan = Plan(source=source.name, complete=False)
         except BaseException:
@@ -428,75 +566,97 @@ def _sync_source(  # noqa: C901
     report.withheld_closes = plan.withheld_closes
     report.record_errors.extend(plan.record_errors)
     report.messages.extend(plan.messages)
-
-    failed = not plan.complete
-    applied = ApplyResult()
-    if dry_run:
+    run.capped = plan.capped
+    run.failed = run.failed or not plan.complete
+    if run.dry_run:
         report.created, report.updated = plan.planned["created"], plan.planned["updated"]
         report.reopened, report.closed = plan.planned["reopened"], len(plan.close)
-    else:
+        return plan
+    applied = ApplyResult()
+    try:
+        if applier is not None and not run.state_broken:
+            applied = applier.finish(plan)
+    except Exception as exc:
+        run.failed = True
+        if is_state_failure(exc):
+            run.state_broken = True
+            report.messages.append(_state_text(exc, store))
+        else:
+            report.messages.append(f"writing to the Tasks API failed: {_error_text(exc)}")
+            log.error("writing to the Tasks API failed: %s", _error_text(exc))
+    if applier is not None and (run.failed or run.state_broken):
+        applied = applier.result  # what reached the Tasks API before the failure
+    report.created, report.updated = applied.created, applied.updated
+    report.reopened, report.closed = applied.reopened, applied.closed
+    report.record_errors.extend(applied.errors)
+    run.interrupted = applied.interrupted
+    if applied.interrupted:
+        report.messages.append("interrupted: stopped after the chunk in flight; state saved")
+    elif not run.failed:
         try:
-            if applier is not None and not state_broken:
-                applied = applier.finish(plan)
+            _commit_source_state(store, source.name, plan)
         except Exception as exc:
-            failed = True
-            if is_state_failure(exc):
-                state_broken = True
-                report.messages.append(_state_text(exc, store))
-            else:
-                report.messages.append(f"writing to the Tasks API failed: {_error_text(exc)}")
-        if applier is not None and (failed or state_broken):
-            applied = applier.result  # what reached the Tasks API before the failure
-        report.created, report.updated = applied.created, applied.updated
-        report.reopened, report.closed = applied.reopened, applied.closed
-        report.record_errors.extend(applied.errors)
-        if applied.interrupted:
-            report.messages.append("interrupted: stopped after the chunk in flight; state saved")
-        elif not failed:
-            try:
-                _commit_source_state(store, source.name, plan)
-            except Exception as exc:
-                if not is_state_failure(exc):
-                    raise
-                failed = state_broken = True
-                report.messages.append(_state_text(exc, store))
-        if not applied.interrupted and not state_broken:
-            try:
-                outcomes = run_write_backs(source.name, connector, store, pm, stop=stop)
-            except Exception as exc:
-                if not is_state_failure(exc):
-                    raise
-                outcomes, failed, state_broken = [], True, True
-                report.messages.append(_state_text(exc, store))
-            report.written_back = sum(o.ok for o in outcomes)
-            report.write_back_failed = sum(not o.ok for o in outcomes)
-            for o in outcomes:
-                if not o.ok:
-                    report.messages.append(
-                        f"write-back of record {o.external_id!r} failed "
-                        f"(attempt {o.attempts}, retried on later runs): {o.message}"
-                    )
+            if not is_state_failure(exc):
+                raise
+            run.failed = run.state_broken = True
+            report.messages.append(_state_text(exc, store))
+    run._count_requests(before)
+    return plan
 
-    report.requests = getattr(client, "requests_made", 0) - requests_before
-    failed = failed or state_broken
-    report.outcome = _outcome(report, plan, failed=failed, interrupted=applied.interrupted)
+
+def write_back(
+    run: SyncRun, *, stop: threading.Event | None = None, limit: int | None = None
+) -> bool:
+    """The third phase: run the source's due write-backs (at most ``limit``; each claimed
+    in the outbox first, so no two processes call one). Returns whether more may be due
+    (only when ``limit`` stopped it). Nothing runs after an interrupted or broken run."""
+    if run.dry_run or run.interrupted or run.state_broken:
+        return False
+    report = run.report
+    try:
+        outcomes = run_write_backs(
+            run.source.name, run.connector, run.store, run.pm, stop=stop, limit=limit
+        )
+    except Exception as exc:
+        if not is_state_failure(exc):
+            raise
+        run.failed = run.state_broken = True
+        report.messages.append(_state_text(exc, run.store))
+        return False
+    report.written_back += sum(o.ok for o in outcomes)
+    report.write_back_failed += sum(not o.ok for o in outcomes)
+    for o in outcomes:
+        if not o.ok:
+            report.messages.append(
+                f"write-back of record {o.external_id!r} failed "
+                f"(attempt {o.attempts}, retried on later runs): {o.message}"
+            )
+    return limit is not None and len(outcomes) >= limit
+
+
+def finish_run(run: SyncRun, *, save: bool = True) -> SyncReport:
+    """The last phase: the outcome, the run history (``save``; fleet mode saves into
+    the row it kept), the ``fragment_sync_finished`` hooks and the log line."""
+    report = run.report
+    failed = run.failed or run.state_broken
+    report.outcome = _outcome(report, run.capped, failed=failed, interrupted=run.interrupted)
     report.finished_at = utcnow()
-    if not dry_run:
+    if not report.dry_run and save:
         try:
-            store.save_run(report)
+            run.store.save_run(report)
         except Exception as exc:
             if not is_state_failure(exc):
                 raise
             report.outcome = RunOutcome.FAILED
-            if not state_broken:
-                report.messages.append(_state_text(exc, store))
+            if not run.state_broken:
+                report.messages.append(_state_text(exc, run.store))
             report.messages.append("this run could not be saved in the run history")
-    if pm is not None:
-        for message in notify_sync_finished(pm, report):
+    if run.pm is not None:
+        for message in notify_sync_finished(run.pm, report):
             report.messages.append(message)
     log.info(
         "sync finished",
-        extra={"source": source.name, "outcome": str(report.outcome), "counts": _counts(report)},
+        extra={"source": report.source, "outcome": str(report.outcome), "counts": _counts(report)},
     )
     return report
 
@@ -532,12 +692,12 @@ def _commit_source_state(store: StateStore, name: str, plan: Plan) -> None:
         store.update_source_state(name, **changes)
 
 
-def _outcome(report: SyncReport, plan: Plan, *, failed: bool, interrupted: bool) -> RunOutcome:
+def _outcome(report: SyncReport, capped: bool, *, failed: bool, interrupted: bool) -> RunOutcome:
     if report.dry_run:
         return RunOutcome.DRY_RUN
     if failed:
         return RunOutcome.FAILED
-    if plan.capped:
+    if capped:
         return RunOutcome.CAPPED
     if interrupted or report.record_errors or report.write_back_failed:
         return RunOutcome.PARTIAL

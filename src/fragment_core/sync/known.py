@@ -31,7 +31,8 @@ class StoredKnown:
     def load(self, external_ids: Sequence[str]) -> dict[str, Known]:
         """Read the rows of ``external_ids`` (those the state knows) and keep them for
         :meth:`get` until the next call."""
-        self._chunk = {} if self._empty else self.store.lookup(self.source, external_ids)
+        rows = {} if self._empty else self.store.lookup(self.source, external_ids)
+        self._chunk = {eid: Known._make(row) for eid, row in rows.items()}
         self._ids = external_ids
         self._id_set = None
         return self._chunk
@@ -45,7 +46,8 @@ class StoredKnown:
             self._id_set = set(self._ids)
         if external_id in self._id_set:
             return None  # looked up with its chunk: unknown
-        return self.store.lookup(self.source, [external_id]).get(external_id)
+        found = self.store.lookup(self.source, [external_id]).get(external_id)
+        return None if found is None else Known._make(found)
 
     def open_count(self) -> int:
         """Records whose task was open or reopening when the run started."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from fragment_core.config import ClosePolicy
 from fragment_core.reports import RecordError
@@ -41,9 +41,25 @@ OPEN_LIKE = (OPEN, REOPENING)
 #: Statuses whose task the sync may still have to close.
 ACTIVE = (OPEN, REOPENING, CLOSING)
 
-#: What the state knows of one record: ``(content_hash, status, times_missing,
-#: record_hash)`` (``record_hash``: see :mod:`fragment_core.sync.fingerprint`).
-Known = tuple[str, str, int, "str | None"]
+class Known(NamedTuple):
+    """What the state knows of one record."""
+
+    content_hash: str
+    """Hash of the task body last written."""
+    status: str
+    """One of :data:`OPEN`, :data:`CLOSING`, :data:`CLOSED`, :data:`DONE`, :data:`REOPENING`."""
+    times_missing: int
+    """Complete fetches in a row the record was absent from."""
+    record_hash: str | None = None
+    """The raw record's fingerprint (see :mod:`fragment_core.sync.fingerprint`)."""
+
+
+class Candidate(NamedTuple):
+    """A record whose task may have to close when its record is absent."""
+
+    external_id: str
+    status: str
+    times_missing: int
 
 
 class KnownRecords(Protocol):
@@ -64,8 +80,9 @@ class KnownRecords(Protocol):
         """Records whose task was open, reopening or closing when the run started."""
 
     def candidates(self) -> Iterable[tuple[str, str, int]]:
-        """``(external_id, status, times_missing)`` of every record whose status is in
-        :data:`ACTIVE`: those that may have to close when their record is absent."""
+        """``(external_id, status, times_missing)`` (a :class:`Candidate`, or a plain
+        tuple in that order) of every record whose status is in :data:`ACTIVE`: those
+        that may have to close when their record is absent."""
 
 
 class MappingKnown:
@@ -80,7 +97,7 @@ class MappingKnown:
         row = self.rows.get(external_id)
         if row is None:
             return None
-        return row if len(row) == 4 else (row[0], row[1], row[2], None)  # type: ignore[return-value]
+        return Known._make(row if len(row) == 4 else (*row[:3], None))
 
     def open_count(self) -> int:
         """Records whose task is open or reopening."""
@@ -90,11 +107,11 @@ class MappingKnown:
         """Records whose task is open, reopening or closing."""
         return sum(row[1] in ACTIVE for row in self.rows.values())
 
-    def candidates(self) -> Iterator[tuple[str, str, int]]:
+    def candidates(self) -> Iterator[Candidate]:
         """Records whose task is open, reopening or closing."""
         for eid, row in self.rows.items():
             if row[1] in ACTIVE:
-                yield eid, row[1], row[2]
+                yield Candidate(eid, row[1], row[2])
 
 
 @dataclass(slots=True)
@@ -321,7 +338,7 @@ def max_cursor(a: str | None, b: str | None) -> str | None:
     return a if cursor_key(a) >= cursor_key(b) else b
 
 
-def plan_sync(  # noqa: C901
+def plan_sync(
     source: str,
     mapped: Iterable[MappedRecord | Unchanged],
     known: KnownRecords | Mapping[str, tuple[Any, ...]],
@@ -348,126 +365,208 @@ def plan_sync(  # noqa: C901
     (:attr:`Plan.planned`) instead of keeping them. ``on_fingerprint(external_id,
     record_hash)`` likewise receives the record hashes to remember (else kept in
     :attr:`Plan.fingerprints`).
+
+    The same as feeding ``mapped`` to a :class:`Planner` and finishing it.
     """
-    if not hasattr(known, "candidates"):
-        known = MappingKnown(known)  # type: ignore[arg-type]
-    policy = policy or PlanPolicy()
-    plan = Plan(source=source, mode=mode, write_backs_due=write_backs_due)
-    seen: set[str] = set()
-    explicit_closes: list[PlannedClose] = []  # incremental changes: the record left
-    retries: list[PlannedClose] = []  # closes an earlier run decided (already capped)
-    cursor = previous_cursor
-    reopen_on_change = policy.reopen == "on-change"
-    unchanged = skipped = fetched = unidentified = 0
-    seen_active = 0  # records seen whose task was open, reopening or closing
-    planned = plan.planned
-    lists = {"created": plan.create, "updated": plan.update, "reopened": plan.reopen}
-    get = known.get
+    planner = Planner(
+        source,
+        known,
+        mode=mode,
+        policy=policy,
+        previous_cursor=previous_cursor,
+        write_backs_due=write_backs_due,
+        on_write=on_write,
+        on_fingerprint=on_fingerprint,
+    )
+    planner.feed(mapped)
+    return planner.finish(complete() if callable(complete) else complete)
 
-    def add(kind: str, item: MappedRecord) -> None:
+
+class Planner:
+    """The planner, driven chunk by chunk: :meth:`feed` each chunk of mapped records as
+    it is fetched (its writes go to ``on_write`` at once), then :meth:`finish` once the
+    fetch has ended, which plans the closes (they depend on the whole fetch) and returns
+    the :class:`Plan`. See :func:`plan_sync` for the arguments.
+
+    What it keeps between chunks is the set of ids seen, the largest cursor and counts:
+    memory grows with the backlog's ids, not its records.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        known: KnownRecords | Mapping[str, tuple[Any, ...]],
+        *,
+        mode: str = "full",
+        policy: PlanPolicy | None = None,
+        previous_cursor: str | None = None,
+        write_backs_due: int = 0,
+        on_write: Callable[[str, PlannedWrite], None] | None = None,
+        on_fingerprint: Callable[[str, str], None] | None = None,
+    ) -> None:
+        if not hasattr(known, "candidates"):
+            known = MappingKnown(known)
+        self.source = source
+        self.known: KnownRecords = known  # type: ignore[assignment]
+        self.mode = mode
+        self.policy = policy or PlanPolicy()
+        self.previous_cursor = previous_cursor
+        self.on_write = on_write
+        self.on_fingerprint = on_fingerprint
+        self.plan = Plan(source=source, mode=mode, write_backs_due=write_backs_due)
+        self.seen: set[str] = set()
+        self.explicit_closes: list[PlannedClose] = []  # incremental changes: the record left
+        self.retries: list[PlannedClose] = []  # closes an earlier run decided (already capped)
+        self.cursor = previous_cursor
+        self.unchanged = self.skipped = self.fetched = self.unidentified = 0
+        self.seen_active = 0  # records seen whose task was open, reopening or closing
+        self._finished = False
+
+    def _add(self, kind: str, item: MappedRecord) -> None:
         write = PlannedWrite._of(item)
-        planned[kind] += 1
-        if on_write is not None:
-            on_write(kind, write)
+        self.plan.planned[kind] += 1
+        if self.on_write is not None:
+            self.on_write(kind, write)
         else:
-            lists[kind].append(write)
+            getattr(self.plan, _LISTS[kind]).append(write)
 
-    for item in mapped:
-        if type(item) is Unchanged:  # the cheap path of a re-sync: nothing to map or write
-            fetched += len(item)
-            if item.cursors is not None:
-                for value in item.cursors:
-                    if value is not None:
-                        cursor = max_cursor(cursor, value)
-            for eid, state in zip(item.external_ids, item.states, strict=True):
-                if eid in seen:
-                    _duplicate(plan, source, eid)
-                    continue
-                seen.add(eid)
-                skipped += 1
-                if state[1] in ACTIVE:
-                    seen_active += 1
-                if state[2]:
-                    plan.missing[eid] = 0
-            continue
-        fetched += 1
-        if item.cursor is not None:
-            cursor = max_cursor(cursor, item.cursor)
-        eid = item.external_id
-        assert isinstance(item, MappedRecord)
-        if item.error is not None:
-            plan.record_errors.append(item.error)
-        if eid is None:
-            unidentified += item.error is not None
-            continue
-        if item.dropped:
-            plan.dropped += 1
-            continue
-        if eid in seen:
-            _duplicate(plan, source, eid)
-            continue
-        seen.add(eid)
-        state = get(eid)
-        if state is not None:
-            seen_active += state[1] in ACTIVE
-        if not item.open:
-            if state is not None and state[1] in ACTIVE:
-                close = PlannedClose(eid, task_uid_text(source, eid))
-                (retries if state[1] == CLOSING else explicit_closes).append(close)
-            continue
-        if item.task is None or item.content_hash is None:
-            continue  # failed to map: seen (so not closed), nothing to write
-        if item.wire is None:  # mapped by hand (tests, tools): build the body here
-            built = map_task(source, item.task)
-            item = replace(item, wire=built.wire, uid=built.uid)
-        if state is None:
-            add("created", item)
-            continue
-        old_hash, status, times_missing, old_record_hash = state
-        if times_missing:
-            plan.missing[eid] = 0
-        if status == OPEN:
-            if old_hash != item.content_hash:
-                add("updated", item)
+    def _unchanged(self, item: Unchanged) -> None:
+        """The cheap path of a re-sync: nothing to map or write."""
+        plan, seen, source = self.plan, self.seen, self.source
+        self.fetched += len(item)
+        if item.cursors is not None:
+            cursor = self.cursor
+            for value in item.cursors:
+                if value is not None:
+                    cursor = max_cursor(cursor, value)
+            self.cursor = cursor
+        skipped = active = 0
+        for eid, state in zip(item.external_ids, item.states, strict=True):
+            if eid in seen:
+                _duplicate(plan, source, eid)
                 continue
-            unchanged += 1
-        elif status == DONE:
-            if reopen_on_change and old_hash and old_hash != item.content_hash:
+            seen.add(eid)
+            skipped += 1
+            if state[1] in ACTIVE:
+                active += 1
+            if state[2]:
+                plan.missing[eid] = 0
+        self.skipped += skipped
+        self.seen_active += active
+
+    def feed(self, mapped: Iterable[MappedRecord | Unchanged]) -> None:  # noqa: C901
+        """Plan one chunk (or any number) of mapped records, in fetch order."""
+        if self._finished:
+            raise RuntimeError("the planner has finished: start a new one")
+        plan, seen, source, add = self.plan, self.seen, self.source, self._add
+        reopen_on_change = self.policy.reopen == "on-change"
+        get = self.known.get
+        on_fingerprint = self.on_fingerprint
+        cursor = self.cursor
+        fetched = unchanged = unidentified = seen_active = 0
+        for item in mapped:
+            if type(item) is Unchanged:
+                self.cursor = cursor
+                self._unchanged(item)
+                cursor = self.cursor
+                continue
+            fetched += 1
+            assert isinstance(item, MappedRecord)
+            if item.cursor is not None:
+                cursor = max_cursor(cursor, item.cursor)
+            eid = item.external_id
+            if item.error is not None:
+                plan.record_errors.append(item.error)
+            if eid is None:
+                unidentified += item.error is not None
+                continue
+            if item.dropped:
+                plan.dropped += 1
+                continue
+            if eid in seen:
+                _duplicate(plan, source, eid)
+                continue
+            seen.add(eid)
+            state = get(eid)
+            if state is not None:
+                seen_active += state[1] in ACTIVE
+            if not item.open:
+                if state is not None and state[1] in ACTIVE:
+                    close = PlannedClose(eid, task_uid_text(source, eid))
+                    (self.retries if state[1] == CLOSING else self.explicit_closes).append(close)
+                continue
+            if item.task is None or item.content_hash is None:
+                continue  # failed to map: seen (so not closed), nothing to write
+            if item.wire is None:  # mapped by hand (tests, tools): build the body here
+                built = map_task(source, item.task)
+                item = replace(item, wire=built.wire, uid=built.uid)
+            if state is None:
+                add("created", item)
+                continue
+            old_hash, status, times_missing, old_record_hash = state
+            if times_missing:
+                plan.missing[eid] = 0
+            if status == OPEN:
+                if old_hash != item.content_hash:
+                    add("updated", item)
+                    continue
+                unchanged += 1
+            elif status == DONE:
+                if reopen_on_change and old_hash and old_hash != item.content_hash:
+                    add("reopened", item)
+                    continue
+                unchanged += 1
+            else:  # closing/closed by the sync and back, or a reopen not known to have landed
                 add("reopened", item)
                 continue
-            unchanged += 1
-        else:  # closing/closed by the sync and back, or a reopen not known to have landed
-            add("reopened", item)
-            continue
-        if item.record_hash is not None and item.record_hash != old_record_hash:
-            if on_fingerprint is not None:
-                on_fingerprint(eid, item.record_hash)
-            else:
-                plan.fingerprints[eid] = item.record_hash
+            if item.record_hash is not None and item.record_hash != old_record_hash:
+                if on_fingerprint is not None:
+                    on_fingerprint(eid, item.record_hash)
+                else:
+                    plan.fingerprints[eid] = item.record_hash
+        self.cursor = cursor
+        self.fetched += fetched
+        self.unchanged += unchanged
+        self.unidentified += unidentified
+        self.seen_active += seen_active
 
-    if callable(complete):
-        complete = complete()
-    plan.complete = complete
-    plan.fetched = fetched
-    plan.unchanged = unchanged + skipped
-    plan.skipped = skipped
-    absent: list[PlannedClose] = []
-    if mode == "full":
-        everything_seen = seen_active >= known.active_count()
-        if not (complete and everything_seen):  # else no task can have lost its record
-            absent = _plan_absence(plan, source, known, seen, policy, complete, unidentified)
-            retries.extend(plan.close)
-            plan.close.clear()
-    capped = _cap(plan, source, known.open_count(), explicit_closes, absent, policy)
-    plan.close.extend(retries)
-    if not capped:
-        plan.close.extend(explicit_closes)
-        plan.close.extend(absent)
-    if complete:
-        # a capped incremental run keeps its cursor: the changes that said "closed" are
-        # fetched again, so the withheld closes are not lost
-        plan.next_cursor = previous_cursor if capped and mode != "full" else cursor
-    return plan
+    def finish(self, complete: bool) -> Plan:
+        """The plan, once the fetch has ended (``complete``: it ran to its end): the
+        closes of absent records, the blast-radius cap and the next cursor."""
+        if self._finished:
+            raise RuntimeError("the planner has finished already")
+        self._finished = True
+        plan, source, known, policy = self.plan, self.source, self.known, self.policy
+        retries = self.retries
+        plan.complete = complete
+        plan.fetched = self.fetched
+        plan.unchanged = self.unchanged + self.skipped
+        plan.skipped = self.skipped
+        absent: list[PlannedClose] = []
+        if self.mode == "full":
+            everything_seen = self.seen_active >= known.active_count()
+            if not (complete and everything_seen):  # else no task can have lost its record
+                absent = _plan_absence(
+                    plan, source, known, self.seen, policy, complete, self.unidentified
+                )
+                retries.extend(plan.close)
+                plan.close.clear()
+        explicit = self.explicit_closes
+        capped = _cap(plan, source, known.open_count(), explicit, absent, policy)
+        plan.close.extend(retries)
+        if not capped:
+            plan.close.extend(explicit)
+            plan.close.extend(absent)
+        if complete:
+            # a capped incremental run keeps its cursor: the changes that said "closed" are
+            # fetched again, so the withheld closes are not lost
+            capped_incremental = capped and self.mode != "full"
+            plan.next_cursor = self.previous_cursor if capped_incremental else self.cursor
+        return plan
+
+
+#: The plan's list of kept writes, by kind.
+_LISTS = {"created": "create", "updated": "update", "reopened": "reopen"}
 
 
 def _cap(

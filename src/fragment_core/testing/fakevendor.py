@@ -343,16 +343,18 @@ class FakeVendor:
     # -- routes ---------------------------------------------------------------------------
     def route(
         self, method: str, path: str, *, scope: str | None = None, auth: bool = True,
-        items: str | None = None,
+        items: str | None = None, openapi: bool = True,
     ) -> Callable[[Callable[[FakeRequest], Any]], Callable[[FakeRequest], Any]]:  # fmt: skip
         """Decorator: serve ``method path`` behind auth (and ``scope`` when given).
 
         ``items`` names the JSON list a page response carries (for :meth:`short_page_next`).
+        ``openapi=False``: the operation is not in the vendor's OpenAPI file (a subset), so
+        its requests and responses are not validated against it.
         """
 
         def register(handler: Callable[[FakeRequest], Any]) -> Callable[[FakeRequest], Any]:
             def serve(req: FakeRequest) -> Any:
-                return self._serve(req, path, scope, auth, items, handler)
+                return self._serve(req, path, scope, auth, items, handler, validate=openapi)
 
             self.api.add_route(method, path, serve)
             return handler
@@ -367,6 +369,8 @@ class FakeVendor:
         auth: bool,
         items: str | None,
         handler: Callable[[FakeRequest], Any],
+        *,
+        validate: bool = True,
     ) -> Any:
         if auth and req.headers.get(self.auth_header) != self.auth_prefix + self.token:
             return self.unauthorized(req)
@@ -378,12 +382,13 @@ class FakeVendor:
             if wait is not None:
                 limit = self.rate_limit
                 return FakeResponse(limit.status, json=limit.body, headers=limit.headers(wait))
-        if self._openapi is not None:
+        validate = validate and self._openapi is not None
+        if validate:
             self._check_request(req)
         result = handler(req)
         if items is not None:
             result = self._maybe_short(req.path, items, result)
-        if self._openapi is not None:
+        if validate:
             self._check_response(req, result)
         return result
 
@@ -467,22 +472,94 @@ def _describe(error: Exception) -> str:
     return f"{error}" + (f" ({details})" if details else "")
 
 
+def allow_null_where_nullable(node: Any) -> Any:
+    """Make OpenAPI 3.0's ``nullable: true`` admit ``null`` where validators do not: next
+    to an ``enum`` lacking ``null`` (``null`` is added to it), and on a schema without
+    ``type`` (``anyOf``/``oneOf``/``allOf``: an ``{"enum": [null]}`` alternative is added).
+    Vendor files (Stripe's) are full of both. Changes ``node`` in place; returns it."""
+    if isinstance(node, dict):
+        for value in node.values():
+            allow_null_where_nullable(value)
+        if node.get("nullable") is True:
+            enum = node.get("enum")
+            if isinstance(enum, list) and None not in enum:
+                enum.append(None)
+            if "type" not in node:
+                for combiner in ("anyOf", "oneOf"):
+                    if isinstance(node.get(combiner), list):
+                        node[combiner].append({"enum": [None]})
+                        break
+                else:
+                    if isinstance(node.get("allOf"), list):
+                        node["anyOf"] = [{"allOf": node.pop("allOf")}, {"enum": [None]}]
+    elif isinstance(node, list):
+        for value in node:
+            allow_null_where_nullable(value)
+    return node
+
+
+def deep_objects_as_objects(spec: dict[str, Any]) -> dict[str, Any]:
+    """openapi-core reads ``style: deepObject`` parameters only when their schema is an
+    object, and fails every request otherwise (even one without the parameter). Stripe
+    declares arrays (``expand[0]=...``) and ``anyOf`` (``created`` or ``created[gte]``)
+    that way: give openapi-core what it can read, in place: an array becomes an object of
+    its items (``{"0": ...}``), an ``anyOf`` its object alternatives. Returns ``spec``."""
+    for item in (spec.get("paths") or {}).values():
+        operations = (
+            [op for op in item.values() if isinstance(op, dict)] if isinstance(item, dict) else []
+        )
+        for operation in operations:
+            for param in operation.get("parameters") or ():
+                if not isinstance(param, dict) or param.get("style") != "deepObject":
+                    continue
+                schema = param.get("schema")
+                if not isinstance(schema, dict) or schema.get("type") == "object":
+                    continue
+                if schema.get("type") == "array":
+                    items = schema.get("items", {})
+                    param["schema"] = {"type": "object", "additionalProperties": items}
+                elif isinstance(schema.get("anyOf"), list):
+                    objects = [
+                        s
+                        for s in schema["anyOf"]
+                        if isinstance(s, dict) and s.get("type") == "object"
+                    ]
+                    if objects:
+                        param["schema"] = objects[0]
+    return spec
+
+
+#: Specs loaded from files, by (path, modification time): vendor files are large and
+#: every fake of a test session would parse them again.
+_FILE_SPECS: dict[tuple[str, float], tuple[Any, str]] = {}
+
+
 def _load_openapi(source: Mapping[str, Any] | str | Path) -> tuple[Any, str]:
-    """An openapi-core ``OpenAPI`` whose servers are the fake's (same path prefix)."""
-    from urllib.parse import urlparse
-
-    from openapi_core import OpenAPI
-
+    """An openapi-core ``OpenAPI`` whose servers are the fake's (same path prefix); a file
+    is read once per process (cached by path and modification time)."""
     if isinstance(source, Mapping):
-        spec = copy.deepcopy(dict(source))
-    else:
-        text = Path(source).read_text()
+        return _openapi_of(copy.deepcopy(dict(source)))
+    path = Path(source)
+    key = (str(path.resolve()), path.stat().st_mtime)
+    if key not in _FILE_SPECS:
+        text = path.read_text()
         if str(source).endswith((".yaml", ".yml")):
             import yaml  # type: ignore[import-untyped]
 
             spec = yaml.safe_load(text)
         else:
             spec = jsonlib.loads(text)
+        _FILE_SPECS[key] = _openapi_of(spec)
+    return _FILE_SPECS[key]
+
+
+def _openapi_of(spec: dict[str, Any]) -> tuple[Any, str]:
+    from urllib.parse import urlparse
+
+    from openapi_core import OpenAPI
+
+    allow_null_where_nullable(spec)
+    deep_objects_as_objects(spec)
     servers = spec.get("servers") or [{"url": "/"}]
     prefix = urlparse(servers[0].get("url", "/")).path.rstrip("/")
     host = "http://fake.invalid"
