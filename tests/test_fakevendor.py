@@ -231,7 +231,7 @@ def test_compare_select_and_one_error_shape() -> None:
         compare("like", 1, 1)
 
     class Shaped(FakeVendor):
-        def error(self, status: int, code: str, message: str, **extra: Any) -> FakeResponse:
+        def error_response(self, status: int, code: str, message: str, **extra: Any) -> Any:
             return FakeResponse(status=status, json={"kind": code, **extra})
 
     vendor = Shaped("tickets", token="t-1")

@@ -316,7 +316,7 @@ class FakeVendor:
         return self.store.clock
 
     # -- vendor-shaped answers (override) -------------------------------------------------
-    def error(self, status: int, code: str, message: str, **extra: Any) -> FakeResponse:
+    def error_response(self, status: int, code: str, message: str, **extra: Any) -> FakeResponse:
         """The vendor's error answer; every answer below is built with it, so overriding it
         once gives them all the vendor's error shape. ``code`` is ``unauthorized``,
         ``missing_scope`` (``extra`` has the ``scope``), ``invalid_request`` or ``not_found``."""
@@ -324,21 +324,22 @@ class FakeVendor:
 
     def unauthorized(self, req: FakeRequest) -> FakeResponse:
         """The 401 for a missing or wrong credential."""
-        return self.error(401, "unauthorized", "missing or wrong credentials")
+        return self.error_response(401, "unauthorized", "missing or wrong credentials")
 
     def forbidden(self, req: FakeRequest, scope: str) -> FakeResponse:
         """The 403 for a credential lacking ``scope`` (the body names it)."""
-        return self.error(403, "missing_scope", f"the credential lacks {scope}", scope=scope)
+        message = f"the credential lacks {scope}"
+        return self.error_response(403, "missing_scope", message, scope=scope)
 
     def invalid(self, message: str) -> FakeResponse:
         """Log ``message`` in ``invalid_requests`` and answer 400."""
         with self._lock:
             self.invalid_requests.append(message)
-        return self.error(400, "invalid_request", message)
+        return self.error_response(400, "invalid_request", message)
 
     def not_found(self) -> FakeResponse:
         """A plain 404."""
-        return self.error(404, "not_found", "not found")
+        return self.error_response(404, "not_found", "not found")
 
     # -- routes ---------------------------------------------------------------------------
     def route(

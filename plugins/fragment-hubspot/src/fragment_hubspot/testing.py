@@ -172,7 +172,7 @@ class FakeHubSpot(FakeVendor):
         """Searches refused by the per-second search limit."""
         return self.rate_limit.over if self.rate_limit else 0
 
-    def error(self, status: int, code: str, message: str, **extra: Any) -> FakeResponse:
+    def error_response(self, status: int, code: str, message: str, **extra: Any) -> FakeResponse:
         """HubSpot's error object for every FakeVendor answer (401, 403, 400, 404)."""
         category, message = ERRORS.get(code, ("VALIDATION_ERROR", message))
         if "scope" in extra:
