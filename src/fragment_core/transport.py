@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json as jsonlib
+import ssl
 import threading
 from collections.abc import Callable, Collection, Generator, Mapping
 from typing import Any, TypeVar
@@ -242,6 +243,7 @@ class Transport:
     return the error for a failed response; otherwise the default mapping applies
     (429 rate limited, 5xx/408 transient, 401/403 authentication, other 4xx configuration).
     Transient and rate-limited errors are retried under ``retry`` (or the policy in force).
+    ``verify``: TLS verification as httpx takes it, or the path of a CA bundle (PEM).
     """
 
     def __init__(
@@ -256,6 +258,7 @@ class Transport:
         rate_limit_hook: Callable[[httpx.Response], float | None] | None = None,
         translate_error: Callable[[httpx.Response], FragmentError | None] | None = None,
         name: str = "",
+        verify: ssl.SSLContext | str | bool = True,
     ) -> None:
         self.base_url = base_url
         self.name = name
@@ -267,8 +270,10 @@ class Transport:
         self._rate_limit_hook = rate_limit_hook
         self._translate_error = translate_error
         self._secrets = auth.secrets if auth is not None else ()
+        if isinstance(verify, str):  # a CA bundle (PEM) for a private CA or a test server
+            verify = ssl.create_default_context(cafile=verify)
         self.httpx_client = guarded_client(
-            base_url, auth=auth, headers=headers, timeout=timeout, where=self.where
+            base_url, auth=auth, headers=headers, timeout=timeout, where=self.where, verify=verify
         )
 
     def __repr__(self) -> str:

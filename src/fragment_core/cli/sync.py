@@ -10,6 +10,8 @@ Exit codes of ``fragment sync`` (and ``fragment run --once``, for the worst run)
 3     capped: closes were withheld by the blast-radius cap (``--force-close``)
 4     partial: applied, but some records or write-backs failed
 5     busy: another run holds the source's lease (nothing ran; see ``--wait``)
+6     another destination: the source's state belongs to another Tasks API (nothing
+      ran; see ``--rebind``)
 ====  =======================================================================
 """
 
@@ -24,8 +26,16 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 
-from fragment_core.cli.summary import EXIT_BUSY, EXIT_CODES, RichProgress, print_plan, print_report
+from fragment_core.cli.summary import (
+    EXIT_BUSY,
+    EXIT_CODES,
+    EXIT_OTHER_DESTINATION,
+    RichProgress,
+    print_plan,
+    print_report,
+)
 from fragment_core.cli.support import (
     echo_json,
     load_config_from_context,
@@ -39,6 +49,7 @@ from fragment_core.errors import ConfigurationError
 from fragment_core.runner import Runner, open_tasks_client
 from fragment_core.signals import early_sigterm
 from fragment_core.state import LeaseHeldError, OutboxState, StateStore
+from fragment_core.sync.destination import DestinationMismatchError
 from fragment_core.sync.engine import NoProgress, sync_source
 from fragment_core.sync.plan import Plan
 
@@ -50,6 +61,8 @@ Examples:
   fragment sync support --force-close   close even above the blast-radius cap
   fragment sync support --remap         map every record again (after a transform hook
                                         or the data it reads changed)
+  fragment sync support --verify        repair tasks deleted or changed in the Tasks API
+  fragment sync support --rebind        the Tasks API changed: rebuild the state from it
 """
 
 
@@ -119,6 +132,18 @@ class _PlanKeeper(NoProgress):
     is_flag=True,
     help="When another run is syncing SOURCE, wait for it to end instead of exiting with 5.",
 )
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="A full run that first lists the source's tasks in the Tasks API, creates again "
+    "those deleted there and writes again those changed there (see verify_every).",
+)
+@click.option(
+    "--rebind",
+    is_flag=True,
+    help="When the source's state belongs to another Tasks API (exit code 6), rebuild it "
+    "from the configured one first, then sync (creating the tasks it lacks).",
+)
 @click.pass_context
 def sync_command(
     ctx: click.Context,
@@ -129,6 +154,8 @@ def sync_command(
     remap: bool,
     as_json: bool,
     wait: bool,
+    verify: bool,
+    rebind: bool,
 ) -> None:
     """Run one sync of SOURCE, then print a summary.
 
@@ -143,6 +170,8 @@ def sync_command(
       4  partial: applied, but some records or write-backs failed
       5  busy: another run (any process or machine on this state) is syncing SOURCE;
          nothing ran (see --wait)
+      6  another destination: the state of SOURCE belongs to another Tasks API (url or
+         account); nothing ran (see --rebind)
     """
     settings = load_config_from_context(ctx)
     src = _source(settings, source)
@@ -169,6 +198,8 @@ def sync_command(
                     full=full,
                     force_close=force_close,
                     remap=remap,
+                    rebind=rebind,
+                    verify=verify,
                     batch_size=settings.tasks_api.batch_size,
                     stop=stop,
                     progress=keeper,
@@ -176,6 +207,9 @@ def sync_command(
     except LeaseHeldError as exc:
         stderr_console().print(str(exc), markup=False, highlight=False, soft_wrap=True)
         ctx.exit(EXIT_BUSY)
+    except DestinationMismatchError as exc:
+        console_error(str(exc))
+        ctx.exit(EXIT_OTHER_DESTINATION)
     finally:
         connector.close()
         client.close()
@@ -202,7 +236,10 @@ def run_command(ctx: click.Context, once: bool, wait: bool) -> None:
 
     A source another run is syncing (any process or machine on this state) is skipped
     for that interval with a one-line message (--wait waits instead); with --once a
-    skipped source makes the exit code 5 unless a worse outcome occurred.
+    skipped source makes the exit code 5 unless a worse outcome occurred. A source whose
+    state belongs to another Tasks API is refused at each interval with an error line
+    (fix [tasks_api], or `fragment sync SOURCE --rebind`); with --once it makes the
+    exit code 6 unless a failed, capped or partial run occurred.
     """
     settings = load_config_from_context(ctx)
     if not any(s.enabled for s in settings.sources):
@@ -230,9 +267,17 @@ def run_command(ctx: click.Context, once: bool, wait: bool) -> None:
     if runner.fatal is not None:
         raise runner.fatal
     code = EXIT_CODES[runner.worst_outcome()] if once else 0
+    if once and code == 0 and runner.other_destination:
+        code = EXIT_OTHER_DESTINATION
     if once and code == 0 and runner.busy:
         code = EXIT_BUSY
     ctx.exit(code)
+
+
+def console_error(message: str) -> None:
+    """An ``error:`` line on stderr, as :class:`~fragment_core.cli.support.FragmentClickError`
+    prints one."""
+    stderr_console().print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
 def status_rows(settings: Settings, store: StateStore) -> list[dict[str, Any]]:

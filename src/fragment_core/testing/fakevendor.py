@@ -18,7 +18,10 @@ vendor does the same way::
 - with ``openapi=`` every request and response is validated with openapi-core; problems
   are logged in ``invalid_requests`` (the ``fake_vendor_clean`` fixture asserts it is empty);
 - ``store``: a clocked, versioned store (``updated_since``, ``searchable`` with a lag);
-- ``rate_limit``: a sustained limit (requests per window) answered with the vendor's 429;
+- ``rate_limit``: a sustained limit (requests per window) answered with the vendor's 429
+  (``rate_limits``: more of them, e.g. one per endpoint group);
+- an error answer (4xx/5xx) of an operation whose spec declares only its success is not
+  reported as undeclared;
 - ``effect(kind, item, idempotency_key)``: counters keyed by item and idempotency key;
 - faults: FakeAPI's ``fail_next`` (5xx, drop, timeout, truncate) plus :meth:`short_page_next`.
 """
@@ -278,7 +281,8 @@ class FakeVendor:
 
     ``token``: the one valid credential (``auth_header`` carrying ``auth_prefix + token``);
     ``scopes``: what it was granted (``self.scopes`` is a mutable set); ``openapi``: a spec
-    dict or a path to a JSON/YAML file to validate every request and response against.
+    dict or a path to a JSON/YAML file to validate every request and response against;
+    ``openapi_path`` maps a request path to the spec's (a vendor whose SDK adds ``.json``).
     Override :meth:`unauthorized`, :meth:`forbidden` and :meth:`invalid` for the vendor's
     own error bodies.
     """
@@ -293,9 +297,11 @@ class FakeVendor:
         clock: Clock | None = None,
         search_lag: timedelta = timedelta(0),
         rate_limit: RateLimit | None = None,
+        rate_limits: Iterable[RateLimit] = (),
         auth_header: str = "authorization",
         auth_prefix: str = "Bearer ",
         api: FakeAPI | None = None,
+        openapi_path: Callable[[str], str] | None = None,
     ) -> None:
         self.api = api or FakeAPI(name=name)
         self.token = token
@@ -304,11 +310,14 @@ class FakeVendor:
         self.auth_prefix = auth_prefix
         self.store = VersionedStore(clock, search_lag=search_lag)
         self.rate_limit = rate_limit
+        #: More limits checked after ``rate_limit`` (a vendor with per-endpoint limits).
+        self.rate_limits: list[RateLimit] = list(rate_limits)
         self.invalid_requests: list[str] = []
         self.effects: Counter[tuple[str, str, str | None]] = Counter()
         self._short_pages: list[_ShortPage] = []
         self._lock = threading.RLock()
         self._openapi = _load_openapi(openapi) if openapi is not None else None
+        self._openapi_path = openapi_path
 
     @property
     def clock(self) -> Clock:
@@ -377,11 +386,12 @@ class FakeVendor:
             return self.unauthorized(req)
         if scope is not None and scope not in self.scopes:
             return self.forbidden(req, scope)
-        if self.rate_limit is not None:
+        for limit in (self.rate_limit, *self.rate_limits):
+            if limit is None:
+                continue
             with self._lock:
-                wait = self.rate_limit.check(template)
+                wait = limit.check(template)
             if wait is not None:
-                limit = self.rate_limit
                 return FakeResponse(limit.status, json=limit.body, headers=limit.headers(wait))
         validate = validate and self._openapi is not None
         if validate:
@@ -444,19 +454,29 @@ class FakeVendor:
             self._short_pages.clear()
 
     # -- OpenAPI --------------------------------------------------------------------------
+    def _spec_request(self, req: FakeRequest, host: str) -> _OpenAPIRequest:
+        request = _OpenAPIRequest(req, host)
+        if self._openapi_path is not None:
+            request.path = self._openapi_path(req.path)
+        return request
+
     def _check_request(self, req: FakeRequest) -> None:
         assert self._openapi is not None
         spec, host = self._openapi
-        errors = list(spec.iter_request_errors(_OpenAPIRequest(req, host)))
+        errors = list(spec.iter_request_errors(self._spec_request(req, host)))
         for error in errors:
             self._log_invalid(f"{req.method} {req.path}: request: {_describe(error)}")
 
     def _check_response(self, req: FakeRequest, result: Any) -> None:
         assert self._openapi is not None
         spec, host = self._openapi
+        from openapi_core.templating.responses.exceptions import ResponseNotFound
+
         status, payload, ctype, headers = _render(result)
         response = _OpenAPIResponse(status, payload, ctype, headers)
-        for error in spec.iter_response_errors(_OpenAPIRequest(req, host), response):
+        for error in spec.iter_response_errors(self._spec_request(req, host), response):
+            if status >= 400 and isinstance(error, ResponseNotFound):
+                continue  # the spec declares only the success answers of this operation
             self._log_invalid(f"{req.method} {req.path}: response {status}: {_describe(error)}")
 
     def _log_invalid(self, message: str) -> None:
