@@ -259,3 +259,20 @@ def test_compare_select_and_one_error_shape() -> None:
         vendor.scopes.add("admin")
         found = httpx.get(url, headers={"Authorization": "Bearer t-1"})
         assert found.status_code == 404 and found.json() == {"kind": "not_found"}
+
+
+def test_a_short_page_also_cuts_a_page_answered_with_headers() -> None:
+    vendor = FakeVendor("tickets", token="t-1")
+
+    @vendor.route("GET", "/v2/tickets", items="tickets")
+    def tickets(req: FakeRequest) -> Any:
+        body = {"tickets": [{"id": "1"}, {"id": "2"}], "total": 2}
+        return FakeResponse(200, json=body, headers={"X-Page": "1"})
+
+    with vendor.api:
+        url = vendor.api.url_for("/v2/tickets")
+        vendor.short_page_next(1)
+        short = httpx.get(url, headers=AUTH)
+        assert short.json() == {"tickets": [{"id": "1"}], "total": 2}
+        assert short.headers["x-page"] == "1"  # the headers are kept
+        assert len(httpx.get(url, headers=AUTH).json()["tickets"]) == 2

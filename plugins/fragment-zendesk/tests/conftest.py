@@ -14,4 +14,4 @@ def zendesk() -> Iterator[FakeZendesk]:
     fake = FakeZendesk()
     with fake.api:
         yield fake
-    assert not fake.invalid_requests, f"the fake refused requests: {fake.invalid_requests}"
+    assert not fake.unexpected_invalid(), f"off the spec: {fake.unexpected_invalid()}"

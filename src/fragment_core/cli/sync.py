@@ -46,6 +46,7 @@ from fragment_core.cli.support import (
 )
 from fragment_core.config import Settings, SourceSettings
 from fragment_core.errors import ConfigurationError
+from fragment_core.metrics import RunMetrics, serve_metrics
 from fragment_core.runner import Runner, open_tasks_client
 from fragment_core.signals import early_sigterm
 from fragment_core.state import LeaseHeldError, OutboxState, StateStore
@@ -223,15 +224,38 @@ def sync_command(
     ctx.exit(EXIT_CODES[report.outcome])
 
 
-@click.command("run", epilog="\b\nExamples:\n  fragment run\n  fragment run --once")
+RUN_EXAMPLES = """\b
+Examples:
+  fragment run
+  fragment run --once
+  fragment run --metrics-port 9464      Prometheus metrics at :9464/metrics, /healthz
+"""
+
+
+@click.command("run", epilog=RUN_EXAMPLES)
 @click.option("--once", is_flag=True, help="Run every source once, then exit.")
 @click.option(
     "--wait",
     is_flag=True,
     help="When another run is syncing a source, wait for it instead of skipping that run.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus metrics at /metrics and a health check at /healthz on this "
+    "port (0: a free one, printed).",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the metrics server listens on (0.0.0.0 in a container).",
+)
 @click.pass_context
-def run_command(ctx: click.Context, once: bool, wait: bool) -> None:
+def run_command(
+    ctx: click.Context, once: bool, wait: bool, metrics_port: int | None, metrics_host: str
+) -> None:
     """Run every source at its interval until SIGINT/SIGTERM (then finish the chunk, exit 0).
 
     A source another run is syncing (any process or machine on this state) is skipped
@@ -245,8 +269,14 @@ def run_command(ctx: click.Context, once: bool, wait: bool) -> None:
     if not any(s.enabled for s in settings.sources):
         raise ConfigurationError("no enabled source to run", where=str(settings.path or ""))
     console = stdout_console()
+    metrics = RunMetrics() if metrics_port is not None else None
+    runner: Runner
 
     def show(report: Any) -> None:
+        if metrics is not None:
+            metrics.observe(report)
+            state = runner.store.source_state(report.source)
+            metrics.complete_fetch(report.source, state.last_complete_fetch)
         print_report(console, report)
 
     runner = Runner(
@@ -257,13 +287,16 @@ def run_command(ctx: click.Context, once: bool, wait: bool) -> None:
         wait=wait,
     )
     names = ", ".join(s.name for s in runner.sources())
-    console.print(f"Running {names}" + ("" if once else " (Ctrl-C to stop)"))
-    try:
-        with _stop_on_signals(runner.stop):
-            runner.run(once=once)
-    finally:
-        runner.client.close()
-        runner.store.close()
+    with contextlib.ExitStack() as cleanup:
+        if metrics is not None and metrics_port is not None:
+            cleanup.enter_context(_serving_metrics(runner, metrics, metrics_host, metrics_port))
+        console.print(f"Running {names}" + ("" if once else " (Ctrl-C to stop)"))
+        try:
+            with _stop_on_signals(runner.stop):
+                runner.run(once=once)
+        finally:
+            runner.client.close()
+            runner.store.close()
     if runner.fatal is not None:
         raise runner.fatal
     code = EXIT_CODES[runner.worst_outcome()] if once else 0
@@ -272,6 +305,36 @@ def run_command(ctx: click.Context, once: bool, wait: bool) -> None:
     if once and code == 0 and runner.busy:
         code = EXIT_BUSY
     ctx.exit(code)
+
+
+@contextlib.contextmanager
+def _serving_metrics(runner: Runner, metrics: RunMetrics, host: str, port: int) -> Iterator[None]:
+    """Serve ``/metrics`` and ``/healthz`` of ``runner`` while the block runs."""
+    names = [s.name for s in runner.sources()]
+    metrics.add_sources(names)
+    for name in names:
+        metrics.complete_fetch(name, runner.store.source_state(name).last_complete_fetch)
+
+    def health() -> tuple[bool, dict[str, Any]]:
+        last = {r.source: r.outcome.value for r in runner.reports}
+        detail: dict[str, Any] = {"sources": {n: last.get(n, "not run yet") for n in names}}
+        if runner.fatal is not None:
+            detail["error"] = str(runner.fatal)
+        return runner.fatal is None, detail
+
+    try:
+        server = serve_metrics(metrics, health, port=port, host=host)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}", where="--metrics-port"
+        ) from None
+    remove_hook = metrics.install_retry_hook()
+    stderr_console().print(f"metrics at {server.url}/metrics, health at {server.url}/healthz")
+    try:
+        yield
+    finally:
+        remove_hook()
+        server.close()
 
 
 def console_error(message: str) -> None:

@@ -34,7 +34,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -434,16 +434,19 @@ class FakeVendor:
             self._short_pages.append(_ShortPage(n, drop, path))
 
     def _maybe_short(self, path: str, items: str, result: Any) -> Any:
+        # a page is a dict, or a FakeResponse carrying one (a page with headers)
+        page = result.json if isinstance(result, FakeResponse) else result
         with self._lock:
             fault = next(
                 (f for f in self._short_pages if f.path in (None, path) and f.remaining), None
             )
-            if fault is None or not isinstance(result, dict) or items not in result:
+            if fault is None or not isinstance(page, dict) or items not in page:
                 return result
             fault.remaining -= 1
             if not fault.remaining:
                 self._short_pages.remove(fault)
-        return {**result, items: list(result[items])[: -fault.drop]}
+        short = {**page, items: list(page[items])[: -fault.drop]}
+        return replace(result, json=short) if isinstance(result, FakeResponse) else short
 
     def reset(self) -> None:
         """Clear FakeAPI's log and faults, the effect counters and the invalid-request log."""

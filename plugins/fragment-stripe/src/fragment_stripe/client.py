@@ -10,6 +10,7 @@ so one malformed item fails alone in mapping, not a whole page in the SDK's mode
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
@@ -51,6 +52,14 @@ class StripeRequestError(ConfigurationError):
     def __init__(self, message: str, *, code: str | None, where: str | None) -> None:
         super().__init__(message, where=where)
         self.code = code
+
+
+def _raised_in_sdk(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised inside the stripe package (its last frame is there)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and f"{os.sep}stripe{os.sep}" in tb.tb_frame.f_code.co_filename
 
 
 def _clean(text: str, secrets: tuple[str, ...]) -> str:
@@ -104,10 +113,20 @@ class StripeAPI:
 
     def translate(self, exc: BaseException, action: str) -> FragmentError | None:
         """The error class the runner acts on for an SDK exception (``None``: not Stripe's)."""
+        if isinstance(exc, AttributeError) and _raised_in_sdk(exc):
+            # the SDK reads any JSON error body as Stripe's {"error": {...}} and trips over
+            # another shape ({"error": "..."} from a proxy or gateway)
+            return TransientError(
+                f"Stripe (or a proxy in front of it) answered an error in a shape that is not "
+                f"Stripe's while trying to {action}; check base_url",
+                where=self.where,
+            )
         if not isinstance(exc, stripe.StripeError):
             return None
         status = exc.http_status
         said = _clean(exc.user_message or str(exc) or "", self._secrets)
+        if said.startswith("Invalid response body from API"):
+            said = "the answer is not valid JSON (cut short?)"
         detail = f"{said} (HTTP {status})" if status else said
         where = self.where
         if isinstance(exc, stripe.RateLimitError):

@@ -71,9 +71,9 @@ class StripeConfig(ConnectorConfig):
     )
     timeout_seconds: float = Field(default=30.0, gt=0, description="Timeout of one request.")
     outcome_field: str = Field(
-        default="action",
-        description="Key of the operator's completion form whose value picks the action "
-        "(one of outcome_actions); absent: the configured action.",
+        default="outcome",
+        description="Key of the completed task's form data whose value picks the action "
+        "(one of outcome_actions); absent or empty: the configured action.",
     )
 
     @field_validator("base_url", "dashboard_url")

@@ -91,6 +91,8 @@ class FakeStripe(FakeVendor):
         self.warnings: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
         self.idempotent: dict[str, tuple[str, FakeResponse]] = {}
+        #: Idempotency keys whose first answer was replayed, in order.
+        self.replayed: list[str] = []
         #: Called after a write's effect is applied, before it is answered (crash tests).
         self.after_effect: Callable[[], None] | None = None
         self._ids = itertools.count(1)
@@ -140,6 +142,32 @@ class FakeStripe(FakeVendor):
     def warnings_config(self, **options: Any) -> WarningsConfig:
         """A ``stripe-efw`` source's options pointed at this fake."""
         return WarningsConfig.model_validate(self.options(**options))
+
+    def fragment_toml(self, tasks_url: str, state_path: str | Path, *,
+                      env_var: str = "STRIPE_API_KEY", **sources: str) -> str:  # fmt: skip
+        """A ``fragment.toml`` with one source per keyword (``name="stripe"`` or
+        ``name="stripe-efw"``) pointed at this fake; the key read from ``env_var``."""
+        blocks = [
+            "[tasks_api]",
+            f'url = "{tasks_url}"',
+            'token = "${FRAGMENT_TOKEN}"',
+            "",
+            "[state]",
+            f'url = "sqlite:///{Path(state_path).as_posix()}"',
+        ]
+        for name, connector in sources.items():
+            blocks += [
+                "",
+                "[[sources]]",
+                f'name = "{name}"',
+                f'connector = "{connector}"',
+                "",
+                "[sources.options]",
+                f'api_key = "${{{env_var}}}"',
+                f'base_url = "{self.api.base_url}"',
+                "requests_per_second = 0",
+            ]
+        return "\n".join(blocks) + "\n"
 
     def limit_rate(self, per_second: int = 25) -> RateLimit:
         """Answer Stripe's 429 past ``per_second`` requests in any second (test-mode default)."""
@@ -396,6 +424,7 @@ class FakeStripe(FakeVendor):
                             "parameters they were first used with.",
                             type_="idempotency_error",
                         )
+                    self.replayed.append(key)
                     headers = {**(answer.headers or {}), "Idempotent-Replayed": "true"}
                     return FakeResponse(answer.status, json=answer.json, headers=headers)
                 result = handler(req, key)

@@ -60,7 +60,7 @@ def tls_files() -> tuple[str, str]:
 def spec() -> dict[str, Any]:
     """Zendesk's OpenAPI subset with a local overlay: every property nullable (real tickets
     carry null in many the file marks otherwise), ``start_time`` optional (cursor pages
-    carry ``cursor`` instead)."""
+    carry ``cursor`` instead), ``deleted`` a ticket status (the incremental export's)."""
     document = json.loads(SPEC.read_text())
 
     def relax(node: Any) -> None:
@@ -75,6 +75,10 @@ def spec() -> dict[str, Any]:
                 relax(value)
 
     relax(document["components"]["schemas"])
+    # the incremental export reports deleted tickets with status "deleted" (Zendesk's docs)
+    document["components"]["schemas"]["TicketObject"]["properties"]["status"]["enum"].append(
+        "deleted"
+    )
     document["components"]["parameters"]["IncrementalUnixTime"]["required"] = False
     return document
 
@@ -154,6 +158,7 @@ class FakeZendesk(FakeVendor):
                        "role": "end-user"},
         }  # fmt: skip
         self._next_id = 1000
+        self._malformed: list[str] = []
         self._routes()
 
     # -- data -----------------------------------------------------------------------------
@@ -196,6 +201,17 @@ class FakeZendesk(FakeVendor):
         self._restamp(ticket_id)
         return ticket_id
 
+    def add_malformed(self, **fields: Any) -> int:
+        """Add a ticket off Zendesk's spec on purpose (e.g. ``created_at="last tuesday"``):
+        the answers that carry it are left out of :meth:`unexpected_invalid`."""
+        ticket_id = self.add_ticket(**fields)
+        self._malformed.extend(repr(v) for v in fields.values())
+        return ticket_id
+
+    def unexpected_invalid(self) -> list[str]:
+        """``invalid_requests`` but for answers carrying a ticket added by :meth:`add_malformed`."""
+        return [m for m in self.invalid_requests if not any(v in m for v in self._malformed)]
+
     def add_tickets(self, n: int, **fields: Any) -> list[int]:
         """Add ``n`` tickets alike but for their ids."""
         return [self.add_ticket(**fields) for _ in range(n)]
@@ -210,6 +226,10 @@ class FakeZendesk(FakeVendor):
     def _restamp(self, ticket_id: int) -> None:
         ticket = self.tickets[str(ticket_id)]
         ticket["updated_at"] = _stamp(self.store.updated_at(str(ticket_id)))
+
+    def requests_to_put(self, ticket_id: int | str) -> int:
+        """How many updates of this ticket arrived (whatever their effect)."""
+        return len(self.api.requests_to("PUT", f"/api/v2/tickets/{ticket_id}.json"))
 
     def solves(self, ticket_id: int | str) -> int:
         """How many write-backs changed this ticket's status."""
@@ -235,6 +255,7 @@ class FakeZendesk(FakeVendor):
     # -- helpers --------------------------------------------------------------------------
     def _visible(self, ticket: dict[str, Any]) -> dict[str, Any]:
         out = copy.deepcopy(ticket)
+        out.pop("fragment_comments", None)
         return out
 
     def _matches(self, ticket: dict[str, Any], query: str) -> bool | FakeResponse:
