@@ -20,15 +20,23 @@ from __future__ import annotations
 import base64
 import contextlib
 import json as jsonlib
+import math
 import ssl
 import threading
+import time
 from collections.abc import Callable, Collection, Generator, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
-from fragment_core.errors import ConfigurationError, FragmentError, RateLimitedError, TransientError
+from fragment_core.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    FragmentError,
+    RateLimitedError,
+    TransientError,
+)
 from fragment_core.redaction import redact, redact_url, register_secrets
 from fragment_core.retries import (
     Pacer,
@@ -52,6 +60,7 @@ __all__ = [
     "HeaderAuth",
     "OriginAuth",
     "QueryAuth",
+    "RefreshingBearerAuth",
     "Transport",
     "guarded_client",
     "json_object",
@@ -118,6 +127,73 @@ class BearerAuth(OriginAuth):
 
     def attach(self, request: httpx.Request) -> None:
         request.headers["Authorization"] = f"Bearer {self._token}"
+
+
+class RefreshingBearerAuth(OriginAuth):
+    """``Authorization: Bearer <token>`` for a token that expires (OAuth-style APIs).
+
+    ``fetch()`` gets a new token and returns ``(token, lifetime in seconds or None)``; it
+    must not send through a client using this auth (use a separate one for the token
+    endpoint). The token is cached and fetched again ``margin`` seconds before it
+    expires; when the server answers 401 anyway (revoked, clock skew), the token is
+    fetched again **once** and the request sent again **once**: a second 401 is the answer.
+    Thread-safe; ``refreshes`` counts the fetches. New tokens are masked in httpx's logs.
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[], tuple[str, float | None]],
+        *,
+        margin: float = 60.0,
+        origin: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(origin=origin)
+        self._fetch = fetch
+        self.margin = margin
+        self._clock = clock
+        self._token: str | None = None
+        self._expires = math.inf
+        self._lock = threading.Lock()
+        self.refreshes = 0
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self._token,) if self._token else ()
+
+    def token(self) -> str:
+        """The current token, fetched first when there is none or it is about to expire."""
+        with self._lock:
+            if self._token is None or self._clock() >= self._expires - self.margin:
+                token, lifetime = self._fetch()
+                if not token:
+                    raise AuthenticationError("the token endpoint answered without a token")
+                register_secrets((token,))
+                self._token = token
+                self._expires = math.inf if lifetime is None else self._clock() + lifetime
+                self.refreshes += 1
+            return self._token
+
+    def invalidate(self, token: str) -> None:
+        """Forget ``token`` (the server refused it), unless a newer one replaced it already."""
+        with self._lock:
+            if self._token == token:
+                self._token = None
+
+    def attach(self, request: httpx.Request) -> None:
+        request.headers["Authorization"] = f"Bearer {self.token()}"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self.origin is None or origin_of(request.url) != self.origin:
+            yield request
+            return
+        token = self.token()
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code == 401:
+            self.invalidate(token)
+            self.attach(request)
+            yield request
 
 
 class HeaderAuth(OriginAuth):

@@ -44,6 +44,7 @@ from fragment_core.cli.support import (
     stderr_console,
     stdout_console,
 )
+from fragment_core.cli.writebacks import describe as describe_write_back
 from fragment_core.config import Settings, SourceSettings
 from fragment_core.errors import ConfigurationError
 from fragment_core.metrics import RunMetrics, serve_metrics
@@ -355,7 +356,8 @@ def status_rows(settings: Settings, store: StateStore) -> list[dict[str, Any]]:
         lag = (
             (now - state.last_complete_fetch).total_seconds() if state.last_complete_fetch else None
         )
-        failed = store.write_backs(name, OutboxState.FAILED)
+        waiting = [e for e in store.write_backs(name) if e.state != OutboxState.DONE]
+        failed = [e for e in waiting if e.state == OutboxState.FAILED]
         rows.append(
             {
                 "source": name,
@@ -367,17 +369,12 @@ def status_rows(settings: Settings, store: StateStore) -> list[dict[str, Any]]:
                 "lag_seconds": round(lag, 1) if lag is not None else None,
                 "cursor": state.cursor,
                 "write_backs": store.write_back_counts(name),
-                "failed_write_backs": [
-                    {
-                        "external_id": e.external_id,
-                        "attempts": e.attempts,
-                        "error": e.last_error,
-                        "next_attempt_at": e.next_attempt_at.isoformat()
-                        if e.next_attempt_at
-                        else None,
-                    }
-                    for e in failed
+                "pending_write_backs": [
+                    describe_write_back(e, now)
+                    for e in waiting
+                    if e.state == OutboxState.PENDING
                 ],
+                "failed_write_backs": [describe_write_back(e, now) for e in failed],
             }
         )
     return rows
@@ -387,7 +384,14 @@ def status_rows(settings: Settings, store: StateStore) -> list[dict[str, Any]]:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_context
 def status_command(ctx: click.Context, as_json: bool) -> None:
-    """Per source: the last run, its outcome and counts, lag, pending and failed write-backs."""
+    """Per source: the last run, its outcome and counts, lag, pending and failed write-backs.
+
+    \b
+    Counts of the last run: + created, ~ updated, - closed, ^ reopened, = unchanged,
+    x failed records. Each write-back not done yet is listed with why (first attempt
+    due, or the last error) and when the next run tries it; `fragment state show
+    SOURCE` has the rest of a source's state.
+    """
     from fragment_core.cli.summary import print_status
 
     settings = load_config_from_context(ctx)

@@ -225,6 +225,17 @@ class RateLimit:
     _seen: deque[float] = field(default_factory=deque, repr=False)
     over: int = 0
 
+    def remaining(self) -> int:
+        """Requests still allowed in the current window (for ``*-Remaining`` headers)."""
+        now = time.monotonic()
+        return max(0, self.requests - sum(1 for t in self._seen if now - t < self.window))
+
+    def reset_in(self) -> float:
+        """Seconds until the oldest request counted leaves the window (0 when none)."""
+        now = time.monotonic()
+        live = [t for t in self._seen if now - t < self.window]
+        return max(0.0, self.window - (now - live[0])) if live else 0.0
+
     def check(self, template: str) -> float | None:
         """``None`` when allowed (and counted), else the seconds until a slot frees."""
         if self.paths and template not in self.paths:
@@ -331,6 +342,11 @@ class FakeVendor:
         ``missing_scope`` (``extra`` has the ``scope``), ``invalid_request`` or ``not_found``."""
         return FakeResponse(status=status, json={"error": code, "message": message, **extra})
 
+    def authorized(self, req: FakeRequest) -> bool:
+        """Whether ``req`` carries a valid credential: ``auth_header`` is ``auth_prefix +
+        token``. Override for credentials the fake issues (tokens from a token endpoint)."""
+        return req.headers.get(self.auth_header) == self.auth_prefix + self.token
+
     def unauthorized(self, req: FakeRequest) -> FakeResponse:
         """The 401 for a missing or wrong credential."""
         return self.error_response(401, "unauthorized", "missing or wrong credentials")
@@ -382,7 +398,7 @@ class FakeVendor:
         *,
         validate: bool = True,
     ) -> Any:
-        if auth and req.headers.get(self.auth_header) != self.auth_prefix + self.token:
+        if auth and not self.authorized(req):
             return self.unauthorized(req)
         if scope is not None and scope not in self.scopes:
             return self.forbidden(req, scope)
