@@ -166,7 +166,8 @@ def sync_command(
     \b
     Exit codes:
       0  ok (or --dry-run)
-      1  failed: the fetch, the credentials or the Tasks API stopped the run; nothing closed
+      1  failed: the fetch, the credentials or the Tasks API stopped the run (or the
+         operator completions could not be listed); nothing closed
       2  the configuration or a plugin is wrong (nothing ran)
       3  capped: closes withheld by the blast-radius cap (see --force-close)
       4  partial: applied, but some records or write-backs failed
@@ -260,11 +261,21 @@ def run_command(
     """Run every source at its interval until SIGINT/SIGTERM (then finish the chunk, exit 0).
 
     A source another run is syncing (any process or machine on this state) is skipped
-    for that interval with a one-line message (--wait waits instead); with --once a
-    skipped source makes the exit code 5 unless a worse outcome occurred. A source whose
+    for that interval with a one-line message (--wait waits instead). A source whose
     state belongs to another Tasks API is refused at each interval with an error line
-    (fix [tasks_api], or `fragment sync SOURCE --rebind`); with --once it makes the
-    exit code 6 unless a failed, capped or partial run occurred.
+    (fix [tasks_api], or `fragment sync SOURCE --rebind`).
+
+    \b
+    Exit codes of --once (the worst of its runs):
+      0  every run ok
+      1  a run failed (the fetch, the credentials or the Tasks API stopped it,
+         or the operator completions could not be listed)
+      2  the configuration or a plugin is wrong (nothing ran)
+      3  a run was capped: closes withheld by the blast-radius cap
+      4  a run was partial: some records or write-backs failed
+      5  a source was skipped: another run was syncing it
+      6  a source's state belongs to another Tasks API (unless 1, 3 or 4)
+    Without --once: 0 after SIGINT/SIGTERM, 1 when the state became unusable.
     """
     settings = load_config_from_context(ctx)
     if not any(s.enabled for s in settings.sources):

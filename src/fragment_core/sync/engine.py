@@ -19,7 +19,11 @@ from pydantic import ValidationError
 
 from fragment_core.config import SourceSettings
 from fragment_core.connector import Capability, Connector, Record
-from fragment_core.errors import AuthenticationError, FragmentError
+from fragment_core.errors import (
+    AuthenticationError,
+    FragmentError,
+    TransientError,
+)
 from fragment_core.logs import source_context
 from fragment_core.plugins import notify_sync_finished, transform_task
 from fragment_core.reports import RecordError, RunOutcome, SyncReport
@@ -105,6 +109,8 @@ class Fetch:
     """Yield records whose fingerprint is unchanged as :class:`Unchanged` (else map all)."""
     complete: bool = False
     error: str | None = None
+    exception: BaseException | None = None
+    """What ended the fetch early, if anything."""
     count: int = 0
     _transforms: bool = False
     """Whether any plugin implements ``fragment_transform_task`` (found once per fetch)."""
@@ -132,7 +138,7 @@ class Fetch:
                 yield mapped
                 self.progress.fetched(self.count)
         except Exception as exc:
-            self.error = _error_text(exc)
+            self.error, self.exception = _error_text(exc), exc
             log.error("fetch failed", extra={"source": self.source.name, "error": self.error})
             return
         self.progress.fetched(self.count)
@@ -438,6 +444,10 @@ class SyncRun:
     interrupted: bool = False
     fetched_done: bool = False
     """:func:`fetch_and_apply` ran (a fleet retry of a later phase does not repeat it)."""
+    completions_failed: bool = False
+    """The operator completions could not be listed (the Tasks API is unreachable)."""
+    source_unreachable: bool = False
+    """The fetch failed on a transient or authentication error: no write-back is tried."""
 
     @property
     def dry_run(self) -> bool:
@@ -449,7 +459,16 @@ class SyncRun:
 
     def snapshot(self) -> dict[str, Any]:
         """What :meth:`restore` needs, JSON-ready (no record, no secret)."""
-        flags = ("blocked", "state_broken", "failed", "capped", "interrupted", "fetched_done")
+        flags = (
+            "blocked",
+            "state_broken",
+            "failed",
+            "capped",
+            "interrupted",
+            "fetched_done",
+            "completions_failed",
+            "source_unreachable",
+        )
         return {"report": self.report.to_dict(), **{f: getattr(self, f) for f in flags}}
 
     @classmethod
@@ -522,7 +541,9 @@ def record_completions(run: SyncRun) -> int:
             run.blocked = run.state_broken = True
             run.report.messages.append(_state_text(exc, run.store))
         else:
+            run.completions_failed = True
             run.report.messages.append(f"could not list completed tasks: {_error_text(exc)}")
+            log.error("could not list completed tasks: %s", _error_text(exc))
         return 0
     if new:
         log.info("operator completions found", extra={"source": name, "count": new})
@@ -568,7 +589,7 @@ def fetch_and_apply(  # noqa: C901
         plan = Plan(source=source.name, complete=False)
     else:
         try:
-            plan, _ = plan_source(
+            plan, fetch = plan_source(
                 source,
                 run.connector,
                 store,
@@ -580,6 +601,9 @@ def fetch_and_apply(  # noqa: C901
                 on_write=applier.on_write if applier is not None else None,
                 on_fingerprint=applier.on_fingerprint if applier is not None else None,
                 verification=verification,
+            )
+            run.source_unreachable = isinstance(
+                fetch.exception, TransientError | AuthenticationError
             )
         except Exception as exc:
             if applier is not None:
@@ -652,6 +676,14 @@ def write_back(
     if run.dry_run or run.interrupted or run.state_broken:
         return False
     report = run.report
+    if run.source_unreachable:
+        due = len(run.store.due_write_backs(run.source.name))
+        if due:
+            report.messages.append(
+                f"{_plural(due, 'write-back')} not attempted: the source could not be "
+                "reached; tried on the next run"
+            )
+        return False
     try:
         outcomes = run_write_backs(
             run.source.name, run.connector, run.store, run.pm, stop=stop, limit=limit
@@ -670,6 +702,14 @@ def write_back(
                 f"write-back of record {o.external_id!r} failed "
                 f"(attempt {o.attempts}, retried on later runs): {o.message}"
             )
+    if outcomes and outcomes[-1].transient:
+        due = len(run.store.due_write_backs(run.source.name))  # the failed one waits
+        if due > 0:
+            report.messages.append(
+                f"{_plural(due, 'more write-back')} not attempted after that failure; "
+                "tried on the next run"
+            )
+        return False
     return limit is not None and len(outcomes) >= limit
 
 
@@ -677,7 +717,7 @@ def finish_run(run: SyncRun, *, save: bool = True) -> SyncReport:
     """The last phase: the outcome, the run history (``save``; fleet mode saves into
     the row it kept), the ``fragment_sync_finished`` hooks and the log line."""
     report = run.report
-    failed = run.failed or run.state_broken
+    failed = run.failed or run.state_broken or run.completions_failed
     report.outcome = _outcome(report, run.capped, failed=failed, interrupted=run.interrupted)
     report.finished_at = utcnow()
     if not report.dry_run and save:
@@ -832,6 +872,10 @@ def _outcome(report: SyncReport, capped: bool, *, failed: bool, interrupted: boo
     if interrupted or report.record_errors or report.write_back_failed:
         return RunOutcome.PARTIAL
     return RunOutcome.OK
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _counts(report: SyncReport) -> dict[str, int]:
