@@ -121,6 +121,62 @@ def test_openapi_spec_from_a_file(tmp_path: Any) -> None:
     assert len(vendor.invalid_requests) == 1
 
 
+def test_a_route_outside_the_openapi_subset_is_served_unvalidated() -> None:
+    vendor = make_vendor(openapi=SPEC)
+
+    @vendor.route("POST", "/v2/refunds", auth=False, openapi=False)
+    def refund(req: FakeRequest) -> Any:
+        return {"id": 7}
+
+    with vendor.api:
+        assert httpx.post(vendor.api.url_for("/v2/refunds")).json() == {"id": 7}
+        httpx.post(vendor.api.url_for("/v2/tickets/1/close"), headers=AUTH)  # not in the spec
+    assert len(vendor.invalid_requests) == 0  # 403 before validation: the scope is missing
+    vendor.scopes.add("write")
+    with vendor.api:
+        httpx.post(vendor.api.url_for("/v2/tickets/1/close"), headers=AUTH)
+    assert len(vendor.invalid_requests) == 2  # a validated route missing from the spec
+    assert all("Path not found" in problem for problem in vendor.invalid_requests)
+
+
+def _nullable_spec() -> dict[str, Any]:
+    import copy
+
+    spec = copy.deepcopy(SPEC)
+    get = spec["paths"]["/tickets"]["get"]
+    get["parameters"] += [
+        {"name": "expand", "in": "query", "style": "deepObject", "explode": True,
+         "schema": {"type": "array", "items": {"type": "string", "maxLength": 5}}},
+        {"name": "created", "in": "query", "style": "deepObject", "explode": True,
+         "schema": {"anyOf": [{"type": "object", "properties": {"gte": {"type": "integer"}}},
+                              {"type": "integer"}]}},
+    ]  # fmt: skip
+    item = get["responses"]["200"]["content"]["application/json"]["schema"]["properties"]
+    item["tickets"]["items"]["properties"].update(
+        {
+            "state": {"type": "string", "enum": ["open"], "nullable": True},
+            "owner": {"anyOf": [{"type": "object"}], "nullable": True},
+        }
+    )
+    return spec
+
+
+def test_openapi_nullable_admits_null_and_deep_objects_are_read() -> None:
+    vendor = make_vendor(openapi=_nullable_spec())
+    vendor.pages["body"] = {"tickets": [{"id": "1", "state": None, "owner": None}]}  # type: ignore[attr-defined]
+    with vendor.api:
+        url = vendor.api.url_for
+        query = {"expand[0]": "a", "created[gte]": "5"}
+        assert httpx.get(url("/v2/tickets", **query), headers=AUTH).status_code == 200
+        assert vendor.invalid_requests == []
+        httpx.get(url("/v2/tickets", **{"expand[0]": "too-long"}), headers=AUTH)
+        httpx.get(url("/v2/tickets", **{"created[gte]": "soon"}), headers=AUTH)
+        vendor.pages["body"] = {"tickets": [{"id": "1", "state": "shut"}]}  # type: ignore[attr-defined]
+        httpx.get(url("/v2/tickets"), headers=AUTH)
+    assert len(vendor.invalid_requests) == 3, vendor.invalid_requests
+    assert "expand" in vendor.invalid_requests[0] and "created" in vendor.invalid_requests[1]
+
+
 def test_fake_vendor_clean_fixture_fails_on_an_invalid_request(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
