@@ -275,6 +275,48 @@ def test_faults_5xx_drop_truncate_and_short_pages() -> None:
         vendor.short_page_next(0)
 
 
+def test_compare_select_and_one_error_shape() -> None:
+    """``compare`` is a search filter; ``store.select`` a cached search; ``error`` shapes
+    every refusal (401, 403 naming the scope, 400, 404) once."""
+    from fragment_core.testing.fakevendor import compare
+
+    assert compare("in", ["a", "b"], {"b"}) and not compare("not_in", "b", {"b"})
+    assert compare("between", 5, (1, 5)) and not compare("lt", None, 3)
+    assert compare("contains", "Renewal CALL", "call") and compare("not_exists", "")
+    with pytest.raises(ValueError, match="unknown operator"):
+        compare("like", 1, 1)
+
+    class Shaped(FakeVendor):
+        def error_response(self, status: int, code: str, message: str, **extra: Any) -> Any:
+            return FakeResponse(status=status, json={"kind": code, **extra})
+
+    vendor = Shaped("tickets", token="t-1")
+    for i in (3, 1, 2):
+        vendor.store.put(str(i), {"id": i})
+    odd = vendor.store.select(lambda r: r["id"] % 2 == 1, key=lambda r: r["id"], cache_key="odd")
+    assert odd == [{"id": 1}, {"id": 3}]
+    assert vendor.store.select(lambda r: False, cache_key="odd") is odd  # cached: no write since
+    vendor.store.put("5", {"id": 5})
+    assert [r["id"] for r in vendor.store.select(lambda r: r["id"] % 2, cache_key="odd")] == [
+        3, 1, 5
+    ]
+
+    @vendor.route("GET", "/x", scope="admin")
+    def x(req: FakeRequest) -> Any:
+        return vendor.not_found()
+
+    with vendor.api:
+        url = vendor.api.url_for("/x")
+        refused = httpx.get(url)
+        assert refused.status_code == 401, refused.text
+        assert refused.json() == {"kind": "unauthorized"}
+        denied = httpx.get(url, headers={"Authorization": "Bearer t-1"})
+        assert denied.json() == {"kind": "missing_scope", "scope": "admin"}
+        vendor.scopes.add("admin")
+        found = httpx.get(url, headers={"Authorization": "Bearer t-1"})
+        assert found.status_code == 404 and found.json() == {"kind": "not_found"}
+
+
 def test_a_short_page_also_cuts_a_page_answered_with_headers() -> None:
     vendor = FakeVendor("tickets", token="t-1")
 
