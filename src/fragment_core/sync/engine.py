@@ -21,7 +21,6 @@ from fragment_core.config import SourceSettings
 from fragment_core.connector import Capability, Connector, Record
 from fragment_core.errors import (
     AuthenticationError,
-    BadRecordError,
     FragmentError,
     TransientError,
 )
@@ -213,15 +212,16 @@ class Fetch:
                     return MappedRecord(task.external_id, dropped=True, cursor=cursor)
                 task = transformed
             return map_task(name, task, cursor=cursor, record_hash=record_hash)
-        except BadRecordError as exc:
-            error = RecordError(name, exc.record_id or record_id, exc.field, exc.message)
+        except FragmentError as exc:  # named here, so connectors need not pass where=
+            exc.attribute(connector.where, record_id)
+            error = RecordError(name, exc.record_id, exc.field, exc.message)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or None
             error = RecordError(name, record_id, where, first["msg"])
         except RecursionError:
             error = RecordError(name, record_id, None, "the record is nested too deeply")
-        except (ValueError, TypeError, KeyError, OverflowError, FragmentError) as exc:
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:
             error = RecordError(name, record_id, None, _error_text(exc))
         log.warning("bad record: %s", error, extra={"source": name, "record": record_id})
         return MappedRecord(error.record_id, error=error, cursor=cursor)
