@@ -25,6 +25,7 @@ from typing import Any
 
 import click
 
+from fragment_core.cli.fleet import connection_options, run_on_temporal
 from fragment_core.cli.summary import EXIT_BUSY, EXIT_CODES, RichProgress, print_plan, print_report
 from fragment_core.cli.support import (
     echo_json,
@@ -36,6 +37,7 @@ from fragment_core.cli.support import (
 )
 from fragment_core.config import Settings, SourceSettings
 from fragment_core.errors import ConfigurationError
+from fragment_core.reports import RunOutcome
 from fragment_core.runner import Runner, open_tasks_client
 from fragment_core.signals import early_sigterm
 from fragment_core.state import LeaseHeldError, OutboxState, StateStore
@@ -119,6 +121,13 @@ class _PlanKeeper(NoProgress):
     is_flag=True,
     help="When another run is syncing SOURCE, wait for it to end instead of exiting with 5.",
 )
+@click.option(
+    "--on-temporal",
+    is_flag=True,
+    help="Run on the fleet: start the source's Temporal workflow now and follow it to its "
+    "end (a run of it started by hand and still going is followed instead).",
+)
+@connection_options
 @click.pass_context
 def sync_command(
     ctx: click.Context,
@@ -129,6 +138,8 @@ def sync_command(
     remap: bool,
     as_json: bool,
     wait: bool,
+    on_temporal: bool,
+    **connection: Any,
 ) -> None:
     """Run one sync of SOURCE, then print a summary.
 
@@ -146,6 +157,13 @@ def sync_command(
     """
     settings = load_config_from_context(ctx)
     src = _source(settings, source)
+    if on_temporal:
+        if dry_run:
+            raise click.UsageError("--dry-run runs here, not on the fleet: drop --on-temporal")
+        _sync_on_temporal(ctx, settings, src.name, connection, full, force_close, remap, as_json)
+        return
+    if any(value is not None for value in connection.values()):
+        raise click.UsageError("the Temporal connection flags need --on-temporal")
     pm = plugin_manager_from_context(ctx)
     connector = registry_from_context(ctx).build(src)
     client = open_tasks_client(settings)
@@ -187,6 +205,35 @@ def sync_command(
             print_plan(console, keeper.plan)
         print_report(console, report)
     ctx.exit(EXIT_CODES[report.outcome])
+
+
+def _sync_on_temporal(
+    ctx: click.Context,
+    settings: Settings,
+    source: str,
+    connection: dict[str, Any],
+    full: bool,
+    force_close: bool,
+    remap: bool,
+    as_json: bool,
+) -> None:
+    console = stdout_console()
+    if not as_json:
+        console.print(f"Starting a fleet run of {source} and following it ...")
+    workflow, summary = run_on_temporal(
+        settings, source, connection, full=full, force_close=force_close, remap=remap
+    )
+    if as_json:
+        echo_json({"workflow_id": workflow, **summary.__dict__})
+    else:
+        counts = ", ".join(f"{k} {v}" for k, v in summary.counts.items() if v)
+        line = f"{source}: {summary.outcome} (workflow {workflow})"
+        console.print(line + (f": {counts}" if counts else ""), markup=False)
+        for message in summary.messages:
+            console.print(f"  {message}", markup=False, highlight=False)
+    if summary.outcome == "busy":
+        ctx.exit(EXIT_BUSY)
+    ctx.exit(EXIT_CODES.get(RunOutcome(summary.outcome), 1))
 
 
 @click.command("run", epilog="\b\nExamples:\n  fragment run\n  fragment run --once")

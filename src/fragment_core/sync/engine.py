@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from typing import Any, Protocol
@@ -96,6 +96,9 @@ class Fetch:
     """Yield records whose fingerprint is unchanged as :class:`Unchanged` (else map all)."""
     complete: bool = False
     error: str | None = None
+    exception: BaseException | None = None
+    """What ended the fetch early, when something did (its class says whether a retry
+    may help: fleet mode retries a fetch that failed on a transient error)."""
     count: int = 0
     _transforms: bool = False
     """Whether any plugin implements ``fragment_transform_task`` (found once per fetch)."""
@@ -123,6 +126,7 @@ class Fetch:
                 yield mapped
                 self.progress.fetched(self.count)
         except Exception as exc:
+            self.exception = exc
             self.error = _error_text(exc)
             log.error("fetch failed", extra={"source": self.source.name, "error": self.error})
             return
@@ -410,6 +414,8 @@ class SyncRun:
     interrupted: bool = False
     fetched_done: bool = False
     """:func:`fetch_and_apply` ran (a fleet retry of a later phase does not repeat it)."""
+    fetch_error: BaseException | None = field(default=None, repr=False)
+    """What ended the fetch early (not kept by :meth:`snapshot`)."""
 
     @property
     def dry_run(self) -> bool:
@@ -435,9 +441,11 @@ class SyncRun:
         pm: Any = None,
     ) -> SyncRun:
         """A run from its :meth:`snapshot`, with live collaborators."""
-        flags = {k: bool(v) for k, v in data.items() if k != "report"}
-        report = SyncReport.from_dict(data["report"])
-        return cls(source, connector, client, store, report, pm=pm, **flags)
+        names = ("blocked", "state_broken", "failed", "capped", "interrupted", "fetched_done")
+        run = cls(source, connector, client, store, SyncReport.from_dict(data["report"]), pm=pm)
+        for name in names:
+            setattr(run, name, bool(data.get(name)))
+        return run
 
 
 def start_run(
@@ -531,7 +539,7 @@ def fetch_and_apply(  # noqa: C901
         plan = Plan(source=source.name, complete=False)
     else:
         try:
-            plan, _ = plan_source(
+            plan, fetch = plan_source(
                 source,
                 run.connector,
                 store,
@@ -543,6 +551,7 @@ def fetch_and_apply(  # noqa: C901
                 on_write=applier.on_write if applier is not None else None,
                 on_fingerprint=applier.on_fingerprint if applier is not None else None,
             )
+            run.fetch_error = fetch.exception
         except Exception as exc:
             if applier is not None:
                 applier.abort()
