@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import runpy
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -20,8 +22,11 @@ from fragment_core.cli import cli
 from fragment_core.cli.support import CliState
 from fragment_core.connector import Connector, ConnectorConfig
 from fragment_core.errors import AuthenticationError
-from fragment_core.logs import configure_logging
+from fragment_core.logs import configure_logging, source_context
 from fragment_core.plugins import get_plugin_manager, new_plugin_manager
+from fragment_core.retries import RetryPolicy
+from fragment_core.testing import FakeAPI, FakeRequest, FakeResponse
+from fragment_core.transport import Transport
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -270,23 +275,67 @@ def test_json_log_lines() -> None:
 
 
 def test_text_log_lines_carry_their_extras() -> None:
-    # stamina logs "stamina.retry_scheduled" with the attempt and cause only as extras.
     stream = io.StringIO()
     root = logging.getLogger()
     level = root.level
     handler = configure_logging(0, "text", stream=stream)
     try:
-        logging.getLogger("stamina").warning(
-            "stamina.retry_scheduled",
-            extra={"stamina.attempt": 2, "stamina.caused_by": "TransientError('HTTP 503')"},
-        )
+        logging.getLogger("fragment_core.test").warning("paused", extra={"wait_seconds": 2})
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
-    assert stream.getvalue() == (
-        "WARNING stamina: stamina.retry_scheduled"
-        " (stamina.attempt=2, stamina.caused_by=TransientError('HTTP 503'))\n"
-    )
+    assert stream.getvalue() == "WARNING fragment_core.test: paused (wait_seconds=2)\n"
+
+
+def _flaky_api() -> FakeAPI:
+    api = FakeAPI(name="flaky")
+    calls = {"n": 0}
+
+    @api.route("GET", "/tickets")
+    def tickets(req: FakeRequest) -> Any:
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            return FakeResponse(503, {"error": "busy"})
+        return {"items": []}
+
+    return api
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_one_log_line_per_retry_in_our_words(log_format: str) -> None:
+    """Issue 20.5: a retry is one line naming source, operation, attempt and wait; no raw
+    ``stamina.retry_scheduled`` records; every line emitted while a source syncs names it."""
+    stream = io.StringIO()
+    root = logging.getLogger()
+    level = root.level
+    handler = configure_logging(0, log_format, stream=stream)  # type: ignore[arg-type]
+    policy = RetryPolicy(attempts=4, wait_initial=0.01, wait_max=0.02)
+    try:
+        with (
+            _flaky_api() as api,
+            Transport(api.base_url, retry=policy, name="desk") as http,
+            source_context("support"),
+        ):
+            assert http.get_json("/tickets", operation="list tickets") == {"items": []}
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2, lines
+    assert "stamina" not in stream.getvalue()
+    if log_format == "json":
+        records = [json.loads(line) for line in lines]
+        assert [(r["source"], r["operation"], r["attempt"], r["error"]) for r in records] == [
+            ("support", "list tickets", 1, "TransientError"),
+            ("support", "list tickets", 2, "TransientError"),
+        ]
+        assert all(r["level"] == "warning" and r["wait_seconds"] >= 0 for r in records)
+    else:
+        assert lines[0].startswith(
+            "WARNING fragment_core.retries: support: list tickets failed (attempt 1): HTTP 503:"
+        ), lines[0]
+        assert re.search(r"; retrying in \d+\.\d s", lines[0]) and "source=support" in lines[0]
+        assert "(attempt 2)" in lines[1]
 
 
 def test_cli_docs_are_up_to_date() -> None:

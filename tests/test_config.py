@@ -141,7 +141,7 @@ def test_default_path_comes_from_env_then_cwd(
             TASKS_API + SOURCE.format(name="support", connector="dsk"),
             'fragment.toml: sources[0] "support" (dsk): connector: unknown connector \'dsk\' '
             "(did you mean 'desk'?); known connectors: complyadvantage, complyadvantage-mesh, "
-            "desk, hubspot, intercom, stripe, zendesk",
+            "desk, hubspot, intercom, stripe, stripe-efw, zendesk",
         ),
         (
             TASKS_API + SOURCE.format(name="support", connector="desk") + 'every = "soon"\n',

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fragment_core.testing import Clock, FakeRequest, FakeVendor, RateLimit
+from fragment_core.testing import Clock, FakeRequest, FakeResponse, FakeVendor, RateLimit
 
 pytest_plugins = ["pytester"]
 
@@ -217,3 +217,20 @@ def test_faults_5xx_drop_truncate_and_short_pages() -> None:
         assert len(httpx.get(url, headers=AUTH).json()["tickets"]) == 2
     with pytest.raises(ValueError):
         vendor.short_page_next(0)
+
+
+def test_a_short_page_also_cuts_a_page_answered_with_headers() -> None:
+    vendor = FakeVendor("tickets", token="t-1")
+
+    @vendor.route("GET", "/v2/tickets", items="tickets")
+    def tickets(req: FakeRequest) -> Any:
+        body = {"tickets": [{"id": "1"}, {"id": "2"}], "total": 2}
+        return FakeResponse(200, json=body, headers={"X-Page": "1"})
+
+    with vendor.api:
+        url = vendor.api.url_for("/v2/tickets")
+        vendor.short_page_next(1)
+        short = httpx.get(url, headers=AUTH)
+        assert short.json() == {"tickets": [{"id": "1"}], "total": 2}
+        assert short.headers["x-page"] == "1"  # the headers are kept
+        assert len(httpx.get(url, headers=AUTH).json()["tickets"]) == 2

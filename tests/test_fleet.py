@@ -214,6 +214,20 @@ def _start_fleet_runs(config: Path) -> list[subprocess.Popen[bytes]]:
     ]
 
 
+def _kill_a_holder(workers: _Workers, state_url: str, reached: Callable[[], bool]) -> None:
+    """SIGKILL the worker holding a source's lease, once ``reached()``."""
+    deadline = time.monotonic() + 60
+    while True:
+        alive = workers.alive()
+        holders = [pid for pid in _lease_holders(state_url).values() if pid in alive]
+        if holders and reached():
+            alive[holders[0]].send_signal(signal.SIGKILL)
+            alive[holders[0]].wait(timeout=10)
+            return
+        assert time.monotonic() < deadline, "no worker holds a lease to kill"
+        time.sleep(0.01)
+
+
 @pytest.mark.slow
 def test_fleet_with_a_worker_killed_ends_as_the_single_process_run(
     tmp_path: Path, temporal_address: str, fleet_state: str
@@ -236,31 +250,24 @@ def test_fleet_with_a_worker_killed_ends_as_the_single_process_run(
         workers.start()
         try:
 
-            def kill_a_holder(reached: Callable[[], bool], phase: str) -> None:
-                """SIGKILL the worker holding a source's lease once ``reached()``."""
-                deadline = time.monotonic() + 60
-                while True:
-                    alive = workers.alive()
-                    holders = [p for p in _lease_holders(fleet_state).values() if p in alive]
-                    if holders and reached():
-                        alive[holders[0]].send_signal(signal.SIGKILL)
-                        alive[holders[0]].wait(timeout=10)
-                        kills.append(phase)
-                        return
-                    assert time.monotonic() < deadline, f"no worker to kill ({phase})"
-                    time.sleep(0.01)
-
             def sync_all(step: str) -> None:
                 baseline = sandbox.stats()["requests"]
                 calls = sum(o.write_backs() for o in offices.values())
                 runs = _start_fleet_runs(config)
                 if step == "first":
-                    kill_a_holder(lambda: sandbox.stats()["requests"] - baseline >= 8, step)
+                    requests = sandbox.stats
+                    _kill_a_holder(
+                        workers, fleet_state, lambda: requests()["requests"] - baseline >= 8
+                    )
+                    kills.append(step)
                     workers.start()  # as a supervisor would; the survivor carries on meanwhile
                 elif step == "write-backs":
-                    kill_a_holder(
-                        lambda: sum(o.write_backs() for o in offices.values()) - calls >= 3, step
+                    _kill_a_holder(
+                        workers,
+                        fleet_state,
+                        lambda: sum(o.write_backs() for o in offices.values()) - calls >= 3,
                     )
+                    kills.append(step)
                 for run in runs:
                     out, err = run.communicate(timeout=120)
                     assert TOKEN not in (out + err).decode()
@@ -270,9 +277,9 @@ def test_fleet_with_a_worker_killed_ends_as_the_single_process_run(
 
             completed = _scenario(offices, sandbox, sync_all)
             tasks = _task_set(sandbox)
+            cli = [sys.executable, "-m", "fragment_core", "--config", str(config)]
             status = subprocess.run(
-                [sys.executable, "-m", "fragment_core", "--config", str(config)]
-                + ["status", "--json"],
+                [*cli, "status", "--json"],
                 env={**os.environ, **ENV},
                 capture_output=True,
                 timeout=60,

@@ -209,5 +209,6 @@ def test_unknown_connector_lists_the_known_ones() -> None:
         registry.get("tikets")
     assert str(excinfo.value) == (
         "unknown connector 'tikets' (did you mean 'tickets'?); known connectors: "
-        "complyadvantage, complyadvantage-mesh, hubspot, intercom, stripe, tickets, zendesk"
+        "complyadvantage, complyadvantage-mesh, hubspot, intercom, stripe, stripe-efw, tickets, "
+        "zendesk"
     )

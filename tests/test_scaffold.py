@@ -106,6 +106,7 @@ def test_create_returns_every_file(tmp_path: Path) -> None:
         ("http", "built-in"),
         ("hubspot", "official"),
         ("stripe", "official"),
+        ("stripe-efw", "official"),
         ("zendesk", "official"),
         ("intercom", "official"),
         ("complyadvantage", "official"),

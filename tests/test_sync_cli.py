@@ -113,6 +113,10 @@ def test_log_format_json_on_sync(setup: tuple[Any, Path, Path]) -> None:
     assert finished and finished[0]["source"] == "kyc" and finished[0]["level"] == "info"
     assert finished[0]["outcome"] == "ok" and finished[0]["counts"]["created"] == 20
     assert sandbox.token not in result.stderr
+    # issue 20.5: every line about the source names it, the Tasks API requests sent from
+    # the writer's threads included
+    assert len(lines) > 3 and any(r["logger"] == "httpx" for r in lines)
+    assert [r for r in lines if r.get("source") != "kyc"] == []
 
 
 def test_progress_bar_on_a_terminal(

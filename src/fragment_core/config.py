@@ -223,11 +223,23 @@ class SourceSettings(BaseModel):
         description="Skip mapping records whose raw form is unchanged since the last run; "
         "false when a transform hook reads data from outside the record.",
     )
+    verify_every: timedelta | None = Field(
+        default=timedelta(days=1),
+        description="How often a full run first lists the source's tasks in the Tasks API "
+        'and repairs those deleted or changed there by someone else; "never" turns it off.',
+    )
     options: Any = None  # the connector's validated Config instance
 
     @field_validator("every", "full_every", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+    @field_validator("verify_every", mode="before")
+    @classmethod
+    def _optional_duration(cls, value: Any) -> timedelta | None:
+        if value is None or (isinstance(value, str) and value.strip().lower() == "never"):
+            return None
         return parse_duration(value)
 
 

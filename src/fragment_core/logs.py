@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import IO, Literal
 
@@ -19,6 +22,37 @@ _STANDARD_ATTRS = frozenset(
 )
 
 
+#: The source being synced in this context (thread or task), for :class:`SourceFilter`.
+_current_source: ContextVar[str | None] = ContextVar("fragment_log_source", default=None)
+
+
+@contextmanager
+def source_context(name: str) -> Iterator[None]:
+    """Every log record emitted in this context carries ``source=name`` (see
+    :class:`SourceFilter`). Threads started inside must copy the context to inherit it."""
+    token = _current_source.set(name)
+    try:
+        yield
+    finally:
+        _current_source.reset(token)
+
+
+def current_source() -> str | None:
+    """The name of the source being synced in this context, if any."""
+    return _current_source.get()
+
+
+class SourceFilter(logging.Filter):
+    """Adds ``source`` to records emitted while a source is synced (unless already set),
+    so every JSON line about a source names it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        source = _current_source.get()
+        if source is not None and getattr(record, "source", None) is None:
+            record.source = source
+        return True
+
+
 def _extras(record: logging.LogRecord) -> dict[str, object]:
     """What was passed with ``extra=`` (e.g. stamina's attempt and cause of a retry)."""
     return {
@@ -29,8 +63,7 @@ def _extras(record: logging.LogRecord) -> dict[str, object]:
 
 
 class TextFormatter(logging.Formatter):
-    """The message followed by its extras as ``key=value``, so lines such as stamina's
-    ``stamina.retry_scheduled`` say which attempt failed and why."""
+    """The message followed by its extras as ``key=value``."""
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
@@ -81,8 +114,13 @@ def configure_logging(
 ) -> logging.Handler:
     """Send log records to ``stream`` (default: the current stderr); replaces an earlier one.
 
+    Records carry the source being synced (:class:`SourceFilter`), and retries are logged
+    one line each in our words (:func:`fragment_core.retries.log_retries`).
     Returns the handler (remove it from the root logger to undo).
     """
+    from fragment_core.retries import log_retries
+
+    log_retries()
     handler: logging.Handler
     if log_format == "text" and (stream or sys.stderr).isatty():
         handler = RichHandler(console=Console(file=stream or sys.stderr), show_path=False)
@@ -92,6 +130,7 @@ def configure_logging(
         formatter = TextFormatter("%(levelname)s %(name)s: %(message)s")
         handler.setFormatter(JsonFormatter() if log_format == "json" else formatter)
     handler.set_name("fragment")
+    handler.addFilter(SourceFilter())
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == "fragment"]:
         root.removeHandler(old)

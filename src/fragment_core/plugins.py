@@ -78,6 +78,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
 OFFICIAL_CONNECTORS: Mapping[str, str] = {
     "hubspot": "fragment-hubspot",
     "stripe": "fragment-stripe",
+    "stripe-efw": "fragment-stripe",
     "zendesk": "fragment-zendesk",
     "intercom": "fragment-intercom",
     "complyadvantage": "fragment-complyadvantage",

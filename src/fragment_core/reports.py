@@ -67,6 +67,12 @@ class SyncReport:
     """The run was told to bypass the blast-radius cap (``--force-close``)."""
     written_back: int = 0
     write_back_failed: int = 0
+    verified: int = 0
+    """A verifying run: the source's tasks listed and compared with the state."""
+    recreated: int = 0
+    """Of ``created``: tasks deleted from the Tasks API by someone else, created again."""
+    rewritten: int = 0
+    """Of ``updated``: tasks someone else changed in the Tasks API, written again."""
     requests: int = 0
     record_errors: list[RecordError] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)

@@ -18,6 +18,7 @@ jitter (through stamina), waiting exactly the hinted time for :class:`RateLimite
 from __future__ import annotations
 
 import email.utils
+import logging
 import math
 import threading
 import time
@@ -30,6 +31,7 @@ from typing import ParamSpec, TypeVar
 
 import httpx
 import stamina
+from stamina.instrumentation import RetryDetails, set_on_retry_hooks
 
 from fragment_core.errors import (
     AuthenticationError,
@@ -126,6 +128,57 @@ def retry_policy(policy: RetryPolicy) -> Iterator[RetryPolicy]:
         yield policy
     finally:
         _policy.reset(token)
+
+
+#: What is being retried in this context, for the retry log line (see :func:`operation`).
+_operation: ContextVar[str] = ContextVar("fragment_retry_operation", default="")
+retry_log = logging.getLogger("fragment_core.retries")
+
+
+@contextmanager
+def operation(name: str) -> Iterator[None]:
+    """Name what the retries in this context retry (``"GET /crm/v3/objects/tasks"``,
+    ``"write-back of record 'T-1'"``); the retry log line says it."""
+    token = _operation.set(name)
+    try:
+        yield
+    finally:
+        _operation.reset(token)
+
+
+def _log_retry(details: RetryDetails) -> None:
+    """One line per scheduled retry: source, operation, attempt and wait, in our words."""
+    from fragment_core.logs import current_source
+
+    cause = details.caused_by
+    what = _operation.get() or (cause.where if isinstance(cause, FragmentError) else None)
+    what = what or details.name
+    if isinstance(cause, FragmentError):
+        reason = cause.message
+    else:
+        reason = f"{type(cause).__name__}: {cause}"
+    source = current_source()
+    prefix = f"{source}: " if source else ""
+    retry_log.warning(
+        "%s%s failed (attempt %d): %s; retrying in %.1f s",
+        prefix,
+        what,
+        details.retry_num,
+        reason,
+        details.wait_for,
+        extra={
+            "operation": what,
+            "attempt": details.retry_num,
+            "wait_seconds": round(details.wait_for, 3),
+            "error": type(cause).__name__,
+        },
+    )
+
+
+def log_retries() -> None:
+    """Log every retry one line each (:func:`_log_retry`) instead of stamina's own
+    ``stamina.retry_scheduled`` records. The CLI calls this when it sets up logging."""
+    set_on_retry_hooks([_log_retry])
 
 
 def call_with_retries(

@@ -22,6 +22,7 @@ from fragment_core.reports import RunOutcome, SyncReport
 from fragment_core.state import StateStore
 from fragment_core.state.faults import StateError
 from fragment_core.state.lease import LeaseHeldError
+from fragment_core.sync.destination import DestinationMismatchError
 from fragment_core.sync.engine import sync_source
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,8 @@ class Runner:
         self.wait = wait
         self.busy: list[str] = []
         """Sources whose run was skipped: another run held their lease."""
+        self.other_destination: list[str] = []
+        """Sources whose run was refused: their state belongs to another Tasks API."""
         self.stop = threading.Event()
         self._locks: dict[str, threading.Lock] = {}
         self.reports: list[SyncReport] = []
@@ -100,6 +103,10 @@ class Runner:
         except LeaseHeldError as exc:
             log.warning("%s; run skipped", exc, extra={"source": source.name})
             self.busy.append(source.name)
+            return None
+        except DestinationMismatchError as exc:
+            log.error("run refused: %s", exc, extra={"source": source.name})
+            self.other_destination.append(source.name)
             return None
         finally:
             lock.release()

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +34,8 @@ from fragment_core.task import RemoteTask, Task, TaskBody, TaskStatus, normalize
 from fragment_core.transport import BearerAuth, Transport
 
 USER_AGENT = f"fragment-core/{__version__}"
+#: Seconds :meth:`TasksClient.account` keeps the answer of ``GET /accounts/me``.
+ACCOUNT_MAX_AGE = 600.0
 
 
 class TasksApiError(ConfigurationError):
@@ -156,6 +160,8 @@ class TasksClient:
             raise ConfigurationError("the Tasks API token is empty", where="tasks_api.token")
         register_secrets((self._token.get_secret_value(),))
         self.batch_size = batch_size
+        self._account: tuple[float, dict[str, Any]] | None = None
+        self._account_lock = threading.Lock()
         self.budget = RateBudget(rate_limit, rate_period) if rate_limit else None
         self.transport = Transport(
             self.url,
@@ -277,6 +283,19 @@ class TasksClient:
     def me(self) -> dict[str, Any]:
         """The account of the token (``GET /accounts/me``); checks the credentials."""
         return self._request("GET", "/accounts/me")
+
+    def account(self, *, max_age: float = ACCOUNT_MAX_AGE) -> dict[str, Any]:
+        """:meth:`me`, asked again only when the last answer is older than ``max_age``
+        seconds (every sync checks which Tasks API it writes to: this keeps that check
+        from costing a request per run)."""
+        with self._account_lock:
+            cached = self._account
+            if cached is not None and time.monotonic() - cached[0] < max_age:
+                return cached[1]
+        answer = self.me()
+        with self._account_lock:
+            self._account = (time.monotonic(), answer)
+        return answer
 
     def create_task(self, task: Task) -> RemoteTask:
         """``POST /tasks``. A uid is chosen here when the task has none, so a retry after

@@ -18,14 +18,23 @@ builds an :class:`httpx.Client` for one ``base_url`` that:
 from __future__ import annotations
 
 import base64
+import contextlib
+import math
+import ssl
 import threading
+import time
 from collections.abc import Callable, Collection, Generator, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
-from fragment_core.errors import ConfigurationError, FragmentError, RateLimitedError
+from fragment_core.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    FragmentError,
+    RateLimitedError,
+)
 from fragment_core.redaction import redact, redact_url, register_secrets
 from fragment_core.retries import (
     Pacer,
@@ -35,6 +44,9 @@ from fragment_core.retries import (
     error_for_status,
     retry_policy,
     transport_error,
+)
+from fragment_core.retries import (
+    operation as retry_operation,
 )
 
 T = TypeVar("T")
@@ -46,6 +58,7 @@ __all__ = [
     "HeaderAuth",
     "OriginAuth",
     "QueryAuth",
+    "RefreshingBearerAuth",
     "Transport",
     "guarded_client",
     "origin_of",
@@ -110,6 +123,73 @@ class BearerAuth(OriginAuth):
 
     def attach(self, request: httpx.Request) -> None:
         request.headers["Authorization"] = f"Bearer {self._token}"
+
+
+class RefreshingBearerAuth(OriginAuth):
+    """``Authorization: Bearer <token>`` for a token that expires (OAuth-style APIs).
+
+    ``fetch()`` gets a new token and returns ``(token, lifetime in seconds or None)``; it
+    must not send through a client using this auth (use a separate one for the token
+    endpoint). The token is cached and fetched again ``margin`` seconds before it
+    expires; when the server answers 401 anyway (revoked, clock skew), the token is
+    fetched again **once** and the request sent again **once**: a second 401 is the answer.
+    Thread-safe; ``refreshes`` counts the fetches. New tokens are masked in httpx's logs.
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[], tuple[str, float | None]],
+        *,
+        margin: float = 60.0,
+        origin: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(origin=origin)
+        self._fetch = fetch
+        self.margin = margin
+        self._clock = clock
+        self._token: str | None = None
+        self._expires = math.inf
+        self._lock = threading.Lock()
+        self.refreshes = 0
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self._token,) if self._token else ()
+
+    def token(self) -> str:
+        """The current token, fetched first when there is none or it is about to expire."""
+        with self._lock:
+            if self._token is None or self._clock() >= self._expires - self.margin:
+                token, lifetime = self._fetch()
+                if not token:
+                    raise AuthenticationError("the token endpoint answered without a token")
+                register_secrets((token,))
+                self._token = token
+                self._expires = math.inf if lifetime is None else self._clock() + lifetime
+                self.refreshes += 1
+            return self._token
+
+    def invalidate(self, token: str) -> None:
+        """Forget ``token`` (the server refused it), unless a newer one replaced it already."""
+        with self._lock:
+            if self._token == token:
+                self._token = None
+
+    def attach(self, request: httpx.Request) -> None:
+        request.headers["Authorization"] = f"Bearer {self.token()}"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self.origin is None or origin_of(request.url) != self.origin:
+            yield request
+            return
+        token = self.token()
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code == 401:
+            self.invalidate(token)
+            self.attach(request)
+            yield request
 
 
 class HeaderAuth(OriginAuth):
@@ -235,6 +315,7 @@ class Transport:
     return the error for a failed response; otherwise the default mapping applies
     (429 rate limited, 5xx/408 transient, 401/403 authentication, other 4xx configuration).
     Transient and rate-limited errors are retried under ``retry`` (or the policy in force).
+    ``verify``: TLS verification as httpx takes it, or the path of a CA bundle (PEM).
     """
 
     def __init__(
@@ -249,6 +330,7 @@ class Transport:
         rate_limit_hook: Callable[[httpx.Response], float | None] | None = None,
         translate_error: Callable[[httpx.Response], FragmentError | None] | None = None,
         name: str = "",
+        verify: ssl.SSLContext | str | bool = True,
     ) -> None:
         self.base_url = base_url
         self.name = name
@@ -260,8 +342,10 @@ class Transport:
         self._rate_limit_hook = rate_limit_hook
         self._translate_error = translate_error
         self._secrets = auth.secrets if auth is not None else ()
+        if isinstance(verify, str):  # a CA bundle (PEM) for a private CA or a test server
+            verify = ssl.create_default_context(cafile=verify)
         self.httpx_client = guarded_client(
-            base_url, auth=auth, headers=headers, timeout=timeout, where=self.where
+            base_url, auth=auth, headers=headers, timeout=timeout, where=self.where, verify=verify
         )
 
     def __repr__(self) -> str:
@@ -277,11 +361,12 @@ class Transport:
         """Close the connection pool."""
         self.httpx_client.close()
 
-    def retrying(self, fn: Callable[[], T]) -> T:
-        """Call ``fn`` under this transport's retry policy (transient errors retried)."""
-        if self.retry is None:
-            return call_with_retries(fn)
-        with retry_policy(self.retry):
+    def retrying(self, fn: Callable[[], T], operation: str = "") -> T:
+        """Call ``fn`` under this transport's retry policy (transient errors retried);
+        ``operation`` names it in the retry log lines."""
+        with retry_operation(operation or self.where), contextlib.ExitStack() as stack:
+            if self.retry is not None:
+                stack.enter_context(retry_policy(self.retry))
             return call_with_retries(fn)
 
     def error_for(
@@ -300,9 +385,7 @@ class Transport:
         what = operation or f"{response.request.method} {response.request.url.path}"
         said = redact(response.text[:300].strip(), self._secrets) if response.content else ""
         message = f"{what}; the server said: {said}" if said else what
-        error = error_for_status(
-            response.status_code, response.headers, message, where=self.where
-        )
+        error = error_for_status(response.status_code, response.headers, message, where=self.where)
         if (
             isinstance(error, RateLimitedError)
             and self._rate_limit_hook is not None
@@ -324,8 +407,7 @@ class Transport:
         retry: bool = True,
         accept: Collection[int] = (),
         translate_error: Callable[[httpx.Response], FragmentError | None] | None = None,
-        translate_exception: Callable[[httpx.TransportError], FragmentError | None]
-        | None = None,
+        translate_exception: Callable[[httpx.TransportError], FragmentError | None] | None = None,
     ) -> httpx.Response:
         """Send one request (paced; retried when ``retry``); raise the mapped error.
 
@@ -364,7 +446,8 @@ class Transport:
                 raise failure
             return response
 
-        return self.retrying(send) if retry else send()
+        what = operation or f"{method} {url_or_path}"
+        return self.retrying(send, what) if retry else send()
 
     def get_json(self, url_or_path: str, **kwargs: Any) -> Any:
         """``GET`` and decode the JSON answer."""
@@ -397,4 +480,4 @@ class Transport:
                     raise
                 raise error from None
 
-        return self.retrying(once)
+        return self.retrying(once, operation or getattr(fn, "__qualname__", ""))

@@ -26,6 +26,9 @@ EXIT_CODES: dict[RunOutcome, int] = {
 #: Exit code of a run refused because another run holds the source's lease.
 EXIT_BUSY = 5
 
+#: Exit code of a run refused because the source's state belongs to another Tasks API.
+EXIT_OTHER_DESTINATION = 6
+
 _STYLE = {
     RunOutcome.OK: "green",
     RunOutcome.DRY_RUN: "cyan",

@@ -10,6 +10,8 @@ Exit codes of ``fragment sync`` (and ``fragment run --once``, for the worst run)
 3     capped: closes were withheld by the blast-radius cap (``--force-close``)
 4     partial: applied, but some records or write-backs failed
 5     busy: another run holds the source's lease (nothing ran; see ``--wait``)
+6     another destination: the source's state belongs to another Tasks API (nothing
+      ran; see ``--rebind``)
 ====  =======================================================================
 """
 
@@ -24,9 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from fragment_core.cli.fleet import connection_options, run_on_temporal
-from fragment_core.cli.summary import EXIT_BUSY, EXIT_CODES, RichProgress, print_plan, print_report
+from fragment_core.cli.summary import (
+    EXIT_BUSY,
+    EXIT_CODES,
+    EXIT_OTHER_DESTINATION,
+    RichProgress,
+    print_plan,
+    print_report,
+)
 from fragment_core.cli.support import (
     echo_json,
     load_config_from_context,
@@ -37,10 +47,12 @@ from fragment_core.cli.support import (
 )
 from fragment_core.config import Settings, SourceSettings
 from fragment_core.errors import ConfigurationError
+from fragment_core.metrics import RunMetrics, serve_metrics
 from fragment_core.reports import RunOutcome
 from fragment_core.runner import Runner, open_tasks_client
 from fragment_core.signals import early_sigterm
 from fragment_core.state import LeaseHeldError, OutboxState, StateStore
+from fragment_core.sync.destination import DestinationMismatchError
 from fragment_core.sync.engine import NoProgress, sync_source
 from fragment_core.sync.plan import Plan
 
@@ -52,6 +64,8 @@ Examples:
   fragment sync support --force-close   close even above the blast-radius cap
   fragment sync support --remap         map every record again (after a transform hook
                                         or the data it reads changed)
+  fragment sync support --verify        repair tasks deleted or changed in the Tasks API
+  fragment sync support --rebind        the Tasks API changed: rebuild the state from it
 """
 
 
@@ -122,6 +136,18 @@ class _PlanKeeper(NoProgress):
     help="When another run is syncing SOURCE, wait for it to end instead of exiting with 5.",
 )
 @click.option(
+    "--verify",
+    is_flag=True,
+    help="A full run that first lists the source's tasks in the Tasks API, creates again "
+    "those deleted there and writes again those changed there (see verify_every).",
+)
+@click.option(
+    "--rebind",
+    is_flag=True,
+    help="When the source's state belongs to another Tasks API (exit code 6), rebuild it "
+    "from the configured one first, then sync (creating the tasks it lacks).",
+)
+@click.option(
     "--on-temporal",
     is_flag=True,
     help="Run on the fleet: start the source's Temporal workflow now and follow it to its "
@@ -138,6 +164,8 @@ def sync_command(
     remap: bool,
     as_json: bool,
     wait: bool,
+    verify: bool,
+    rebind: bool,
     on_temporal: bool,
     **connection: Any,
 ) -> None:
@@ -154,6 +182,8 @@ def sync_command(
       4  partial: applied, but some records or write-backs failed
       5  busy: another run (any process or machine on this state) is syncing SOURCE;
          nothing ran (see --wait)
+      6  another destination: the state of SOURCE belongs to another Tasks API (url or
+         account); nothing ran (see --rebind)
     """
     settings = load_config_from_context(ctx)
     src = _source(settings, source)
@@ -187,6 +217,8 @@ def sync_command(
                     full=full,
                     force_close=force_close,
                     remap=remap,
+                    rebind=rebind,
+                    verify=verify,
                     batch_size=settings.tasks_api.batch_size,
                     stop=stop,
                     progress=keeper,
@@ -194,6 +226,9 @@ def sync_command(
     except LeaseHeldError as exc:
         stderr_console().print(str(exc), markup=False, highlight=False, soft_wrap=True)
         ctx.exit(EXIT_BUSY)
+    except DestinationMismatchError as exc:
+        console_error(str(exc))
+        ctx.exit(EXIT_OTHER_DESTINATION)
     finally:
         connector.close()
         client.close()
@@ -236,27 +271,59 @@ def _sync_on_temporal(
     ctx.exit(EXIT_CODES.get(RunOutcome(summary.outcome), 1))
 
 
-@click.command("run", epilog="\b\nExamples:\n  fragment run\n  fragment run --once")
+RUN_EXAMPLES = """\b
+Examples:
+  fragment run
+  fragment run --once
+  fragment run --metrics-port 9464      Prometheus metrics at :9464/metrics, /healthz
+"""
+
+
+@click.command("run", epilog=RUN_EXAMPLES)
 @click.option("--once", is_flag=True, help="Run every source once, then exit.")
 @click.option(
     "--wait",
     is_flag=True,
     help="When another run is syncing a source, wait for it instead of skipping that run.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus metrics at /metrics and a health check at /healthz on this "
+    "port (0: a free one, printed).",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the metrics server listens on (0.0.0.0 in a container).",
+)
 @click.pass_context
-def run_command(ctx: click.Context, once: bool, wait: bool) -> None:
+def run_command(
+    ctx: click.Context, once: bool, wait: bool, metrics_port: int | None, metrics_host: str
+) -> None:
     """Run every source at its interval until SIGINT/SIGTERM (then finish the chunk, exit 0).
 
     A source another run is syncing (any process or machine on this state) is skipped
     for that interval with a one-line message (--wait waits instead); with --once a
-    skipped source makes the exit code 5 unless a worse outcome occurred.
+    skipped source makes the exit code 5 unless a worse outcome occurred. A source whose
+    state belongs to another Tasks API is refused at each interval with an error line
+    (fix [tasks_api], or `fragment sync SOURCE --rebind`); with --once it makes the
+    exit code 6 unless a failed, capped or partial run occurred.
     """
     settings = load_config_from_context(ctx)
     if not any(s.enabled for s in settings.sources):
         raise ConfigurationError("no enabled source to run", where=str(settings.path or ""))
     console = stdout_console()
+    metrics = RunMetrics() if metrics_port is not None else None
+    runner: Runner
 
     def show(report: Any) -> None:
+        if metrics is not None:
+            metrics.observe(report)
+            state = runner.store.source_state(report.source)
+            metrics.complete_fetch(report.source, state.last_complete_fetch)
         print_report(console, report)
 
     runner = Runner(
@@ -267,19 +334,60 @@ def run_command(ctx: click.Context, once: bool, wait: bool) -> None:
         wait=wait,
     )
     names = ", ".join(s.name for s in runner.sources())
-    console.print(f"Running {names}" + ("" if once else " (Ctrl-C to stop)"))
-    try:
-        with _stop_on_signals(runner.stop):
-            runner.run(once=once)
-    finally:
-        runner.client.close()
-        runner.store.close()
+    with contextlib.ExitStack() as cleanup:
+        if metrics is not None and metrics_port is not None:
+            cleanup.enter_context(_serving_metrics(runner, metrics, metrics_host, metrics_port))
+        console.print(f"Running {names}" + ("" if once else " (Ctrl-C to stop)"))
+        try:
+            with _stop_on_signals(runner.stop):
+                runner.run(once=once)
+        finally:
+            runner.client.close()
+            runner.store.close()
     if runner.fatal is not None:
         raise runner.fatal
     code = EXIT_CODES[runner.worst_outcome()] if once else 0
+    if once and code == 0 and runner.other_destination:
+        code = EXIT_OTHER_DESTINATION
     if once and code == 0 and runner.busy:
         code = EXIT_BUSY
     ctx.exit(code)
+
+
+@contextlib.contextmanager
+def _serving_metrics(runner: Runner, metrics: RunMetrics, host: str, port: int) -> Iterator[None]:
+    """Serve ``/metrics`` and ``/healthz`` of ``runner`` while the block runs."""
+    names = [s.name for s in runner.sources()]
+    metrics.add_sources(names)
+    for name in names:
+        metrics.complete_fetch(name, runner.store.source_state(name).last_complete_fetch)
+
+    def health() -> tuple[bool, dict[str, Any]]:
+        last = {r.source: r.outcome.value for r in runner.reports}
+        detail: dict[str, Any] = {"sources": {n: last.get(n, "not run yet") for n in names}}
+        if runner.fatal is not None:
+            detail["error"] = str(runner.fatal)
+        return runner.fatal is None, detail
+
+    try:
+        server = serve_metrics(metrics, health, port=port, host=host)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}", where="--metrics-port"
+        ) from None
+    remove_hook = metrics.install_retry_hook()
+    stderr_console().print(f"metrics at {server.url}/metrics, health at {server.url}/healthz")
+    try:
+        yield
+    finally:
+        remove_hook()
+        server.close()
+
+
+def console_error(message: str) -> None:
+    """An ``error:`` line on stderr, as :class:`~fragment_core.cli.support.FragmentClickError`
+    prints one."""
+    stderr_console().print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
 def status_rows(settings: Settings, store: StateStore) -> list[dict[str, Any]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 import uuid
@@ -84,7 +83,7 @@ def _raw_uid(item: Any) -> uuid.UUID | None:
 def build_router(settings: SandboxSettings, store: TaskStore) -> APIRouter:  # noqa: C901
     """The API routes bound to one store and one token."""
     expected = settings.token.get_secret_value().encode()
-    account_uid = uuid.UUID(hashlib.sha256(expected).hexdigest()[:32])
+    account_uid = store.account_uid
 
     def authenticate(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -131,7 +130,10 @@ def build_router(settings: SandboxSettings, store: TaskStore) -> APIRouter:  # n
     async def me() -> Account:
         """The account the token belongs to."""
         return Account(
-            uid=account_uid, name="Sandbox account", email="sandbox@example.com", role="super_admin"
+            uid=account_uid,
+            name=f"Sandbox account {str(account_uid)[:8]}",
+            email="sandbox@example.com",
+            role="super_admin",
         )
 
     # Batch routes come before /tasks/{uid} so "batch" is never read as a uid.

@@ -12,6 +12,7 @@ import json
 import re
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -29,6 +30,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_at, uid);
 CREATE INDEX IF NOT EXISTS tasks_updated ON tasks (updated_at, uid);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _UPSERT = """
@@ -106,6 +108,14 @@ class TaskStore:
             self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
+        self._conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('account_uid', ?)",
+            (str(uuid.uuid4()),),
+        )
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'account_uid'").fetchone()
+        self.account_uid = uuid.UUID(row[0])
+        """The account this sandbox's ``GET /accounts/me`` names: made with its database
+        (a sandbox in memory is a new account each start, as a new Tasks API would be)."""
 
     def close(self) -> None:
         with self._lock:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from fragment_core.errors import ConfigurationError
 
 #: The version of the schema this code reads and writes.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = sa.MetaData()
 
@@ -56,6 +56,14 @@ sources = sa.Table(
     sa.Column("last_complete_fetch", UTCDateTime(), nullable=True),
     sa.Column("completions_seen_until", UTCDateTime(), nullable=True),
     sa.Column("complete_runs", sa.Integer, nullable=False, default=0),
+    # the Tasks API this source's state belongs to (schema version 4): its url and the
+    # account ``GET /accounts/me`` named, recorded by the first run
+    sa.Column("destination_url", sa.Text, nullable=True),
+    sa.Column("destination_account", sa.String(200), nullable=True),
+    sa.Column("destination_name", sa.Text, nullable=True),
+    sa.Column("bound_at", UTCDateTime(), nullable=True),
+    # when a verifying run last compared the source's tasks with the state (version 4)
+    sa.Column("last_verified", UTCDateTime(), nullable=True),
 )
 
 #: Per record: what the sync last wrote and what became of its task.
@@ -141,10 +149,29 @@ def _add_leases_and_claims(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=[leases])
 
 
+def _add_destination(conn: sa.Connection) -> None:
+    """3 -> 4: the destination of each source (``fragment_sources.destination_*``,
+    ``bound_at``) and ``last_verified``; empty: the next run of each source binds it."""
+    for column, kind in (
+        ("destination_url", "TEXT"),
+        ("destination_account", "VARCHAR(200)"),
+        ("destination_name", "TEXT"),
+        ("bound_at", _timestamp_type(conn)),
+        ("last_verified", _timestamp_type(conn)),
+    ):
+        conn.exec_driver_sql(f"ALTER TABLE fragment_sources ADD COLUMN {column} {kind}")
+
+
+def _timestamp_type(conn: sa.Connection) -> str:
+    """The DDL type of a :class:`UTCDateTime` column on this connection's database."""
+    return str(UTCDateTime().impl.compile(dialect=conn.dialect))
+
+
 #: ``MIGRATIONS[n]`` upgrades a database at version ``n`` to ``n + 1``.
 MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {
     1: _add_record_hash,
     2: _add_leases_and_claims,
+    3: _add_destination,
 }
 
 

@@ -78,6 +78,31 @@ class SourceState:
     last_complete_fetch: datetime | None = None
     completions_seen_until: datetime | None = None
     complete_runs: int = 0
+    destination_url: str | None = None
+    """The Tasks API this source's state belongs to (``None``: not bound yet)."""
+    destination_account: str | None = None
+    """The account id ``GET /accounts/me`` named for it."""
+    destination_name: str | None = None
+    """The account's name, for people."""
+    bound_at: datetime | None = None
+    last_verified: datetime | None = None
+    """When a verifying run last compared the source's tasks with the state."""
+
+
+#: The keys :meth:`StateStore.update_source_state` sets.
+SOURCE_KEYS = frozenset(
+    {
+        "cursor",
+        "last_complete_fetch",
+        "completions_seen_until",
+        "complete_runs",
+        "destination_url",
+        "destination_account",
+        "destination_name",
+        "bound_at",
+        "last_verified",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -96,6 +121,10 @@ class OutboxEntry:
     last_error: str | None
     message: str | None
     next_attempt_at: datetime | None
+    claimed_by: str | None = None
+    """The store (process) calling it now, if any (see :meth:`StateStore.claim_write_back`)."""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
 
 
 #: How long a claimed write-back is kept from other claimants (its call's retries and
@@ -270,19 +299,58 @@ class StateStore:
             last_complete_fetch=row.last_complete_fetch,
             completions_seen_until=row.completions_seen_until,
             complete_runs=row.complete_runs or 0,
+            destination_url=row.destination_url,
+            destination_account=row.destination_account,
+            destination_name=row.destination_name,
+            bound_at=row.bound_at,
+            last_verified=row.last_verified,
         )
 
     def update_source_state(self, name: str, **changes: Any) -> None:
-        """Set some of ``cursor``, ``last_complete_fetch``, ``completions_seen_until``,
-        ``complete_runs`` for source ``name``."""
-        allowed = {"cursor", "last_complete_fetch", "completions_seen_until", "complete_runs"}
-        unknown = set(changes) - allowed
+        """Set some of the :class:`SourceState` fields (:data:`SOURCE_KEYS`) of source
+        ``name``."""
+        unknown = set(changes) - SOURCE_KEYS
         if unknown:
             raise TypeError(f"unknown source state keys: {sorted(unknown)}")
         stmt = self._insert(sources).values({"name": name, "complete_runs": 0, **changes})
         stmt = stmt.on_conflict_do_update(index_elements=["name"], set_=changes)
         with self._begin() as conn:
             conn.execute(stmt)
+
+    def forget_source(self, name: str, *, write_backs: bool = False) -> dict[str, int]:
+        """Delete what the state knows of source ``name``: its records and its source
+        row (cursor, high-water mark, destination), and with ``write_backs`` its outbox
+        too, in one transaction. The run history is kept. Returns the rows deleted, by
+        kind. A store that holds nothing of a source rebuilds it from the Tasks API on
+        its next run (see :mod:`fragment_core.sync.rebuild`)."""
+        deleted: dict[str, int] = {}
+        with self._begin() as conn:
+            deleted["records"] = conn.execute(
+                records.delete().where(records.c.source == name)
+            ).rowcount
+            deleted["source"] = conn.execute(
+                sources.delete().where(sources.c.name == name)
+            ).rowcount
+            if write_backs:
+                deleted["write_backs"] = conn.execute(
+                    outbox.delete().where(outbox.c.source == name)
+                ).rowcount
+        return deleted
+
+    def forget_records(self, source: str, external_ids: Iterable[str]) -> int:
+        """Delete the rows of these records (their tasks are gone from the Tasks API: the
+        next plan creates the ones still in the source); return how many there were."""
+        ids = list(external_ids)
+        count = 0
+        with self._begin() as conn:
+            for start in range(0, len(ids), LOOKUP_CHUNK):
+                chunk = ids[start : start + LOOKUP_CHUNK]
+                count += conn.execute(
+                    records.delete().where(
+                        records.c.source == source, records.c.external_id.in_(chunk)
+                    )
+                ).rowcount
+        return count
 
     def source_names(self) -> list[str]:
         """Every source the store knows of (from state or run history)."""
@@ -628,6 +696,24 @@ class StateStore:
         with self.engine.connect() as conn:
             return [json.loads(text) for text in conn.execute(query).scalars()]
 
+    def run_history(self, source: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest runs of a source, newest first: each run's report dict with the
+        history's ``run`` number (its row id)."""
+        query = (
+            sa.select(runs.c.id, runs.c.report_json)
+            .where(runs.c.source == source)
+            .order_by(runs.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [{"run": rid, **json.loads(text)} for rid, text in conn.execute(query)]
+
+    def run_count(self, source: str) -> int:
+        """How many runs of a source the history holds."""
+        query = sa.select(sa.func.count()).select_from(runs).where(runs.c.source == source)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
     def closes_since(self, source: str, since: datetime) -> int:
         """The most open tasks the source's runs started at or after ``since`` took away,
         from the run history: over the latest runs (the last one, the last two, ...),
@@ -843,4 +929,7 @@ def _outbox_entry(row: Any) -> OutboxEntry:
         last_error=row.last_error,
         message=row.message,
         next_attempt_at=row.next_attempt_at,
+        claimed_by=row.claimed_by,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
     )

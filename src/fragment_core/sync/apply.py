@@ -19,6 +19,7 @@ import threading
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import copy_context
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -140,7 +141,8 @@ class StreamingApplier:
                 self._merge(done)
                 if self.progress:
                     self.progress(len(oldest[1]))
-            future = self._pool.submit(_send, kind, chunk, self.client)
+            # the copied context carries the source name into the pool's log records
+            future = self._pool.submit(copy_context().run, _send, kind, chunk, self.client)
         except Exception as exc:  # raised by finish(); nothing more is sent
             self._error = exc
             self._cancel()

@@ -23,6 +23,7 @@ from fragment_core.connector import Capability, Completion, Connector
 from fragment_core.errors import AuthenticationError, ConfigurationError, WriteBackError
 from fragment_core.reports import WriteBackOutcome
 from fragment_core.retries import backoff_hook
+from fragment_core.retries import operation as retry_operation
 from fragment_core.state import OutboxEntry, OutboxState, RecordState, RecordStatus, StateStore
 from fragment_core.state.store import utcnow
 from fragment_core.sync.ports import TasksApi
@@ -151,12 +152,17 @@ def run_write_back(
     )
     tries = 0
     try:
-        for attempt in stamina.retry_context(
-            on=backoff_hook, attempts=ATTEMPTS_PER_RUN, wait_initial=0.1, wait_max=2.0, timeout=60
-        ):
-            with attempt:
-                tries += 1
-                message = connector.on_complete(task, completion)
+        with retry_operation(f"write-back of record {entry.external_id!r}"):
+            for attempt in stamina.retry_context(
+                on=backoff_hook,
+                attempts=ATTEMPTS_PER_RUN,
+                wait_initial=0.1,
+                wait_max=2.0,
+                timeout=60,
+            ):
+                with attempt:
+                    tries += 1
+                    message = connector.on_complete(task, completion)
     except Exception as exc:
         attempts = entry.attempts + tries
         permanent = isinstance(exc, WriteBackError | ConfigurationError | AuthenticationError)
@@ -169,9 +175,13 @@ def run_write_back(
             error=error,
             next_attempt_at=utcnow() + _retry_delay(attempts),
         )
-        log.warning(
-            "write-back failed",
-            extra={"source": entry.source, "record": entry.external_id, "error": error},
+        log.error(
+            "write-back of record %r failed (attempt %d, %s): %s",
+            entry.external_id,
+            attempts,
+            "given up" if state is OutboxState.FAILED else "retried on a later run",
+            error,
+            extra={"source": entry.source, "record": entry.external_id},
         )
         outcome = WriteBackOutcome(
             entry.source, completion.uid, entry.external_id, False, error, attempts

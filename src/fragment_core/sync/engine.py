@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from fragment_core.config import SourceSettings
 from fragment_core.connector import Capability, Connector, Record
 from fragment_core.errors import AuthenticationError, BadRecordError, FragmentError
+from fragment_core.logs import source_context
 from fragment_core.plugins import notify_sync_finished, transform_task
 from fragment_core.reports import RecordError, RunOutcome, SyncReport
 from fragment_core.state import StateStore
@@ -27,6 +28,13 @@ from fragment_core.state.faults import is_state_failure, state_error
 from fragment_core.state.store import utcnow
 from fragment_core.sync.apply import ApplyResult, StreamingApplier
 from fragment_core.sync.completions import detect_completions, run_write_backs
+from fragment_core.sync.destination import (
+    Destination,
+    DestinationMismatchError,
+    bind,
+    check_destination,
+    normalize_url,
+)
 from fragment_core.sync.fingerprint import Fingerprinter, mapping_key
 from fragment_core.sync.known import StoredKnown
 from fragment_core.sync.plan import (
@@ -42,7 +50,8 @@ from fragment_core.sync.plan import (
     map_task,
 )
 from fragment_core.sync.ports import TasksApi
-from fragment_core.sync.rebuild import rebuild_state, state_is_lost
+from fragment_core.sync.rebuild import rebuild_source, rebuild_state, state_is_lost
+from fragment_core.sync.verify import Verification, start_verification, verify_due
 
 log = logging.getLogger(__name__)
 
@@ -288,25 +297,28 @@ def plan_source(
     progress: Progress | None = None,
     on_write: Callable[[str, PlannedWrite], None] | None = None,
     on_fingerprint: Callable[[str, str], None] | None = None,
+    verification: Verification | None = None,
 ) -> tuple[Plan, Fetch]:
     """Fetch and map the source's records and plan against the state. Writes nothing
     itself; ``on_write`` and ``on_fingerprint`` (see :func:`plan_sync`) are told each
     write and record hash as they are planned. ``remap`` maps every record, even those
-    whose fingerprint is unchanged."""
+    whose fingerprint is unchanged. ``verification`` (a verifying run, see
+    :mod:`fragment_core.sync.verify`) makes it a full fetch that maps every record and
+    writes again the tasks that drifted in the Tasks API."""
     progress = progress or NoProgress()
-    mode = choose_mode(source, connector, store, full=full)
+    mode = choose_mode(source, connector, store, full=full or verification is not None)
     state = store.source_state(source.name)
     known = StoredKnown(store, source.name)
     fingerprint = Fingerprinter(connector, mapping_key(source, connector, pm))
     fetch = Fetch(source, connector, pm, mode, state.cursor, progress, known, fingerprint)
-    fetch.skip = source.skip_unchanged and not remap
+    fetch.skip = source.skip_unchanged and not remap and verification is None
     recent = 0 if force_close else store.closes_since(source.name, utcnow() - source.close.window)
     policy = PlanPolicy(
         close=source.close, reopen=source.reopen, force_close=force_close, recent_closes=recent
     )
     planner = Planner(
         source.name,
-        known,
+        known if verification is None else verification.known(known),
         mode=mode,
         policy=policy,
         previous_cursor=state.cursor,
@@ -315,7 +327,7 @@ def plan_source(
         on_fingerprint=on_fingerprint,
     )
     for chunk in fetch.chunks():
-        planner.feed(chunk)
+        planner.feed(chunk if verification is None else verification.watch(chunk))
     plan = planner.finish(fetch.complete)
     if fetch.error:
         plan.messages.insert(0, f"fetch failed: {fetch.error}")
@@ -339,11 +351,12 @@ def sync_source(
     failed past the TTL and another run took it) stops after the chunk in flight. A dry
     run writes nothing and takes no lease. ``options`` are :func:`_sync_source`'s.
     """
-    if options.get("dry_run"):
-        return _sync_source(source, connector, client, store, **options)
-    stop = options["stop"] = options.get("stop") or threading.Event()
-    with store.lease(source.name, wait=wait, on_lost=stop.set, cancel=stop):
-        return _sync_source(source, connector, client, store, **options)
+    with source_context(source.name):
+        if options.get("dry_run"):
+            return _sync_source(source, connector, client, store, **options)
+        stop = options["stop"] = options.get("stop") or threading.Event()
+        with store.lease(source.name, wait=wait, on_lost=stop.set, cancel=stop):
+            return _sync_source(source, connector, client, store, **options)
 
 
 def _sync_source(
@@ -357,6 +370,8 @@ def _sync_source(
     full: bool = False,
     force_close: bool = False,
     remap: bool = False,
+    rebind: bool = False,
+    verify: bool = False,
     batch_size: int = 100,
     stop: threading.Event | None = None,
     progress: Progress | None = None,
@@ -375,16 +390,28 @@ def _sync_source(
     API. Raises :class:`~fragment_core.state.faults.StateError` when the state cannot be
     used at all (its file deleted or replaced under a running process).
     ``dry_run`` plans and writes nothing. ``remap`` maps every record, even those whose
-    raw form is unchanged.
+    raw form is unchanged. Raises
+    :class:`~fragment_core.sync.destination.DestinationMismatchError` (nothing ran) when
+    the source's state belongs to another Tasks API, unless ``rebind``: then the state
+    is rebuilt from this one first. ``verify`` makes it a verifying run (see
+    :mod:`fragment_core.sync.verify`), as does the source's ``verify_every``.
     """
     run = start_run(
-        source, connector, client, store, pm=pm, dry_run=dry_run, force_close=force_close
+        source,
+        connector,
+        client,
+        store,
+        pm=pm,
+        dry_run=dry_run,
+        force_close=force_close,
+        rebind=rebind,
     )
     fetch_and_apply(
         run,
         full=full,
         force_close=force_close,
         remap=remap,
+        verify=verify,
         batch_size=batch_size,
         stop=stop,
         progress=progress,
@@ -457,10 +484,15 @@ def start_run(
     pm: Any = None,
     dry_run: bool = False,
     force_close: bool = False,
+    rebind: bool = False,
 ) -> SyncRun:
     """The first phase: verify the state, adopt the source's tasks when the state lost
-    them, and record the operator completions (their write-back intents) since the last
-    run. A dry run only verifies."""
+    them, check (or record) the Tasks API the state belongs to, and record the operator
+    completions (their write-back intents) since the last run. A dry run only verifies.
+
+    Raises :class:`~fragment_core.sync.destination.DestinationMismatchError` when the
+    source's state belongs to another Tasks API (nothing ran), unless ``rebind``: then
+    the state is rebuilt from the configured one (see :func:`_check_state`)."""
     store.verify()
     report = SyncReport(
         source=source.name,
@@ -471,9 +503,10 @@ def start_run(
     )
     run = SyncRun(source, connector, client, store, report, pm=pm)
     if dry_run:
+        _warn_of_another_destination(source.name, client, store, report)
         return run
     before = getattr(client, "requests_made", 0)
-    run.blocked = _rebuild_if_lost(source.name, client, store, report)
+    run.blocked = _check_state(source.name, client, store, report, rebind=rebind)
     if not run.blocked:
         record_completions(run)
     run._count_requests(before)
@@ -489,9 +522,7 @@ def record_completions(run: SyncRun) -> int:
         new = detect_completions(name, run.connector, run.client, run.store)
     except AuthenticationError as exc:
         run.blocked = True
-        run.report.messages.append(
-            f"the Tasks API refused the credentials: {_error_text(exc)}"
-        )
+        run.report.messages.append(f"the Tasks API refused the credentials: {_error_text(exc)}")
         return 0
     except Exception as exc:
         if is_state_failure(exc):
@@ -511,6 +542,7 @@ def fetch_and_apply(  # noqa: C901
     full: bool = False,
     force_close: bool = False,
     remap: bool = False,
+    verify: bool = False,
     batch_size: int = 100,
     stop: threading.Event | None = None,
     progress: Progress | None = None,
@@ -518,11 +550,15 @@ def fetch_and_apply(  # noqa: C901
     """The second phase: fetch the records chunk by chunk, plan each chunk and send its
     writes while the fetch goes on, then the closes; commit the cursor once every write
     it covers is committed. Returns the plan (its counts; its writes were streamed).
-    ``progress`` is told each chunk fetched and applied (fleet mode heartbeats there)."""
+    ``progress`` is told each chunk fetched and applied (fleet mode heartbeats there).
+    ``verify`` (or the source's ``verify_every`` being due) first lists the source's
+    tasks and repairs those deleted or changed in the Tasks API (see
+    :mod:`fragment_core.sync.verify`)."""
     source, store, report = run.source, run.store, run.report
     progress = progress or NoProgress()
     before = getattr(run.client, "requests_made", 0)
     run.fetched_done = True
+    verification = _start_verification(run, verify)
     # Writes start while the fetch goes on: each full chunk of creates, updates and
     # reopens is sent as soon as it is planned; the rest and the closes after the fetch.
     applier = None
@@ -550,6 +586,7 @@ def fetch_and_apply(  # noqa: C901
                 progress=progress,
                 on_write=applier.on_write if applier is not None else None,
                 on_fingerprint=applier.on_fingerprint if applier is not None else None,
+                verification=verification,
             )
             run.fetch_error = fetch.exception
         except Exception as exc:
@@ -571,6 +608,10 @@ def fetch_and_apply(  # noqa: C901
     report.dropped = plan.dropped
     report.withheld_closes = plan.withheld_closes
     report.record_errors.extend(plan.record_errors)
+    if verification is not None and not run.blocked:
+        report.verified = verification.listed
+        report.recreated, report.rewritten = verification.recreated, verification.rewritten
+        report.messages.append(verification.message())
     report.messages.extend(plan.messages)
     run.capped = plan.capped
     run.failed = run.failed or not plan.complete
@@ -589,6 +630,7 @@ def fetch_and_apply(  # noqa: C901
             report.messages.append(_state_text(exc, store))
         else:
             report.messages.append(f"writing to the Tasks API failed: {_error_text(exc)}")
+            log.error("writing to the Tasks API failed: %s", _error_text(exc))
     if applier is not None and (run.failed or run.state_broken):
         applied = applier.result  # what reached the Tasks API before the failure
     report.created, report.updated = applied.created, applied.updated
@@ -599,7 +641,7 @@ def fetch_and_apply(  # noqa: C901
         report.messages.append("interrupted: stopped after the chunk in flight; state saved")
     elif not run.failed:
         try:
-            _commit_source_state(store, source.name, plan)
+            _commit_source_state(store, source.name, plan, verified=verification is not None)
         except Exception as exc:
             if not is_state_failure(exc):
                 raise
@@ -666,6 +708,95 @@ def finish_run(run: SyncRun, *, save: bool = True) -> SyncReport:
     return report
 
 
+def _start_verification(run: SyncRun, verify: bool) -> Verification | None:
+    """The verification of a verifying run (asked for, or due by ``verify_every``), or
+    ``None``; a listing that fails blocks the run (it writes nothing)."""
+    every = getattr(run.source, "verify_every", None)
+    name = run.source.name
+    if run.blocked:
+        return None
+    if not verify and (
+        run.dry_run or not verify_due(every, run.store.source_state(name), utcnow())
+    ):
+        return None
+    try:
+        return start_verification(name, run.client, run.store, dry_run=run.dry_run)
+    except Exception as exc:
+        run.blocked = True
+        if is_state_failure(exc):
+            run.state_broken = True
+            run.report.messages.append(_state_text(exc, run.store))
+        elif isinstance(exc, AuthenticationError):
+            run.report.messages.append(f"the Tasks API refused the credentials: {_error_text(exc)}")
+        else:
+            run.report.messages.append(
+                f"could not list the source's tasks to verify them: {_error_text(exc)}"
+            )
+        return None
+
+
+def _warn_of_another_destination(
+    name: str, client: TasksApi, store: StateStore, report: SyncReport
+) -> None:
+    """A dry run asks the Tasks API nothing (it never did): it only warns when the url the
+    state was bound to is not the configured one."""
+    recorded = Destination.recorded(store.source_state(name))
+    url = normalize_url(client.url)
+    if recorded is not None and recorded.url != url:
+        report.messages.append(
+            f"the state of this source belongs to the Tasks API at {recorded.describe()}, "
+            f"not {url}: a real run is refused unless --rebind"
+        )
+
+
+def _check_state(
+    name: str, client: TasksApi, store: StateStore, report: SyncReport, *, rebind: bool
+) -> bool:
+    """Before anything else: rebuild a lost state, and check (or record) which Tasks API
+    the source's state belongs to (see :mod:`fragment_core.sync.destination`). ``True``
+    when the run must stop; raises :class:`DestinationMismatchError` when the state
+    belongs to another Tasks API and ``rebind`` is not set."""
+    if state_is_lost(store, name):
+        if _rebuild_if_lost(name, client, store, report):
+            return True
+        return _guarded(report, store, lambda: bind(store, name, Destination.of(client)))
+    try:
+        check_destination(name, client, store)
+    except DestinationMismatchError:
+        if not rebind:
+            raise
+        return _guarded(
+            report,
+            store,
+            lambda: report.messages.append(rebuild_source(name, client, store).message()),
+        )
+    except Exception as exc:
+        return _failed_to_ask(report, store, exc)
+    return False
+
+
+def _guarded(report: SyncReport, store: StateStore, action: Callable[[], object]) -> bool:
+    """Run ``action`` (it asks the Tasks API); ``True`` (stop the run) when it failed."""
+    try:
+        action()
+    except Exception as exc:
+        return _failed_to_ask(report, store, exc)
+    return False
+
+
+def _failed_to_ask(report: SyncReport, store: StateStore, exc: Exception) -> bool:
+    """Say why the state could not be checked; ``True``: the run stops."""
+    if is_state_failure(exc):
+        report.messages.append(_state_text(exc, store))
+    elif isinstance(exc, AuthenticationError):
+        report.messages.append(f"the Tasks API refused the credentials: {_error_text(exc)}")
+    else:
+        report.messages.append(
+            f"could not ask the Tasks API which account it serves: {_error_text(exc)}"
+        )
+    return True
+
+
 def _rebuild_if_lost(name: str, client: TasksApi, store: StateStore, report: SyncReport) -> bool:
     """Adopt the source's tasks when the state knows nothing of it (see
     :mod:`fragment_core.sync.rebuild`); ``True`` when that failed and the run must stop."""
@@ -684,10 +815,12 @@ def _rebuild_if_lost(name: str, client: TasksApi, store: StateStore, report: Syn
     return False
 
 
-def _commit_source_state(store: StateStore, name: str, plan: Plan) -> None:
+def _commit_source_state(store: StateStore, name: str, plan: Plan, *, verified: bool) -> None:
     """Cursor and last complete fetch: only after the writes they cover are committed."""
     changes: dict[str, Any] = {}
     if plan.complete:
+        if verified:
+            changes["last_verified"] = utcnow()
         if plan.next_cursor is not None:
             changes["cursor"] = plan.next_cursor
         if plan.mode == FULL:

@@ -19,6 +19,14 @@ if TYPE_CHECKING:
 class TasksApi(Protocol):
     """The Tasks API operations the sync engine calls."""
 
+    url: str
+    """The base URL of the Tasks API (recorded in the state as its destination)."""
+
+    def account(self) -> Mapping[str, Any]:
+        """The account of the credentials (``GET /accounts/me``), possibly cached: the
+        state records it with :attr:`url` as the destination it belongs to."""
+        ...
+
     def list_tasks(
         self,
         *,

@@ -18,10 +18,12 @@ state was lost is adopted as done and not written back (see docs/reliability.md)
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from fragment_core.state import RecordState, RecordStatus, StateStore
+from fragment_core.sync.destination import Destination, bind
 from fragment_core.sync.ports import TasksApi
 from fragment_core.task import SOURCE_FIELD, RemoteTask, TaskStatus
 
@@ -39,6 +41,8 @@ class Rebuild:
 
     open: int = 0
     done: int = 0
+    destination: str | None = None
+    """The Tasks API rebuilt from, when :func:`rebuild_source` rebound the source."""
 
     @property
     def adopted(self) -> int:
@@ -47,6 +51,12 @@ class Rebuild:
 
     def message(self) -> str:
         """One line for the run's report."""
+        if self.destination is not None:
+            return (
+                f"state rebuilt from the Tasks API at {self.destination}, now this "
+                f"source's destination: adopted {self.adopted} tasks ({self.open} open, "
+                f"{self.done} done); done tasks are not written back again"
+            )
         return (
             f"state rebuilt from the Tasks API: adopted {self.adopted} tasks of this source "
             f"({self.open} open, {self.done} done); done tasks are not written back again"
@@ -70,10 +80,16 @@ def rebuild_state(source: str, client: TasksApi, store: StateStore) -> Rebuild:
     mark is written first: a rebuild cut short leaves a state that never repeats a
     write-back (tasks not adopted yet are re-sent by the plan, idempotently).
     """
+    return adopt(source, client.list_tasks(fields={SOURCE_FIELD: source}, page_size=1000), store)
+
+
+def adopt(source: str, tasks: Iterable[RemoteTask], store: StateStore) -> Rebuild:
+    """Adopt ``tasks`` (the source's listing, read whole before anything is written)
+    into the state store (see :func:`rebuild_state`)."""
     result = Rebuild()
     high_water: datetime | None = None
     adopted: list[RecordState] = []
-    for task in client.list_tasks(fields={SOURCE_FIELD: source}, page_size=1000):
+    for task in tasks:
         remote: RemoteTask = task
         external_id = remote.external_id
         if external_id is None or remote.source != source:
@@ -105,4 +121,22 @@ def rebuild_state(source: str, client: TasksApi, store: StateStore) -> Rebuild:
             "state rebuilt from the Tasks API",
             extra={"source": source, "open": result.open, "done": result.done},
         )
+    return result
+
+
+def rebuild_source(source: str, client: TasksApi, store: StateStore) -> Rebuild:
+    """Forget what the state knows of ``source`` (records, cursor, high-water mark,
+    destination; its pending write-backs and run history are kept) and rebuild it from
+    the Tasks API ``client`` writes to, which becomes the source's destination.
+
+    ``fragment sync --rebind`` and ``fragment state rebuild`` call it; the caller holds
+    the source's lease. The next plan re-sends the adopted open tasks once and creates
+    the tasks this Tasks API lacks.
+    """
+    destination = Destination.of(client)  # before forgetting: a refused token loses nothing
+    listing = list(client.list_tasks(fields={SOURCE_FIELD: source}, page_size=1000))
+    store.forget_source(source)
+    result = adopt(source, listing, store)
+    bind(store, source, destination)
+    result.destination = destination.describe()
     return result

@@ -38,6 +38,7 @@ from fragment_core.reports import RunOutcome
 from fragment_core.state import StateStore
 from fragment_core.state.faults import StateError
 from fragment_core.state.lease import LeaseHeldError
+from fragment_core.sync.destination import DestinationMismatchError
 from fragment_core.sync.engine import (
     SyncRun,
     fetch_and_apply,
@@ -77,7 +78,14 @@ def to_application_error(exc: BaseException) -> ApplicationError:
     if isinstance(exc, RateLimitedError):
         delay = timedelta(seconds=exc.retry_after) if exc.retry_after else None
         return ApplicationError(message, type="RateLimitedError", next_retry_delay=delay)
-    permanent = (ConfigurationError, AuthenticationError, PluginError, LeaseHeldError, StateError)
+    permanent = (
+        ConfigurationError,
+        AuthenticationError,
+        PluginError,
+        LeaseHeldError,
+        StateError,
+        DestinationMismatchError,
+    )
     if isinstance(exc, permanent):
         return ApplicationError(message, type=name, non_retryable=True)
     if isinstance(exc, TransientError):

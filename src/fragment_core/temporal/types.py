@@ -21,6 +21,7 @@ NON_RETRYABLE = (
     "PluginError",
     "LeaseHeldError",
     "StateError",
+    "DestinationMismatchError",
 )
 
 #: Write-backs per activity, and activities per workflow run before continue-as-new.

@@ -32,6 +32,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
@@ -191,8 +192,17 @@ class FakeAPI:
     Nothing listens until it is started (``with api:`` or :meth:`start`).
     """
 
-    def __init__(self, name: str = "fake", *, shutdown_timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        name: str = "fake",
+        *,
+        shutdown_timeout: float = 2.0,
+        tls_cert: str | Path | None = None,
+    ) -> None:
         self.name = name
+        #: A PEM file with the private key and certificate chain: serve HTTPS with it
+        #: (for SDKs that only speak https; make one with ``trustme``).
+        self.tls_cert = str(tls_cert) if tls_cert is not None else None
         self.requests: list[RecordedRequest] = []
         self.effects: Counter[str] = Counter()
         self._routes: list[_Route] = []
@@ -228,10 +238,11 @@ class FakeAPI:
     # -- lifecycle ------------------------------------------------------------------------
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:PORT`` (only once started)."""
+        """``http://127.0.0.1:PORT`` (``https://`` with ``tls_cert``; only once started)."""
         if self._port is None:
             raise RuntimeError(f"FakeAPI {self.name!r} is not started; use `with api:`")
-        return f"http://127.0.0.1:{self._port}"
+        scheme = "https" if self.tls_cert else "http"
+        return f"{scheme}://127.0.0.1:{self._port}"
 
     @property
     def port(self) -> int:
@@ -262,6 +273,8 @@ class FakeAPI:
             http="h11",
             loop="asyncio",
             timeout_graceful_shutdown=self._shutdown_timeout,  # type: ignore[arg-type]  # a float works
+            ssl_certfile=self.tls_cert,
+            ssl_keyfile=self.tls_cert,
         )
         server = uvicorn.Server(config)
         self._server = server

@@ -18,7 +18,10 @@ vendor does the same way::
 - with ``openapi=`` every request and response is validated with openapi-core; problems
   are logged in ``invalid_requests`` (the ``fake_vendor_clean`` fixture asserts it is empty);
 - ``store``: a clocked, versioned store (``updated_since``, ``searchable`` with a lag);
-- ``rate_limit``: a sustained limit (requests per window) answered with the vendor's 429;
+- ``rate_limit``: a sustained limit (requests per window) answered with the vendor's 429
+  (``rate_limits``: more of them, e.g. one per endpoint group);
+- an error answer (4xx/5xx) of an operation whose spec declares only its success is not
+  reported as undeclared;
 - ``effect(kind, item, idempotency_key)``: counters keyed by item and idempotency key;
 - faults: FakeAPI's ``fail_next`` (5xx, drop, timeout, truncate) plus :meth:`short_page_next`.
 """
@@ -31,7 +34,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -155,6 +158,17 @@ class RateLimit:
     _seen: deque[float] = field(default_factory=deque, repr=False)
     over: int = 0
 
+    def remaining(self) -> int:
+        """Requests still allowed in the current window (for ``*-Remaining`` headers)."""
+        now = time.monotonic()
+        return max(0, self.requests - sum(1 for t in self._seen if now - t < self.window))
+
+    def reset_in(self) -> float:
+        """Seconds until the oldest request counted leaves the window (0 when none)."""
+        now = time.monotonic()
+        live = [t for t in self._seen if now - t < self.window]
+        return max(0.0, self.window - (now - live[0])) if live else 0.0
+
     def check(self, template: str) -> float | None:
         """``None`` when allowed (and counted), else the seconds until a slot frees."""
         if self.paths and template not in self.paths:
@@ -211,7 +225,8 @@ class FakeVendor:
 
     ``token``: the one valid credential (``auth_header`` carrying ``auth_prefix + token``);
     ``scopes``: what it was granted (``self.scopes`` is a mutable set); ``openapi``: a spec
-    dict or a path to a JSON/YAML file to validate every request and response against.
+    dict or a path to a JSON/YAML file to validate every request and response against;
+    ``openapi_path`` maps a request path to the spec's (a vendor whose SDK adds ``.json``).
     Override :meth:`unauthorized`, :meth:`forbidden` and :meth:`invalid` for the vendor's
     own error bodies.
     """
@@ -226,9 +241,11 @@ class FakeVendor:
         clock: Clock | None = None,
         search_lag: timedelta = timedelta(0),
         rate_limit: RateLimit | None = None,
+        rate_limits: Iterable[RateLimit] = (),
         auth_header: str = "authorization",
         auth_prefix: str = "Bearer ",
         api: FakeAPI | None = None,
+        openapi_path: Callable[[str], str] | None = None,
     ) -> None:
         self.api = api or FakeAPI(name=name)
         self.token = token
@@ -237,11 +254,14 @@ class FakeVendor:
         self.auth_prefix = auth_prefix
         self.store = VersionedStore(clock, search_lag=search_lag)
         self.rate_limit = rate_limit
+        #: More limits checked after ``rate_limit`` (a vendor with per-endpoint limits).
+        self.rate_limits: list[RateLimit] = list(rate_limits)
         self.invalid_requests: list[str] = []
         self.effects: Counter[tuple[str, str, str | None]] = Counter()
         self._short_pages: list[_ShortPage] = []
         self._lock = threading.RLock()
         self._openapi = _load_openapi(openapi) if openapi is not None else None
+        self._openapi_path = openapi_path
 
     @property
     def clock(self) -> Clock:
@@ -249,6 +269,11 @@ class FakeVendor:
         return self.store.clock
 
     # -- vendor-shaped answers (override) -------------------------------------------------
+    def authorized(self, req: FakeRequest) -> bool:
+        """Whether ``req`` carries a valid credential: ``auth_header`` is ``auth_prefix +
+        token``. Override for credentials the fake issues (tokens from a token endpoint)."""
+        return req.headers.get(self.auth_header) == self.auth_prefix + self.token
+
     def unauthorized(self, req: FakeRequest) -> FakeResponse:
         """The 401 for a missing or wrong credential."""
         return FakeResponse(status=401, json={"error": "unauthorized"})
@@ -270,16 +295,18 @@ class FakeVendor:
     # -- routes ---------------------------------------------------------------------------
     def route(
         self, method: str, path: str, *, scope: str | None = None, auth: bool = True,
-        items: str | None = None,
+        items: str | None = None, openapi: bool = True,
     ) -> Callable[[Callable[[FakeRequest], Any]], Callable[[FakeRequest], Any]]:  # fmt: skip
         """Decorator: serve ``method path`` behind auth (and ``scope`` when given).
 
         ``items`` names the JSON list a page response carries (for :meth:`short_page_next`).
+        ``openapi=False``: the operation is not in the vendor's OpenAPI file (a subset), so
+        its requests and responses are not validated against it.
         """
 
         def register(handler: Callable[[FakeRequest], Any]) -> Callable[[FakeRequest], Any]:
             def serve(req: FakeRequest) -> Any:
-                return self._serve(req, path, scope, auth, items, handler)
+                return self._serve(req, path, scope, auth, items, handler, validate=openapi)
 
             self.api.add_route(method, path, serve)
             return handler
@@ -294,23 +321,27 @@ class FakeVendor:
         auth: bool,
         items: str | None,
         handler: Callable[[FakeRequest], Any],
+        *,
+        validate: bool = True,
     ) -> Any:
-        if auth and req.headers.get(self.auth_header) != self.auth_prefix + self.token:
+        if auth and not self.authorized(req):
             return self.unauthorized(req)
         if scope is not None and scope not in self.scopes:
             return self.forbidden(req, scope)
-        if self.rate_limit is not None:
+        for limit in (self.rate_limit, *self.rate_limits):
+            if limit is None:
+                continue
             with self._lock:
-                wait = self.rate_limit.check(template)
+                wait = limit.check(template)
             if wait is not None:
-                limit = self.rate_limit
                 return FakeResponse(limit.status, json=limit.body, headers=limit.headers(wait))
-        if self._openapi is not None:
+        validate = validate and self._openapi is not None
+        if validate:
             self._check_request(req)
         result = handler(req)
         if items is not None:
             result = self._maybe_short(req.path, items, result)
-        if self._openapi is not None:
+        if validate:
             self._check_response(req, result)
         return result
 
@@ -345,16 +376,19 @@ class FakeVendor:
             self._short_pages.append(_ShortPage(n, drop, path))
 
     def _maybe_short(self, path: str, items: str, result: Any) -> Any:
+        # a page is a dict, or a FakeResponse carrying one (a page with headers)
+        page = result.json if isinstance(result, FakeResponse) else result
         with self._lock:
             fault = next(
                 (f for f in self._short_pages if f.path in (None, path) and f.remaining), None
             )
-            if fault is None or not isinstance(result, dict) or items not in result:
+            if fault is None or not isinstance(page, dict) or items not in page:
                 return result
             fault.remaining -= 1
             if not fault.remaining:
                 self._short_pages.remove(fault)
-        return {**result, items: list(result[items])[: -fault.drop]}
+        short = {**page, items: list(page[items])[: -fault.drop]}
+        return replace(result, json=short) if isinstance(result, FakeResponse) else short
 
     def reset(self) -> None:
         """Clear FakeAPI's log and faults, the effect counters and the invalid-request log."""
@@ -365,19 +399,29 @@ class FakeVendor:
             self._short_pages.clear()
 
     # -- OpenAPI --------------------------------------------------------------------------
+    def _spec_request(self, req: FakeRequest, host: str) -> _OpenAPIRequest:
+        request = _OpenAPIRequest(req, host)
+        if self._openapi_path is not None:
+            request.path = self._openapi_path(req.path)
+        return request
+
     def _check_request(self, req: FakeRequest) -> None:
         assert self._openapi is not None
         spec, host = self._openapi
-        errors = list(spec.iter_request_errors(_OpenAPIRequest(req, host)))
+        errors = list(spec.iter_request_errors(self._spec_request(req, host)))
         for error in errors:
             self._log_invalid(f"{req.method} {req.path}: request: {_describe(error)}")
 
     def _check_response(self, req: FakeRequest, result: Any) -> None:
         assert self._openapi is not None
         spec, host = self._openapi
+        from openapi_core.templating.responses.exceptions import ResponseNotFound
+
         status, payload, ctype, headers = _render(result)
         response = _OpenAPIResponse(status, payload, ctype, headers)
-        for error in spec.iter_response_errors(_OpenAPIRequest(req, host), response):
+        for error in spec.iter_response_errors(self._spec_request(req, host), response):
+            if status >= 400 and isinstance(error, ResponseNotFound):
+                continue  # the spec declares only the success answers of this operation
             self._log_invalid(f"{req.method} {req.path}: response {status}: {_describe(error)}")
 
     def _log_invalid(self, message: str) -> None:
@@ -394,22 +438,94 @@ def _describe(error: Exception) -> str:
     return f"{error}" + (f" ({details})" if details else "")
 
 
+def allow_null_where_nullable(node: Any) -> Any:
+    """Make OpenAPI 3.0's ``nullable: true`` admit ``null`` where validators do not: next
+    to an ``enum`` lacking ``null`` (``null`` is added to it), and on a schema without
+    ``type`` (``anyOf``/``oneOf``/``allOf``: an ``{"enum": [null]}`` alternative is added).
+    Vendor files (Stripe's) are full of both. Changes ``node`` in place; returns it."""
+    if isinstance(node, dict):
+        for value in node.values():
+            allow_null_where_nullable(value)
+        if node.get("nullable") is True:
+            enum = node.get("enum")
+            if isinstance(enum, list) and None not in enum:
+                enum.append(None)
+            if "type" not in node:
+                for combiner in ("anyOf", "oneOf"):
+                    if isinstance(node.get(combiner), list):
+                        node[combiner].append({"enum": [None]})
+                        break
+                else:
+                    if isinstance(node.get("allOf"), list):
+                        node["anyOf"] = [{"allOf": node.pop("allOf")}, {"enum": [None]}]
+    elif isinstance(node, list):
+        for value in node:
+            allow_null_where_nullable(value)
+    return node
+
+
+def deep_objects_as_objects(spec: dict[str, Any]) -> dict[str, Any]:
+    """openapi-core reads ``style: deepObject`` parameters only when their schema is an
+    object, and fails every request otherwise (even one without the parameter). Stripe
+    declares arrays (``expand[0]=...``) and ``anyOf`` (``created`` or ``created[gte]``)
+    that way: give openapi-core what it can read, in place: an array becomes an object of
+    its items (``{"0": ...}``), an ``anyOf`` its object alternatives. Returns ``spec``."""
+    for item in (spec.get("paths") or {}).values():
+        operations = (
+            [op for op in item.values() if isinstance(op, dict)] if isinstance(item, dict) else []
+        )
+        for operation in operations:
+            for param in operation.get("parameters") or ():
+                if not isinstance(param, dict) or param.get("style") != "deepObject":
+                    continue
+                schema = param.get("schema")
+                if not isinstance(schema, dict) or schema.get("type") == "object":
+                    continue
+                if schema.get("type") == "array":
+                    items = schema.get("items", {})
+                    param["schema"] = {"type": "object", "additionalProperties": items}
+                elif isinstance(schema.get("anyOf"), list):
+                    objects = [
+                        s
+                        for s in schema["anyOf"]
+                        if isinstance(s, dict) and s.get("type") == "object"
+                    ]
+                    if objects:
+                        param["schema"] = objects[0]
+    return spec
+
+
+#: Specs loaded from files, by (path, modification time): vendor files are large and
+#: every fake of a test session would parse them again.
+_FILE_SPECS: dict[tuple[str, float], tuple[Any, str]] = {}
+
+
 def _load_openapi(source: Mapping[str, Any] | str | Path) -> tuple[Any, str]:
-    """An openapi-core ``OpenAPI`` whose servers are the fake's (same path prefix)."""
-    from urllib.parse import urlparse
-
-    from openapi_core import OpenAPI
-
+    """An openapi-core ``OpenAPI`` whose servers are the fake's (same path prefix); a file
+    is read once per process (cached by path and modification time)."""
     if isinstance(source, Mapping):
-        spec = copy.deepcopy(dict(source))
-    else:
-        text = Path(source).read_text()
+        return _openapi_of(copy.deepcopy(dict(source)))
+    path = Path(source)
+    key = (str(path.resolve()), path.stat().st_mtime)
+    if key not in _FILE_SPECS:
+        text = path.read_text()
         if str(source).endswith((".yaml", ".yml")):
             import yaml  # type: ignore[import-untyped]
 
             spec = yaml.safe_load(text)
         else:
             spec = jsonlib.loads(text)
+        _FILE_SPECS[key] = _openapi_of(spec)
+    return _FILE_SPECS[key]
+
+
+def _openapi_of(spec: dict[str, Any]) -> tuple[Any, str]:
+    from urllib.parse import urlparse
+
+    from openapi_core import OpenAPI
+
+    allow_null_where_nullable(spec)
+    deep_objects_as_objects(spec)
     servers = spec.get("servers") or [{"url": "/"}]
     prefix = urlparse(servers[0].get("url", "/")).path.rstrip("/")
     host = "http://fake.invalid"

@@ -13,13 +13,14 @@ not run), so the packages under test come from their wheels and nothing is downl
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import sysconfig
 import venv
 from pathlib import Path
 
-__all__ = ["run", "throwaway_venv"]
+__all__ = ["offline_env", "overlay_venv", "run", "throwaway_venv"]
 
 
 def run(
@@ -53,3 +54,36 @@ def throwaway_venv(root: Path, *projects: Path) -> Path:
     )  # fmt: skip
     assert installed.returncode == 0, installed.stderr
     return env_dir
+
+
+def overlay_venv(root: Path) -> Path:
+    """A new, empty venv at ``root`` that sees this environment's third-party libraries
+    (a plain ``.pth`` path) and has a ``pip`` script, but no fragment package of its own:
+    what a person gets from ``python -m venv`` plus the dependencies, without a download.
+    """
+    venv.EnvBuilder(with_pip=False).create(root)
+    python = root / "bin" / "python"
+    site = run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+    Path(site.stdout.strip(), "_parent_env.pth").write_text(sysconfig.get_paths()["purelib"])
+    pip = root / "bin" / "pip"
+    pip.write_text(
+        f"#!{python}\nimport sys\nfrom pip._internal.cli.main import main\nsys.exit(main())\n"
+    )
+    pip.chmod(0o755)
+    return root
+
+
+def offline_env(venv_dir: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment variables of a shell "activated" in ``venv_dir`` whose ``pip install``
+    uses no index and no build isolation (the build backend comes from this environment).
+    """
+    env = dict(os.environ if base is None else base)
+    env.update(
+        PATH=f"{venv_dir / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+        VIRTUAL_ENV=str(venv_dir),
+        PIP_NO_INDEX="1",
+        PIP_NO_BUILD_ISOLATION="0",  # pip reads "0" as: do not isolate the build
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+    )
+    env.pop("PYTHONHOME", None)
+    return env

@@ -1,0 +1,158 @@
+"""HTTP plumbing both ComplyAdvantage clients share: the Ratelimit-* gate, JSON answers
+that are retried when cut short, and the token auth of the legacy API."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import httpx
+
+from fragment_core.errors import (
+    ConfigurationError,
+    FragmentError,
+    IncompleteFetchError,
+    TransientError,
+)
+from fragment_core.retries import MAX_HINTED_WAIT, Pacer
+from fragment_core.transport import OriginAuth, Transport
+
+T = TypeVar("T")
+
+
+def named(items: Iterator[T], where: str) -> Iterator[T]:
+    """``items``, an incomplete listing's error naming the source (``where``)."""
+    try:
+        yield from items
+    except IncompleteFetchError as exc:
+        if exc.where is not None:
+            raise
+        raise IncompleteFetchError(
+            exc.what, fetched=exc.fetched, total=exc.total, where=where
+        ) from None
+
+
+class NotFoundError(ConfigurationError):
+    """The API answered 404 for a search, case or alert."""
+
+
+class TokenAuth(OriginAuth):
+    """``Authorization: Token <api_key>`` (ComplyAdvantage's legacy API)."""
+
+    def __init__(self, api_key: str, *, origin: str | None = None) -> None:
+        super().__init__(origin=origin)
+        self._key = api_key
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self._key,)
+
+    def attach(self, request: httpx.Request) -> None:
+        request.headers["Authorization"] = f"Token {self._key}"
+
+
+def _header_number(headers: Mapping[str, str], name: str) -> float | None:
+    value = headers.get(name)
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class RatelimitGate(Pacer):
+    """Paces requests (``per_minute``) and, when an answer said ``Ratelimit-Remaining: 0``,
+    holds the next request until its ``Ratelimit-Reset`` (seconds) has passed, so the
+    account's limit is not tripped. Give :meth:`observe` every response."""
+
+    def __init__(self, per_minute: float | None = None) -> None:
+        super().__init__(per_minute)
+        self._until = 0.0
+        self._gate = threading.Lock()
+        self.waits = 0
+
+    def observe(self, response: httpx.Response) -> None:
+        """Read the Ratelimit-* headers of an answer."""
+        remaining = _header_number(response.headers, "ratelimit-remaining")
+        reset = _header_number(response.headers, "ratelimit-reset")
+        if remaining is not None and remaining <= 0 and reset is not None:
+            with self._gate:
+                self._until = max(self._until, time.monotonic() + min(reset, MAX_HINTED_WAIT))
+
+    def wait(self) -> None:
+        """Wait for the pacer's slot, then for the window's reset when it is used up."""
+        super().wait()
+        with self._gate:
+            delay = self._until - time.monotonic()
+            if delay > 0:
+                self.waits += 1
+        if delay > 0:
+            time.sleep(delay)
+
+    @contextmanager
+    def place(self) -> Iterator[None]:
+        """Wait as :meth:`wait` says, then run the request made inside."""
+        self.wait()
+        yield
+
+
+def make_transport(
+    base_url: str,
+    *,
+    gate: RatelimitGate,
+    where: str,
+    timeout: float,
+    translate: Callable[[httpx.Response], FragmentError | None],
+    auth: OriginAuth | None = None,
+) -> Transport:
+    """A Transport whose answers feed ``gate`` and whose failures ``translate`` names."""
+    transport = Transport(
+        base_url, auth=auth, timeout=timeout, pacer=gate, translate_error=translate, name=where
+    )
+    transport.httpx_client.event_hooks["response"].append(gate.observe)
+    return transport
+
+
+def fetch_json(
+    transport: Transport,
+    method: str,
+    path: str,
+    *,
+    operation: str,
+    params: Mapping[str, Any] | None = None,
+    json: Any = None,
+) -> Any:
+    """Send one request and decode its JSON; an answer that is not whole JSON (cut short
+    on the way) is a :class:`TransientError`, retried with the rest."""
+
+    def once() -> Any:
+        response = transport.request(
+            method, path, params=params, json=json, operation=operation, retry=False
+        )
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise TransientError(
+                f"{operation}: the answer ({len(response.content)} bytes) is not whole JSON "
+                "(cut short on the way?)",
+                where=transport.where,
+            ) from None
+
+    return transport.retrying(once)
+
+
+def error_message(response: httpx.Response) -> str:
+    """The vendor's own words from an error body (``message`` / ``error``), short."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200].strip()
+    if isinstance(body, Mapping):
+        for key in ("message", "error", "detail", "status"):
+            if isinstance(body.get(key), str) and body[key].strip():
+                return str(body[key]).strip()[:200]
+    return ""
