@@ -233,6 +233,8 @@ def run_on_temporal(
     full: bool,
     force_close: bool,
     remap: bool,
+    verify: bool = False,
+    rebind: bool = False,
 ) -> tuple[str, Any]:
     """``fragment sync SOURCE --on-temporal``: start one run and wait for its result."""
     connection = connection_from(settings, flags)
@@ -248,6 +250,8 @@ def run_on_temporal(
             full=full,
             force_close=force_close,
             remap=remap,
+            verify=verify,
+            rebind=rebind,
             heartbeat_seconds=settings.fleet.heartbeat_timeout.total_seconds(),
         )
 

@@ -190,7 +190,9 @@ def sync_command(
     if on_temporal:
         if dry_run:
             raise click.UsageError("--dry-run runs here, not on the fleet: drop --on-temporal")
-        _sync_on_temporal(ctx, settings, src.name, connection, full, force_close, remap, as_json)
+        flags = {"full": full, "force_close": force_close, "remap": remap}
+        flags |= {"verify": verify, "rebind": rebind}
+        _sync_on_temporal(ctx, settings, src.name, connection, flags, as_json)
         return
     if any(value is not None for value in connection.values()):
         raise click.UsageError("the Temporal connection flags need --on-temporal")
@@ -247,17 +249,13 @@ def _sync_on_temporal(
     settings: Settings,
     source: str,
     connection: dict[str, Any],
-    full: bool,
-    force_close: bool,
-    remap: bool,
+    flags: dict[str, bool],
     as_json: bool,
 ) -> None:
     console = stdout_console()
     if not as_json:
         console.print(f"Starting a fleet run of {source} and following it ...")
-    workflow, summary = run_on_temporal(
-        settings, source, connection, full=full, force_close=force_close, remap=remap
-    )
+    workflow, summary = run_on_temporal(settings, source, connection, **flags)
     if as_json:
         echo_json({"workflow_id": workflow, **summary.__dict__})
     else:

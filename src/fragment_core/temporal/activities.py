@@ -251,6 +251,7 @@ class FleetActivities:
                     self.store,
                     pm=self.pm,
                     force_close=ref.force_close,
+                    rebind=ref.rebind,
                 )
                 row = self.store.start_run_row(source.name, _row_data(run, ref.owner))
                 return Started(run_row=row)
@@ -286,6 +287,7 @@ class FleetActivities:
                         full=ref.full,
                         force_close=ref.force_close,
                         remap=ref.remap,
+                        verify=ref.verify,
                         batch_size=self.settings.tasks_api.batch_size,
                         stop=stop,
                         progress=beat,

@@ -203,6 +203,8 @@ async def start_run(
     full: bool = False,
     force_close: bool = False,
     remap: bool = False,
+    verify: bool = False,
+    rebind: bool = False,
     heartbeat_seconds: float = 30.0,
 ) -> tuple[str, RunSummary]:
     """Start one run of ``source`` now (or join the one started by hand that is running:
@@ -215,6 +217,8 @@ async def start_run(
             full=full,
             force_close=force_close,
             remap=remap,
+            verify=verify,
+            rebind=rebind,
             heartbeat_seconds=heartbeat_seconds,
         ),
         id=workflow_id(source),

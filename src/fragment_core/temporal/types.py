@@ -47,6 +47,8 @@ class RunInput:
     full: bool = False
     force_close: bool = False
     remap: bool = False
+    verify: bool = False
+    rebind: bool = False
     heartbeat_seconds: float = 30.0
     """Heartbeat timeout of the activities: a worker lost mid-activity is noticed after
     this, and the activity retried on another worker."""
@@ -68,6 +70,8 @@ class RunRef:
     full: bool = False
     force_close: bool = False
     remap: bool = False
+    verify: bool = False
+    rebind: bool = False
 
 
 @dataclass

@@ -49,7 +49,16 @@ class SyncSourceWorkflow:
         info = workflow.info()
         owner = inp.owner or info.run_id  # the first run's id, kept across continue-as-new
         heartbeat = timedelta(seconds=inp.heartbeat_seconds)
-        ref = RunRef(inp.source, owner, inp.run_row or 0, inp.full, inp.force_close, inp.remap)
+        ref = RunRef(
+            inp.source,
+            owner,
+            inp.run_row or 0,
+            full=inp.full,
+            force_close=inp.force_close,
+            remap=inp.remap,
+            verify=inp.verify,
+            rebind=inp.rebind,
+        )
         try:
             if inp.run_row is None:
                 started = await workflow.execute_activity(
@@ -93,6 +102,8 @@ class SyncSourceWorkflow:
                             full=inp.full,
                             force_close=inp.force_close,
                             remap=inp.remap,
+                            verify=inp.verify,
+                            rebind=inp.rebind,
                             heartbeat_seconds=inp.heartbeat_seconds,
                             owner=owner,
                             run_row=ref.run_row,
