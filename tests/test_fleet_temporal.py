@@ -5,6 +5,11 @@ that does not grow with the source."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -181,3 +186,38 @@ def test_schedules_apply_creates_updates_deletes_and_lists_results(
     assert listed["small"]["last_result"]["outcome"] == "ok"
     assert listed["small"]["last_result"]["fleet"] is True
     assert after == {"small"}
+
+
+def test_schedules_commands_apply_and_list(
+    tmp_path: Path, temporal_address: str, offices: dict[str, FakeBackoffice]
+) -> None:
+    with run_sandbox() as sandbox:
+        settings = _settings(tmp_path, sandbox, offices, temporal_address)
+        assert settings.path is not None
+        cli = [sys.executable, "-m", "fragment_core", "--config", str(settings.path)]
+        env = {**os.environ, **ENV}
+
+        def fragment(*args: str) -> Any:
+            done = subprocess.run([*cli, *args], env=env, capture_output=True, timeout=60)
+            assert done.returncode == 0, done.stderr.decode()
+            return json.loads(done.stdout)
+
+        planned = fragment("schedules", "apply", "--dry-run", "--json")
+        applied = fragment("schedules", "apply", "--json")
+        listed = []
+        for _ in range(50):  # the list is eventually consistent
+            listed = fragment("schedules", "list", "--json")
+            if len(listed) == 2:
+                break
+            time.sleep(0.2)
+
+        async def cleanup() -> None:
+            client = await resolve(settings.fleet, env={}).client()
+            for source in offices:
+                await client.get_schedule_handle(f"fragment-sync:{source}:schedule").delete()
+
+        asyncio.run(cleanup())
+    assert {c["source"]: c["action"] for c in planned} == {"small": "created", "large": "created"}
+    assert [c["action"] for c in applied] == ["created", "created"]
+    assert {row["source"]: row["every"] for row in listed} == {"small": 3600, "large": 3600}
+    assert all(row["last_result"] is None and row["next_run"] for row in listed)
