@@ -9,7 +9,7 @@ import re
 import runpy
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from fragment_core.errors import AuthenticationError
 from fragment_core.logs import configure_logging, source_context
 from fragment_core.plugins import get_plugin_manager, new_plugin_manager
 from fragment_core.retries import RetryPolicy
+from fragment_core.sandbox.runner import run_sandbox
 from fragment_core.testing import FakeAPI, FakeRequest, FakeResponse
 from fragment_core.transport import Transport
 
@@ -235,20 +236,43 @@ def test_config_validate_errors(invoke: Callable[..., Result], tmp_path: Path) -
     )
 
 
-def test_check(invoke: Callable[..., Result], tmp_path: Path) -> None:
-    (tmp_path / "fragment.toml").write_text(CONFIG)
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Any]:
+    with run_sandbox(token="api-token") as handle:
+        yield handle
+
+
+def _sandbox_config(sandbox: Any) -> str:
+    """CONFIG with its Tasks API on the sandbox (``fragment check`` reaches it)."""
+    return CONFIG.replace("[tasks_api]\n", f'[tasks_api]\nurl = "{sandbox.url}"\n', 1)
+
+
+def test_check(invoke: Callable[..., Result], tmp_path: Path, sandbox: Any) -> None:
+    (tmp_path / "fragment.toml").write_text(_sandbox_config(sandbox))
     env = {"DESK_TOKEN": "desk-secret"}
     result = invoke("check", env=env)
     assert result.exit_code == 1
-    assert result.output == (
-        "✓ support (desk): reached acme.desk.test\n"
-        "✗ legacy (desk): credentials rejected: token rejected by desk (401)\n"
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"✓ Tasks API {sandbox.url}: reachable, token accepted, account")
+    assert lines[1] == (
+        "✓ state sqlite:///fragment-state.db: fragment-state.db does not exist yet; the "
+        "first run creates it (its folder is writable)"
     )
+    assert lines[2:] == [
+        "✓ support (desk): reached acme.desk.test",
+        "✗ legacy (desk): credentials rejected: token rejected by desk (401)",
+    ]
     result = invoke("check", "support", "--json", env=env)
     assert result.exit_code == 0
-    assert json.loads(result.output) == [
-        {"source": "support", "connector": "desk", "ok": True, "message": "reached acme.desk.test"}
-    ]
+    checks = json.loads(result.stdout)
+    assert [c["check"] for c in checks] == ["tasks_api", "state", "source"]
+    assert checks[2] == {
+        "check": "source",
+        "source": "support",
+        "connector": "desk",
+        "ok": True,
+        "message": "reached acme.desk.test",
+    }
     result = invoke("check", "billing", env=env)
     assert result.exit_code == 2
     assert result.stderr == (
@@ -345,22 +369,30 @@ def test_cli_docs_are_up_to_date() -> None:
     assert actual == expected, "docs/cli.md is out of date: run python scripts/gen_cli_docs.py"
 
 
-def test_log_format_json_and_verbosity(invoke: Callable[..., Result], tmp_path: Path) -> None:
-    (tmp_path / "fragment.toml").write_text(CONFIG)
+def test_log_format_json_and_verbosity(
+    invoke: Callable[..., Result], tmp_path: Path, sandbox: Any
+) -> None:
+    (tmp_path / "fragment.toml").write_text(_sandbox_config(sandbox))
     env = {"DESK_TOKEN": "desk-secret"}
     result = invoke("--log-format", "json", "-v", "check", "support", env=env)
     assert result.exit_code == 0
     lines = [json.loads(line) for line in result.stderr.splitlines()]
-    assert [(x["level"], x["message"], x["source"], x["ok"]) for x in lines] == [
-        ("info", "check of source support: ok", "support", True)
+    ours = [x for x in lines if x["logger"].startswith("fragment_core.cli")]
+    assert [(x["level"], x["message"], x.get("source"), x["ok"]) for x in ours] == [
+        ("info", "check of the tasks api: ok", None, True),
+        ("info", "check of the state: ok", None, True),
+        ("info", "check of source support: ok", "support", True),
     ]
-    assert "desk-secret" not in result.stderr
+    assert "desk-secret" not in result.stderr and "api-token" not in result.stderr
     result = invoke("check", "support", env=env)  # default: warnings only
     assert result.stderr == ""
     result = invoke("-v", "check", "support", env=env)  # text lines when not a terminal
-    assert result.stderr == (
-        "INFO fragment_core.cli: check of source support: ok (source=support, ok=True)\n"
-    )
+    text = [x for x in result.stderr.splitlines() if x.startswith("INFO fragment_core.cli")]
+    assert text == [
+        "INFO fragment_core.cli.checks: check of the tasks api: ok (ok=True)",
+        "INFO fragment_core.cli.checks: check of the state: ok (ok=True)",
+        "INFO fragment_core.cli: check of source support: ok (source=support, ok=True)",
+    ]
 
 
 def test_connectors_show_prints_an_annotated_example_when_the_connector_has_one(

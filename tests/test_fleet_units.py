@@ -5,6 +5,7 @@ them, and where the connection settings come from."""
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from fragment_core.errors import (
 )
 from fragment_core.reports import RecordError, RunOutcome, SyncReport
 from fragment_core.state import LeaseHeldError, StateStore
+from fragment_core.sync.engine import SyncRun
 from fragment_core.sync.plan import Known, MappedRecord, Planner, map_task, plan_sync
 from fragment_core.task import Task
 from fragment_core.temporal.activities import to_application_error
@@ -90,6 +92,16 @@ def test_a_report_survives_its_dict_as_stored_in_the_run_history() -> None:
     assert again == report
     running = {**report.to_dict(), "outcome": "running"}  # a fleet run's row, mid-way
     assert SyncReport.from_dict(running).outcome == RunOutcome.OK
+
+
+def test_a_run_survives_its_snapshot_between_activities() -> None:
+    report = SyncReport(source="s", connector="file", fetched=7, written_back=2)
+    run = SyncRun(None, None, None, None, report)  # type: ignore[arg-type]
+    run.capped = run.fetched_done = run.completions_failed = True
+    again = SyncRun.restore(json.loads(json.dumps(run.snapshot())), None, None, None, None)  # type: ignore[arg-type]
+    assert again.report == report
+    assert (again.capped, again.fetched_done, again.completions_failed) == (True, True, True)
+    assert not (again.failed or again.blocked or again.interrupted or again.source_unreachable)
 
 
 # -- the lease of a run owner ------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,13 @@ def test_sync_help_lists_the_exit_codes() -> None:
         assert line in result.output
 
 
+def test_run_help_lists_the_exit_codes_of_once() -> None:
+    result = CliRunner().invoke(cli, ["run", "--help"])
+    assert result.exit_code == 0
+    for line in ("0  every run ok", "1  a run failed", "3  a run was capped", "5  a source"):
+        assert line in result.output
+
+
 def test_log_format_json_on_sync(setup: tuple[Any, Path, Path]) -> None:
     sandbox, config, _ = setup
     result = CliRunner().invoke(
@@ -143,7 +151,7 @@ def test_status_shows_lag_and_pending_and_failed_write_backs(
     _, config, _ = setup
     assert invoke(config, "sync", "kyc").exit_code == 0
     store = StateStore(f"sqlite:///{(config.parent / 'state.db').as_posix()}")
-    for key in ("k1", "k2"):
+    for key in ("k1", "k2", "k3"):
         store.add_write_back(
             source="kyc",
             uid=f"uid-{key}",
@@ -152,20 +160,31 @@ def test_status_shows_lag_and_pending_and_failed_write_backs(
             done_at=None,
             task_json="{}",
         )
-    (failed, _) = store.write_backs("kyc")
+    (failed, _, retried) = store.write_backs("kyc")
     store.finish_write_back(failed.id, state=OutboxState.FAILED, attempts=5, error="HTTP 500")
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    store.finish_write_back(
+        retried.id, state=OutboxState.PENDING, attempts=2, error="HTTP 503", next_attempt_at=later
+    )
     store.close()
     (row,) = json.loads(invoke(config, "status", "--json").output)
-    assert row["write_backs"] == {"pending": 1, "done": 0, "failed": 1}
+    assert row["write_backs"] == {"pending": 2, "done": 0, "failed": 1}
     assert 0 <= row["lag_seconds"] < 60
-    assert row["failed_write_backs"][0] | {"next_attempt_at": None} == {
-        "external_id": "C-k1",
-        "attempts": 5,
-        "error": "HTTP 500",
-        "next_attempt_at": None,
-    }
-    monkeypatch.setenv("COLUMNS", "160")  # one table row per line
+    first = row["failed_write_backs"][0]
+    assert (first["external_id"], first["attempts"], first["error"]) == ("C-k1", 5, "HTTP 500")
+    waiting = {e["external_id"]: e for e in row["pending_write_backs"]}
+    assert waiting["C-k2"]["reason"] == (
+        "completed by an operator, not written back yet: the next run of the source tries it"
+    )
+    assert waiting["C-k3"]["next_attempt_at"] == later.isoformat()
+    assert waiting["C-k3"]["reason"].startswith(
+        "attempt 2 failed: HTTP 503; the first run of the source after "
+    )
+    assert waiting["C-k3"]["reason"].endswith("(in 5m) tries it again")
+    monkeypatch.setenv("COLUMNS", "400")  # one table row per line
     table = invoke(config, "status").output
-    assert "1 pending, 1 failed" in table
-    assert "write-back of record C-k1 failing after 5 attempts: HTTP 500" in table
+    assert "2 pending, 1 failed" in table
+    assert "counts of the last run: + created, ~ updated, - closed, ^ reopened" in table
+    assert "write-back of record C-k1 failed: failed 5 times, last: HTTP 500" in table
+    assert "write-back of record C-k3 pending: attempt 2 failed: HTTP 503; the first run" in table
     assert "s ago" in table

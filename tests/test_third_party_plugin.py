@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from fragment_core.sandbox.runner import run_sandbox
 from fragment_core.testing.install import run, throwaway_venv
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,16 +59,16 @@ def test_outside_package_is_discovered(plugin_venv: Path, tmp_path: Path) -> Non
 
 
 def test_outside_connector_is_usable_from_config(plugin_venv: Path, tmp_path: Path) -> None:
-    (tmp_path / "fragment.toml").write_text(
-        '[tasks_api]\ntoken = "t"\n\n'
-        '[[sources]]\nname = "backoffice"\nconnector = "acme"\n'
-        '[sources.options]\nregion = "eu"\napi_key = "${ACME_API_KEY}"\n'
-    )
-    validated = fragment(plugin_venv, "config", "validate", cwd=tmp_path)
+    with run_sandbox(token="t") as sandbox:  # fragment check reaches the Tasks API too
+        (tmp_path / "fragment.toml").write_text(
+            f'[tasks_api]\nurl = "{sandbox.url}"\ntoken = "t"\n\n'
+            '[[sources]]\nname = "backoffice"\nconnector = "acme"\n'
+            '[sources.options]\nregion = "eu"\napi_key = "${ACME_API_KEY}"\n'
+        )
+        validated = fragment(plugin_venv, "config", "validate", cwd=tmp_path)
+        checked = fragment(plugin_venv, "check", cwd=tmp_path)
     assert validated.returncode == 0, validated.stderr
     assert "backoffice (acme)" in validated.stdout
-
-    checked = fragment(plugin_venv, "check", cwd=tmp_path)
     assert checked.returncode == 0, checked.stderr
     assert "backoffice (acme): acme region eu reachable" in checked.stdout
     assert "acme-secret-value" not in checked.stdout + checked.stderr

@@ -290,3 +290,37 @@ def test_transport_call_runs_an_sdk_call_under_the_retry_policy() -> None:
         with pytest.raises(SdkError):
             t.call(lambda: (_ for _ in ()).throw(SdkError("no")))
     assert len(calls) == 3
+
+
+def test_transport_call_names_redacts_and_paces_sdk_errors() -> None:
+    """An SDK failure read as an HTTP answer (``sdk_response``) is translated, given the
+    transport's ``where`` and cleared of the credential; ``pacer=`` paces one call."""
+    from fragment_core.retries import Pacer
+    from fragment_core.transport import BearerAuth, json_object, sdk_response
+
+    class SdkError(Exception):
+        status, body = 403, b'{"message": "token tok-51ab-very-secret lacks scope x"}'
+
+    def translate(exc: BaseException) -> Any:
+        assert isinstance(exc, SdkError)
+        return t.error_for(sdk_response(exc.status, {"X-Id": "1"}, exc.body), "read x")
+
+    def fail() -> None:
+        raise SdkError
+
+    with Transport("https://api.vendor.test", auth=BearerAuth(TOKEN), name="source 's'") as t:
+        with pytest.raises(AuthenticationError) as info:
+            t.call(fail, translate_exception=translate)
+        with pytest.raises(AuthenticationError) as raw:  # a vendor message quoting the token
+            t.call(fail, translate_exception=lambda e: AuthenticationError(SdkError.body.decode()))
+        slow = Pacer.per_second(10)  # one call every 100 ms
+        started = time.monotonic()
+        for _ in range(3):
+            t.call(lambda: None, pacer=slow)
+        assert time.monotonic() - started >= 0.2 - 0.02
+    assert str(info.value).startswith("source 's': HTTP 403: read x")
+    assert str(raw.value).startswith("source 's': ") and TOKEN not in str(raw.value)
+    assert TOKEN not in str(info.value) and "lacks scope x" in str(info.value)
+    assert json_object(b'{"a": 1}', "the answer") == {"a": 1} and json_object(b"", "x") == {}
+    with pytest.raises(TransientError, match="the answer is not a JSON object"):
+        json_object(b"[1]", "the answer")

@@ -126,3 +126,5 @@ class WriteBackOutcome:
     ok: bool
     message: str = ""
     attempts: int = 1
+    transient: bool = False
+    """It failed with a transient error: the source may be down (no more this run)."""

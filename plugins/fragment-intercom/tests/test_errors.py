@@ -182,3 +182,14 @@ def test_me_is_fetched_once_for_a_whole_run(intercom: FakeIntercom) -> None:
     list(connector.fetch_changes(str(intercom.now())))
     assert len(tasks) == 320
     assert len(intercom.api.requests_to("GET", ME_PATH)) == 1
+
+
+def test_check_without_read_admins_passes_when_app_and_admin_are_configured(
+    intercom: FakeIntercom,
+) -> None:
+    intercom.add_conversations(2)
+    intercom.scopes.discard("read_admins")
+    configured = IntercomConnector(intercom.config(app_id="abc123de", admin_id="991267"))
+    assert "2 open conversations match" in configured.check()
+    with pytest.raises(AuthenticationError, match="'Read admins' permission"):
+        IntercomConnector(intercom.config(app_id="abc123de")).check()

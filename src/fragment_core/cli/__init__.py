@@ -14,10 +14,13 @@ from rich.markup import escape
 from rich.table import Column, Table
 
 from fragment_core import __version__
+from fragment_core.cli.checks import check_state, check_tasks_api
+from fragment_core.cli.checks import print_line as print_check_line
 from fragment_core.cli.fleet import schedules_group, worker_command
 from fragment_core.cli.init import init_command
 from fragment_core.cli.options import options_of, toml_key, toml_value
 from fragment_core.cli.sandbox import sandbox_command
+from fragment_core.cli.state import state_group
 from fragment_core.cli.support import (
     CliState,
     FragmentGroup,
@@ -283,9 +286,13 @@ def config_validate_command(ctx: click.Context, path: Path | None, as_json: bool
 @json_option
 @click.pass_context
 def check_command(ctx: click.Context, source: str | None, as_json: bool) -> None:
-    """Check each source's credentials and settings (its connector's check()).
+    """Check the destination, the state store and each source's credentials and settings.
 
-    Prints one line per source; exits with 1 if any check failed.
+    \b
+    In order: the Tasks API (reachable, token accepted, the account it names), the
+    state store (reachable and writable, created and migrated by nothing here; each
+    source's state bound to this Tasks API), then each source (its connector's check()).
+    Prints one line per check; exits with 1 if any check failed.
     """
     settings = load_config_from_context(ctx)
     registry = registry_from_context(ctx)
@@ -297,12 +304,19 @@ def check_command(ctx: click.Context, source: str | None, as_json: bool) -> None
             raise ConfigurationError(
                 f"no source named {source!r} in {settings.path}; configured sources: {names}"
             )
-    results = [_check_source(s, registry) for s in sources]
+    api, destination = check_tasks_api(settings)
+    results = [api, *check_state(settings, destination)]
+    if source is not None:  # only the named source's destination
+        results = [r for r in results if r.get("source") in (None, source)]
+    results += [_check_source(s, registry) for s in sources]
     if as_json:
         echo_json(results)
     else:
         console = stdout_console()
         for r in results:
+            if r["check"] != "source":
+                print_check_line(console, r)
+                continue
             mark = "[green]✓[/]" if r["ok"] else "[red]✗[/]"
             console.print(
                 f"{mark} {escape(r['source'])} ({escape(r['connector'])}): {escape(r['message'])}"
@@ -323,6 +337,7 @@ _CHECK_LABELS: dict[type[FragmentError], str] = {
 
 def _check_source(source: SourceSettings, registry: Any) -> dict[str, Any]:
     result: dict[str, Any] = {
+        "check": "source",
         "source": source.name,
         "connector": source.connector,
         "ok": False,
@@ -356,6 +371,7 @@ def _check_source(source: SourceSettings, registry: Any) -> dict[str, Any]:
 for command in (
     init_command,
     sandbox_command,
+    state_group,
     sync_command,
     run_command,
     status_command,

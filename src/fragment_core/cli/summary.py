@@ -144,13 +144,33 @@ def print_status(console: Console, rows: list[dict[str, Any]]) -> None:
             wb_text,
         )
     console.print(table)
+    console.print(STATUS_LEGEND)
     for row in rows:
-        for failure in row.get("failed_write_backs", []):
-            console.print(
-                f"[red]x[/] {escape(row['source'])}: write-back of record "
-                f"{escape(failure['external_id'])!s} failing after {failure['attempts']} "
-                f"attempts: {escape(failure['error'] or '')}"
-            )
+        for kind, mark in (("failed", "[red]x[/]"), ("pending", "[yellow]…[/]")):
+            entries = row.get(f"{kind}_write_backs", [])
+            for entry in entries[:WRITE_BACKS_SHOWN]:
+                console.print(
+                    f"{mark} {escape(row['source'])}: write-back of record "
+                    f"{escape(entry['external_id'])!s} {kind}: {escape(entry['reason'])}"
+                )
+            if len(entries) > WRITE_BACKS_SHOWN:
+                more = len(entries) - WRITE_BACKS_SHOWN
+                console.print(
+                    f"{mark} {escape(row['source'])}: ... and {more} more {kind} write-backs "
+                    f"(fragment state show {escape(row['source'])} --json lists them)"
+                )
+
+
+#: Write-backs listed per source and kind under the status table.
+WRITE_BACKS_SHOWN = 10
+
+#: What the columns of ``fragment status`` mean.
+STATUS_LEGEND = (
+    "counts of the last run: + created, ~ updated, - closed, ^ reopened, = unchanged, "
+    "x failed records. lag: since the last complete fetch. write-backs: pending = an "
+    "operator completed the task and the source is not told yet (first attempt due, or "
+    "retried after an error); failed = failed 5 times or refused, still retried."
+)
 
 
 class RichProgress:

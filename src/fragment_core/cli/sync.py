@@ -45,6 +45,7 @@ from fragment_core.cli.support import (
     stderr_console,
     stdout_console,
 )
+from fragment_core.cli.writebacks import describe as describe_write_back
 from fragment_core.config import Settings, SourceSettings
 from fragment_core.errors import ConfigurationError
 from fragment_core.metrics import RunMetrics, serve_metrics
@@ -176,7 +177,8 @@ def sync_command(
     \b
     Exit codes:
       0  ok (or --dry-run)
-      1  failed: the fetch, the credentials or the Tasks API stopped the run; nothing closed
+      1  failed: the fetch, the credentials or the Tasks API stopped the run (or the
+         operator completions could not be listed); nothing closed
       2  the configuration or a plugin is wrong (nothing ran)
       3  capped: closes withheld by the blast-radius cap (see --force-close)
       4  partial: applied, but some records or write-backs failed
@@ -304,11 +306,21 @@ def run_command(
     """Run every source at its interval until SIGINT/SIGTERM (then finish the chunk, exit 0).
 
     A source another run is syncing (any process or machine on this state) is skipped
-    for that interval with a one-line message (--wait waits instead); with --once a
-    skipped source makes the exit code 5 unless a worse outcome occurred. A source whose
+    for that interval with a one-line message (--wait waits instead). A source whose
     state belongs to another Tasks API is refused at each interval with an error line
-    (fix [tasks_api], or `fragment sync SOURCE --rebind`); with --once it makes the
-    exit code 6 unless a failed, capped or partial run occurred.
+    (fix [tasks_api], or `fragment sync SOURCE --rebind`).
+
+    \b
+    Exit codes of --once (the worst of its runs):
+      0  every run ok
+      1  a run failed (the fetch, the credentials or the Tasks API stopped it,
+         or the operator completions could not be listed)
+      2  the configuration or a plugin is wrong (nothing ran)
+      3  a run was capped: closes withheld by the blast-radius cap
+      4  a run was partial: some records or write-backs failed
+      5  a source was skipped: another run was syncing it
+      6  a source's state belongs to another Tasks API (unless 1, 3 or 4)
+    Without --once: 0 after SIGINT/SIGTERM, 1 when the state became unusable.
     """
     settings = load_config_from_context(ctx)
     if not any(s.enabled for s in settings.sources):
@@ -400,7 +412,8 @@ def status_rows(settings: Settings, store: StateStore) -> list[dict[str, Any]]:
         lag = (
             (now - state.last_complete_fetch).total_seconds() if state.last_complete_fetch else None
         )
-        failed = store.write_backs(name, OutboxState.FAILED)
+        waiting = [e for e in store.write_backs(name) if e.state != OutboxState.DONE]
+        failed = [e for e in waiting if e.state == OutboxState.FAILED]
         rows.append(
             {
                 "source": name,
@@ -412,17 +425,12 @@ def status_rows(settings: Settings, store: StateStore) -> list[dict[str, Any]]:
                 "lag_seconds": round(lag, 1) if lag is not None else None,
                 "cursor": state.cursor,
                 "write_backs": store.write_back_counts(name),
-                "failed_write_backs": [
-                    {
-                        "external_id": e.external_id,
-                        "attempts": e.attempts,
-                        "error": e.last_error,
-                        "next_attempt_at": e.next_attempt_at.isoformat()
-                        if e.next_attempt_at
-                        else None,
-                    }
-                    for e in failed
+                "pending_write_backs": [
+                    describe_write_back(e, now)
+                    for e in waiting
+                    if e.state == OutboxState.PENDING
                 ],
+                "failed_write_backs": [describe_write_back(e, now) for e in failed],
             }
         )
     return rows
@@ -432,7 +440,14 @@ def status_rows(settings: Settings, store: StateStore) -> list[dict[str, Any]]:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.pass_context
 def status_command(ctx: click.Context, as_json: bool) -> None:
-    """Per source: the last run, its outcome and counts, lag, pending and failed write-backs."""
+    """Per source: the last run, its outcome and counts, lag, pending and failed write-backs.
+
+    \b
+    Counts of the last run: + created, ~ updated, - closed, ^ reopened, = unchanged,
+    x failed records. Each write-back not done yet is listed with why (first attempt
+    due, or the last error) and when the next run tries it; `fragment state show
+    SOURCE` has the rest of a source's state.
+    """
     from fragment_core.cli.summary import print_status
 
     settings = load_config_from_context(ctx)

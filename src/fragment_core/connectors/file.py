@@ -367,9 +367,57 @@ class FileConnector(Connector[FileConfig]):
             return found
 
     def check(self) -> str:
-        """Read the file and count its open rows."""
-        count = sum(1 for _ in self.fetch_backlog())
-        return f"{self.config.path.name}: {count} open row{'' if count == 1 else 's'}"
+        """Read the header and every line, and count the open rows.
+
+        Fails (:class:`ConfigurationError` naming the lines) when the CSV has no header
+        or no id column, or when a line is not JSON, not an object, or has no id: a
+        sync would report such lines as bad records on every run. Rows that would fail
+        to map for another reason (an empty title, a date that is not one) are counted
+        in the message.
+        """
+        cfg = self.config
+        columns, rows = self.read_rows()  # a CSV header without the id column raises
+        name = cfg.path.name
+        if cfg.format == "csv" and not columns:
+            raise ConfigurationError(
+                f"{name} has no header line (expected columns such as {cfg.id_column!r})",
+                where=self.where,
+            )
+        unreadable: list[str] = []
+        for row in rows:
+            line = row.get(_LINE)
+            if "_error" in row:
+                unreadable.append(str(row["_error"]))
+            elif cfg.id_column not in row:
+                unreadable.append(f"line {line} has no {cfg.id_column!r} (options.id_column)")
+            elif self.record_id(row) is None:
+                unreadable.append(f"line {line}: the id column {cfg.id_column!r} is empty")
+            elif row.get(_EXTRA) is not None:
+                unreadable.append(f"line {line} has more fields than the header has columns")
+        if unreadable:
+            shown = "; ".join(unreadable[:5])
+            more = f"; and {len(unreadable) - 5} more" if len(unreadable) > 5 else ""
+            raise ConfigurationError(
+                f"{name}: {len(unreadable)} unreadable line"
+                f"{'' if len(unreadable) == 1 else 's'}: {shown}{more}",
+                where=self.where,
+            )
+        status, done = cfg.status_column, cfg.done_value.lower()
+        open_rows = [r for r in rows if str(r.get(status) or "").strip().lower() != done]
+        bad: list[str] = []
+        for row in open_rows:
+            try:
+                self.to_task(row)
+            except BadRecordError as exc:
+                bad.append(exc.message)
+        count = len(open_rows)
+        message = f"{name}: {count} open row{'' if count == 1 else 's'}"
+        if bad:
+            message += (
+                f"; {len(bad)} would not become tasks (bad records, reported by each sync;"
+                f" the first: {bad[0]})"
+            )
+        return message
 
 
 #: Where a CSV row keeps the values beyond the header's columns.

@@ -81,6 +81,17 @@ class SandboxHandle:
             stop, self._stop = self._stop, None
             stop()
 
+    def revoke_token(self, after_writes: int = 0) -> None:
+        """Revoke the API token now, or once ``after_writes`` more write requests passed:
+        every later request gets a real 401 (a token rotated mid-run)."""
+        answer = httpx.post(
+            f"{self.base_url}/_sandbox/revoke-token",
+            params={"after_writes": after_writes},
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=10,
+        )
+        answer.raise_for_status()
+
     def stats(self) -> dict[str, Any]:
         """Requests, statuses, faults and task count so far (``GET /_sandbox/stats``)."""
         return httpx.get(f"{self.base_url}/_sandbox/stats", timeout=10).json()

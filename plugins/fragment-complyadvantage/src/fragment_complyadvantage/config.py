@@ -95,6 +95,12 @@ class SearchesConfig(ConnectorConfig):
         default=None,
         description="risk_level set when the form names none (unset: risk_level untouched).",
     )
+    incremental: bool = Field(
+        default=False,
+        description="Between full fetches, list searches sorted by updated_at, newest "
+        "first, and stop at the cursor (sort_by=updated_at is second-hand: check it works "
+        "for your account before enabling).",
+    )
     requests_per_minute: float = Field(
         default=0, ge=0, description="Pace requests to this rate (0: no pacing)."
     )
@@ -194,6 +200,12 @@ class MeshConfig(ConnectorConfig):
         ge=0,
         description="Seconds between moving the alerts and moving the case (second-hand: "
         "mirrors the Mesh UI).",
+    )
+    incremental_sort: str | None = Field(
+        default=None,
+        description="Between full fetches, list cases with this sort (newest change "
+        "first, e.g. -UPDATED_AT) and stop at the cursor; unset: full fetches only "
+        "(the sort key is second-hand: check it before enabling).",
     )
     requests_per_minute: float = Field(
         default=0, ge=0, description="Pace requests to this rate (0: no pacing)."

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from fragment_complyadvantage.config import ALERT_END_STATES, MeshConfig
-from fragment_complyadvantage.http import NotFoundError
+from fragment_complyadvantage.http import NotFoundError, newest_since
 from fragment_complyadvantage.mesh_client import MeshClient
-from fragment_complyadvantage.searches import parse_time
+from fragment_complyadvantage.searches import parse_time, since_cursor, updated_at
 from fragment_core.connector import Capability, Completion, Connector, Record
 from fragment_core.errors import BadRecordError, ConfigurationError, WriteBackError
 from fragment_core.task import RemoteTask, Task, TaskStatus, format_datetime
@@ -76,9 +76,14 @@ class MeshConnector(Connector[MeshConfig]):
         return MeshClient(self.config, where=self.where)
 
     def configured_capabilities(self) -> frozenset[Capability]:
-        """Write-back only when a ``decision_stage`` is configured."""
-        caps = super().configured_capabilities()
-        return caps if self.config.decision_stage else caps - {Capability.WRITE_BACK}
+        """Write-back only with a ``decision_stage``; incremental only with an
+        ``incremental_sort``."""
+        caps = set(super().configured_capabilities())
+        if not self.config.decision_stage:
+            caps.discard(Capability.WRITE_BACK)
+        if not self.config.incremental_sort:
+            caps.discard(Capability.INCREMENTAL)
+        return frozenset(caps)
 
     def stages(self, *, refresh: bool = False) -> dict[str, Stage]:
         """The workflows' stages by identifier (read once, or again with ``refresh``)."""
@@ -104,6 +109,35 @@ class MeshConnector(Connector[MeshConfig]):
                 where=self.where,
             )
         yield from self.client.cases(open_ids, self.config.case_types)
+
+    def fetch_changes(self, cursor: str | None) -> Iterator[Record]:
+        """Cases updated at or after ``cursor``, any stage (``incremental_sort`` order)."""
+        if cursor is None or not self.config.incremental_sort:
+            yield from self.fetch_backlog()
+            return
+        since = since_cursor(cursor, self.where)
+        cases = self.client.changed_cases(self.config.incremental_sort, self.config.case_types)
+        yield from newest_since(cases, since, updated_at)
+
+    def is_open(self, record: Record) -> bool:
+        """Its stage is not a DECISION (and its type one of ``case_types``)."""
+        if not isinstance(record, Mapping) or not isinstance(record.get("stage"), Mapping):
+            return True  # let to_task report it
+        if self.config.case_types and record.get("type") not in self.config.case_types:
+            return False
+        stage = record["stage"]
+        stage_type = stage.get("stage_type")
+        if not stage_type:
+            known = self._stages.get(str(stage.get("identifier")))
+            if known is None:
+                known = self.stages(refresh=True).get(str(stage.get("identifier")))
+            stage_type = known.stage_type if known else ""
+        return str(stage_type).upper() != DECISION
+
+    def cursor_value(self, record: Record) -> str | None:
+        """updated_at, normalized (UTC ISO 8601) so cursors compare as times."""
+        at = updated_at(record)
+        return None if at is None else format_datetime(at)
 
     def to_task(self, record: Record) -> Task:
         """Title from customer name and case type; url = the case in the Mesh app."""

@@ -7,7 +7,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from fragment_core.connector import Completion, Connector, Record
-from fragment_core.errors import BadRecordError, ConfigurationError, WriteBackError
+from fragment_core.errors import (
+    AuthenticationError,
+    BadRecordError,
+    ConfigurationError,
+    WriteBackError,
+)
 from fragment_core.paging import Page, paginate
 from fragment_core.task import RemoteTask, Task, TaskStatus, format_datetime
 from fragment_core.text import html_to_text, one_line, shorten
@@ -315,7 +320,13 @@ class IntercomConnector(Connector[IntercomConfig]):
 
     def check(self) -> str:
         """Reach the workspace and the conversation search; say what is wrong if not."""
-        found = self.me().get("app")
+        try:
+            found = self.me().get("app")
+        except AuthenticationError as exc:
+            # without Read admins, /me is only needed when app_id or admin_id is unset
+            if "permission" not in exc.message or not (self.config.app_id and self.config.admin_id):
+                raise
+            found = None
         app: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
         region = str(app.get("region") or "").strip()
         if region and not region.lower().startswith(self.config.region):

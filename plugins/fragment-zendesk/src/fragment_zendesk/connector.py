@@ -81,10 +81,15 @@ class ZendeskConnector(Connector[ZendeskConfig]):
         return caps - {Capability.INCREMENTAL} if self.config.query else caps
 
     def _start_run(self) -> None:
-        """Names are looked up once per run (fields, groups; people as they appear)."""
+        """Names are looked up once per run, when the first ticket arrives (fields, groups;
+        people as they appear): a run that sees no ticket makes no lookup."""
+        self._fields = None
+        self._groups = {}
+        self._users = {}
+
+    def _load_names(self) -> None:
         self._fields = self.client.ticket_fields()
         self._groups = self.client.groups() if self.config.resolve_names else {}
-        self._users = {}
 
     def _resolved(self, tickets: Iterable[Any]) -> Iterator[Any]:
         """Attach ``fragment_resolved`` (field titles, group, assignee, requester) per chunk."""
@@ -97,6 +102,8 @@ class ZendeskConnector(Connector[ZendeskConfig]):
         yield from self._resolve(chunk)
 
     def _resolve(self, chunk: list[Any]) -> Iterator[Any]:
+        if chunk and self._fields is None:
+            self._load_names()
         if self.config.resolve_names:
             people = {
                 t.get(key)
