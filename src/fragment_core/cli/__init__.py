@@ -49,7 +49,8 @@ from fragment_core.testing.scaffold import new_connector_command
 EXAMPLES = """\b
 Examples:
   fragment connectors list --all        connectors installed, and the official ones
-  fragment connectors show zendesk      options of a connector, with an example
+  fragment connectors show http         options of a connector, with an example
+  fragment init                         a commented fragment.toml for the sandbox
   fragment config validate              check ./fragment.toml
   fragment --config prod.toml check     reach every source of prod.toml
   fragment plugins --json               installed plugins, as JSON
