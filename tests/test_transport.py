@@ -352,3 +352,23 @@ def test_transport_call_retries_an_sdks_connection_failures() -> None:
         transport.call(unreachable, operation="list tickets")
     assert len(tried) == FAST.attempts
     assert str(info.value).startswith("source 's': list tickets: could not reach")
+
+
+def test_transport_gives_every_answer_to_its_rate_budget() -> None:
+    """An answer saying the vendor's budget is spent (``X-RateLimit-Remaining: 0``) holds
+    the next request until ``X-RateLimit-Reset``, with no 429 and no hand-written gate."""
+    from fragment_core.retries import Pacer
+
+    api = FakeAPI(name="vendor")
+    served: list[float] = []
+
+    @api.route("GET", "/tickets")
+    def tickets(req: FakeRequest) -> Any:
+        served.append(time.monotonic())
+        spent = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "0.4"}
+        return FakeResponse(json={"items": []}, headers=spent if len(served) == 1 else {})
+
+    with api, Transport(api.base_url, retry=FAST, pacer=Pacer(None)) as transport:
+        transport.request("GET", "/tickets")
+        transport.request("GET", "/tickets")
+    assert served[1] - served[0] >= 0.38 and transport.pacer.waits == 1
