@@ -276,7 +276,7 @@ class RateBudget:
         self.waits = 0
         """How many times :meth:`observe`'s hold made a request wait."""
         self._slots: list[list[float]] = []  # [start]; inf while the request is in flight
-        self._hold_until = 0.0  # monotonic; set by observe()
+        self._server_reset_at = 0.0  # monotonic; set by observe()
         self._lock = threading.Lock()
 
     def acquire(self) -> list[float]:
@@ -328,11 +328,11 @@ class RateBudget:
         if spent and reset:
             with self._lock:
                 hold = time.monotonic() + min(reset, MAX_HINTED_WAIT)
-                self._hold_until = max(self._hold_until, hold)
+                self._server_reset_at = max(self._server_reset_at, hold)
 
     def _wait_for_reset(self) -> None:
         with self._lock:
-            delay = self._hold_until - time.monotonic()
+            delay = self._server_reset_at - time.monotonic()
             if delay > 0:
                 self.waits += 1
         if delay > 0:
