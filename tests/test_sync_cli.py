@@ -103,6 +103,13 @@ def test_sync_help_lists_the_exit_codes() -> None:
         assert line in result.output
 
 
+def test_run_help_lists_the_exit_codes_of_once() -> None:
+    result = CliRunner().invoke(cli, ["run", "--help"])
+    assert result.exit_code == 0
+    for line in ("0  every run ok", "1  a run failed", "3  a run was capped", "5  a source"):
+        assert line in result.output
+
+
 def test_log_format_json_on_sync(setup: tuple[Any, Path, Path]) -> None:
     sandbox, config, _ = setup
     result = CliRunner().invoke(

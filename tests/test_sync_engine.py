@@ -3,6 +3,7 @@ records, no echo, no resurrection, write-back retries."""
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from fragment_core.state import OutboxState, RecordStatus, StateStore
 from fragment_core.state.schema import outbox
 from fragment_core.sync.engine import CHUNK, sync_source
 from fragment_core.task import SOURCE_FIELD, RemoteTask, Task, TaskStatus, task_uid
+from fragment_core.tasks_api import TasksClient
 
 
 class ListConfig(ConnectorConfig):
@@ -38,6 +40,7 @@ class ListConnector(Connector[ListConfig]):
         self.fail_at: int | None = None
         self.write_back_errors: list[Exception] = []
         self.completions: list[Completion] = []
+        self.write_back_calls = 0
 
     def fetch_backlog(self) -> Iterator[Record]:
         for index, record in enumerate(self.records):
@@ -47,10 +50,11 @@ class ListConnector(Connector[ListConfig]):
 
     def to_task(self, record: Record) -> Task:
         if not record.get("title"):
-            raise BadRecordError("is empty", record_id=record["id"], field="title")
+            raise BadRecordError("is empty", field="title")  # the engine names the record
         return Task.new(external_id=record["id"], title=record["title"])
 
     def on_complete(self, task: RemoteTask, completion: Completion) -> str | None:
+        self.write_back_calls += 1
         if self.write_back_errors:
             raise self.write_back_errors.pop(0)
         self.completions.append(completion)
@@ -191,17 +195,15 @@ def test_reopen_never(world: Any) -> None:
 def test_failing_write_back_is_kept_and_retried_on_later_runs(world: Any) -> None:
     world.set_backlog(2)
     world.sync()
-    world.connector.write_back_errors = [
-        TransientError("vendor 503", where="vendor"),
-        TransientError("vendor 503", where="vendor"),
-        TransientError("vendor 503", where="vendor"),
-    ]
+    world.connector.write_back_errors = [TransientError("vendor 503", where="vendor")]
     world.complete("1")
     report = world.sync()
     assert report.outcome == RunOutcome.PARTIAL and report.write_back_failed == 1
     assert any("retried on later runs" in m for m in report.messages)
+    # one call per run: retries inside the call are the connector transport's own
+    assert world.connector.write_back_calls == 1
     (entry,) = world.store.write_backs(world.name)
-    assert entry.state == OutboxState.PENDING and entry.attempts == 3
+    assert entry.state == OutboxState.PENDING and entry.attempts == 1
     assert "vendor 503" in entry.last_error
     assert world.sync().written_back == 0  # not due yet: backoff
     with world.store.engine.begin() as conn:  # time passes
@@ -218,7 +220,26 @@ def test_permanent_write_back_failure_shows_as_failed(world: Any) -> None:
     report = world.sync()
     assert report.write_back_failed == 1
     (entry,) = world.store.write_backs(world.name, OutboxState.FAILED)
-    assert entry.last_error == "vendor: ticket 0 is locked" and entry.next_attempt_at is not None
+    assert entry.last_error == "vendor: record '0': ticket 0 is locked"
+    assert entry.next_attempt_at is not None
+
+
+def test_the_engine_names_source_and_record_of_mapping_and_write_back_errors(
+    world: Any,
+) -> None:
+    """A connector raises without ``where=`` or ``record_id=``: the engine names both."""
+    world.set_backlog(2)
+    world.sync()
+    world.connector.write_back_errors = [WriteBackError("ticket 1 is locked")]
+    world.complete("1")
+    world.connector.records[0]["title"] = ""
+    report = world.sync()
+    (error,) = report.record_errors  # BadRecordError("is empty", field="title")
+    assert (error.source, error.record_id, error.field) == (world.name, "0", "title")
+    (entry,) = world.store.write_backs(world.name, OutboxState.FAILED)
+    where = world.connector.where
+    assert entry.last_error == f"{where}: record '1': ticket 1 is locked"
+    assert where.startswith(f"source {world.name!r}")
 
 
 def test_sync_closed_task_is_never_written_back_even_after_a_crash(world: Any) -> None:
@@ -489,3 +510,91 @@ def test_a_source_that_churns_is_not_capped_by_the_window(world: Any) -> None:
         report = world.sync()
         assert (report.outcome, report.closed, report.created) == (RunOutcome.OK, 4, 4)
     assert sum(t.status == TaskStatus.DONE for t in world.tasks().values()) == 20
+
+
+def test_a_source_that_cannot_be_reached_gets_no_write_back_attempt(world: Any) -> None:
+    """Issue 20.4: a down source made one sync take 118 s, each write-back retried on
+    its full schedule; now its write-backs wait for a run that reaches it."""
+    world.set_backlog(3)
+    world.sync()
+    world.complete("0")
+    world.complete("1")
+    world.connector.fail_at = 0  # the source is down: the fetch fails at once
+    report = world.sync()
+    assert report.outcome == RunOutcome.FAILED and report.closed == 0
+    assert world.connector.write_back_calls == 0
+    assert "2 write-backs not attempted: the source could not be reached" in " ".join(
+        report.messages
+    )
+    assert world.store.write_back_counts(world.name)["pending"] == 2
+    world.connector.fail_at = None
+    again = world.sync()
+    assert (again.outcome, again.written_back, world.connector.write_back_calls) == (
+        RunOutcome.OK, 2, 2,
+    )  # fmt: skip
+
+
+def test_after_a_transient_write_back_failure_the_run_tries_no_more(world: Any) -> None:
+    world.set_backlog(3)
+    world.sync()
+    for external_id in ("0", "1", "2"):
+        world.complete(external_id)
+    world.connector.write_back_errors = [TransientError("vendor 503", where="vendor")]
+    report = world.sync()
+    assert (report.written_back, report.write_back_failed) == (0, 1)
+    assert world.connector.write_back_calls == 1
+    assert "2 more write-backs not attempted after that failure" in " ".join(report.messages)
+    assert world.sync().written_back == 2  # the other two, on the next run
+
+
+class CompletionsUnlistable:
+    """The sandbox's client, except that listing the completed tasks fails as an
+    unreachable Tasks API does (the engine's ``TasksApi`` port, not our HTTP layer)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def list_tasks(self, **query: Any) -> Any:
+        if query.get("status") == TaskStatus.DONE:
+            raise TransientError("ConnectError: connection refused", where="Tasks API")
+        return self._client.list_tasks(**query)
+
+
+def test_a_run_that_cannot_list_completions_is_not_ok(world: Any) -> None:
+    """Issue 20.4: the completions unlistable and nothing to write reported ``ok``."""
+    world.set_backlog(2)
+    assert world.sync().outcome == RunOutcome.OK
+    real = world.client
+    world.client = CompletionsUnlistable(real)
+    try:
+        report = world.sync()
+    finally:
+        world.client = real
+    assert report.outcome == RunOutcome.FAILED
+    assert any(m.startswith("could not list completed tasks") for m in report.messages), (
+        report.messages
+    )
+    assert report.created == report.updated == report.closed == 0
+
+
+def test_a_run_against_an_unreachable_tasks_api_is_not_ok(world: Any) -> None:
+    world.set_backlog(2)
+    assert world.sync().outcome == RunOutcome.OK
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    real = world.client
+    world.client = TasksClient(
+        f"http://127.0.0.1:{closed}", "tok", retry_attempts=1, retry_timeout=1
+    )
+    try:
+        report = world.sync()
+    finally:
+        world.client.close()
+        world.client = real
+    assert report.outcome == RunOutcome.FAILED and "Connection refused" in " ".join(
+        report.messages
+    )

@@ -28,6 +28,7 @@ from typing import Any
 import click
 from rich.markup import escape
 
+from fragment_core.cli.fleet import connection_options, run_on_temporal
 from fragment_core.cli.summary import (
     EXIT_BUSY,
     EXIT_CODES,
@@ -48,6 +49,7 @@ from fragment_core.cli.writebacks import describe as describe_write_back
 from fragment_core.config import Settings, SourceSettings
 from fragment_core.errors import ConfigurationError
 from fragment_core.metrics import RunMetrics, serve_metrics
+from fragment_core.reports import RunOutcome
 from fragment_core.runner import Runner, open_tasks_client
 from fragment_core.signals import early_sigterm
 from fragment_core.state import LeaseHeldError, OutboxState, StateStore
@@ -146,6 +148,13 @@ class _PlanKeeper(NoProgress):
     help="When the source's state belongs to another Tasks API (exit code 6), rebuild it "
     "from the configured one first, then sync (creating the tasks it lacks).",
 )
+@click.option(
+    "--on-temporal",
+    is_flag=True,
+    help="Run on the fleet: start the source's Temporal workflow now and follow it to its "
+    "end (a run of it started by hand and still going is followed instead).",
+)
+@connection_options
 @click.pass_context
 def sync_command(
     ctx: click.Context,
@@ -158,6 +167,8 @@ def sync_command(
     wait: bool,
     verify: bool,
     rebind: bool,
+    on_temporal: bool,
+    **connection: Any,
 ) -> None:
     """Run one sync of SOURCE, then print a summary.
 
@@ -166,7 +177,8 @@ def sync_command(
     \b
     Exit codes:
       0  ok (or --dry-run)
-      1  failed: the fetch, the credentials or the Tasks API stopped the run; nothing closed
+      1  failed: the fetch, the credentials or the Tasks API stopped the run (or the
+         operator completions could not be listed); nothing closed
       2  the configuration or a plugin is wrong (nothing ran)
       3  capped: closes withheld by the blast-radius cap (see --force-close)
       4  partial: applied, but some records or write-backs failed
@@ -177,6 +189,15 @@ def sync_command(
     """
     settings = load_config_from_context(ctx)
     src = _source(settings, source)
+    if on_temporal:
+        if dry_run:
+            raise click.UsageError("--dry-run runs here, not on the fleet: drop --on-temporal")
+        flags = {"full": full, "force_close": force_close, "remap": remap}
+        flags |= {"verify": verify, "rebind": rebind}
+        _sync_on_temporal(ctx, settings, src.name, connection, flags, as_json)
+        return
+    if any(value is not None for value in connection.values()):
+        raise click.UsageError("the Temporal connection flags need --on-temporal")
     pm = plugin_manager_from_context(ctx)
     connector = registry_from_context(ctx).build(src)
     client = open_tasks_client(settings)
@@ -225,6 +246,31 @@ def sync_command(
     ctx.exit(EXIT_CODES[report.outcome])
 
 
+def _sync_on_temporal(
+    ctx: click.Context,
+    settings: Settings,
+    source: str,
+    connection: dict[str, Any],
+    flags: dict[str, bool],
+    as_json: bool,
+) -> None:
+    console = stdout_console()
+    if not as_json:
+        console.print(f"Starting a fleet run of {source} and following it ...")
+    workflow, summary = run_on_temporal(settings, source, connection, **flags)
+    if as_json:
+        echo_json({"workflow_id": workflow, **summary.__dict__})
+    else:
+        counts = ", ".join(f"{k} {v}" for k, v in summary.counts.items() if v)
+        line = f"{source}: {summary.outcome} (workflow {workflow})"
+        console.print(line + (f": {counts}" if counts else ""), markup=False)
+        for message in summary.messages:
+            console.print(f"  {message}", markup=False, highlight=False)
+    if summary.outcome == "busy":
+        ctx.exit(EXIT_BUSY)
+    ctx.exit(EXIT_CODES.get(RunOutcome(summary.outcome), 1))
+
+
 RUN_EXAMPLES = """\b
 Examples:
   fragment run
@@ -260,11 +306,21 @@ def run_command(
     """Run every source at its interval until SIGINT/SIGTERM (then finish the chunk, exit 0).
 
     A source another run is syncing (any process or machine on this state) is skipped
-    for that interval with a one-line message (--wait waits instead); with --once a
-    skipped source makes the exit code 5 unless a worse outcome occurred. A source whose
+    for that interval with a one-line message (--wait waits instead). A source whose
     state belongs to another Tasks API is refused at each interval with an error line
-    (fix [tasks_api], or `fragment sync SOURCE --rebind`); with --once it makes the
-    exit code 6 unless a failed, capped or partial run occurred.
+    (fix [tasks_api], or `fragment sync SOURCE --rebind`).
+
+    \b
+    Exit codes of --once (the worst of its runs):
+      0  every run ok
+      1  a run failed (the fetch, the credentials or the Tasks API stopped it,
+         or the operator completions could not be listed)
+      2  the configuration or a plugin is wrong (nothing ran)
+      3  a run was capped: closes withheld by the blast-radius cap
+      4  a run was partial: some records or write-backs failed
+      5  a source was skipped: another run was syncing it
+      6  a source's state belongs to another Tasks API (unless 1, 3 or 4)
+    Without --once: 0 after SIGINT/SIGTERM, 1 when the state became unusable.
     """
     settings = load_config_from_context(ctx)
     if not any(s.enabled for s in settings.sources):

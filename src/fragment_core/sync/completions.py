@@ -4,9 +4,11 @@
    high-water mark kept in state. Tasks the sync closed itself are skipped (no echo).
    For each operator completion the write-back intent goes into the outbox *first*,
    then the record is marked done (so a crash in between never loses a write-back).
-2. :func:`run_write_backs` calls ``connector.on_complete`` for each due outbox entry,
-   retrying transient errors with backoff, and records the outcome. A write-back that
-   keeps failing stays in the outbox (``failed``) and is retried on later runs.
+2. :func:`run_write_backs` calls ``connector.on_complete`` once per due outbox entry and
+   records the outcome. Retries within the call are the connector's transport's (one
+   retry loop); an entry that failed waits in the outbox for a later run, with backoff
+   (``failed`` after :data:`FAILED_AFTER` attempts, still retried). After a transient
+   failure (the source is down) the run attempts no further write-back.
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-import stamina
-
 from fragment_core.connector import Capability, Completion, Connector
-from fragment_core.errors import AuthenticationError, ConfigurationError, WriteBackError
+from fragment_core.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    FragmentError,
+    TransientError,
+    WriteBackError,
+)
 from fragment_core.reports import WriteBackOutcome
-from fragment_core.retries import backoff_hook
 from fragment_core.retries import operation as retry_operation
 from fragment_core.state import OutboxEntry, OutboxState, RecordState, RecordStatus, StateStore
 from fragment_core.state.store import utcnow
@@ -33,8 +38,6 @@ log = logging.getLogger(__name__)
 
 #: Re-read this far before the high-water mark (clock ties, late commits); dedup is by key.
 HIGH_WATER_OVERLAP = timedelta(seconds=5)
-#: Attempts within one run before the entry waits for a later run.
-ATTEMPTS_PER_RUN = 3
 #: After this many attempts in all, an entry is shown as ``failed`` (still retried).
 FAILED_AFTER = 5
 #: Longest wait between two runs' attempts of one entry.
@@ -137,6 +140,14 @@ def _describe(exc: BaseException) -> str:
     )
 
 
+def _attribute(exc: Exception, connector: Connector, external_id: str) -> None:
+    """Name the source and record on a write-back's error (connectors need not pass where=)."""
+    if isinstance(exc, FragmentError):
+        exc.attribute(connector.where, external_id)
+    else:
+        exc.add_note(f"while writing back record {external_id!r} of {connector.where}")
+
+
 def run_write_back(
     entry: OutboxEntry, connector: Connector, store: StateStore, pm: Any = None
 ) -> WriteBackOutcome:
@@ -150,21 +161,12 @@ def run_write_back(
         outcome=dict(task.form_data or {}),
         idempotency_key=entry.idempotency_key,
     )
-    tries = 0
+    attempts = entry.attempts + 1
     try:
         with retry_operation(f"write-back of record {entry.external_id!r}"):
-            for attempt in stamina.retry_context(
-                on=backoff_hook,
-                attempts=ATTEMPTS_PER_RUN,
-                wait_initial=0.1,
-                wait_max=2.0,
-                timeout=60,
-            ):
-                with attempt:
-                    tries += 1
-                    message = connector.on_complete(task, completion)
+            message = connector.on_complete(task, completion)
     except Exception as exc:
-        attempts = entry.attempts + tries
+        _attribute(exc, connector, entry.external_id)
         permanent = isinstance(exc, WriteBackError | ConfigurationError | AuthenticationError)
         state = OutboxState.FAILED if permanent or attempts >= FAILED_AFTER else OutboxState.PENDING
         error = _describe(exc)
@@ -184,10 +186,15 @@ def run_write_back(
             extra={"source": entry.source, "record": entry.external_id},
         )
         outcome = WriteBackOutcome(
-            entry.source, completion.uid, entry.external_id, False, error, attempts
+            entry.source,
+            completion.uid,
+            entry.external_id,
+            False,
+            error,
+            attempts,
+            transient=isinstance(exc, TransientError),
         )
     else:
-        attempts = entry.attempts + tries
         store.finish_write_back(
             entry.id, state=OutboxState.DONE, attempts=attempts, message=message or "written back"
         )
@@ -211,8 +218,9 @@ def run_write_backs(
     limit: int | None = None,
 ) -> list[WriteBackOutcome]:
     """Run every due write-back of a source (at most ``limit``); return their outcomes.
-    Once ``stop`` is set (SIGTERM) no further write-back starts: the rest stay due for
-    the next run."""
+    Once ``stop`` is set (SIGTERM), or after a write-back failed with a transient error
+    (the source is down or throttling past its budget), no further write-back starts:
+    the rest stay due for the next run."""
     if Capability.WRITE_BACK not in connector.capabilities():
         return []
     outcomes: list[WriteBackOutcome] = []
@@ -222,5 +230,7 @@ def run_write_backs(
         if limit is not None and len(outcomes) >= limit:
             break
         if store.claim_write_back(entry):  # never two processes calling one write-back
-            outcomes.append(run_write_back(entry, connector, store, pm))
+            outcomes.append(outcome := run_write_back(entry, connector, store, pm))
+            if outcome.transient:
+                break
     return outcomes

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from typing import Any, Protocol
@@ -19,7 +19,11 @@ from pydantic import ValidationError
 
 from fragment_core.config import SourceSettings
 from fragment_core.connector import Capability, Connector, Record
-from fragment_core.errors import AuthenticationError, BadRecordError, FragmentError
+from fragment_core.errors import (
+    AuthenticationError,
+    FragmentError,
+    TransientError,
+)
 from fragment_core.logs import source_context
 from fragment_core.plugins import notify_sync_finished, transform_task
 from fragment_core.reports import RecordError, RunOutcome, SyncReport
@@ -105,6 +109,9 @@ class Fetch:
     """Yield records whose fingerprint is unchanged as :class:`Unchanged` (else map all)."""
     complete: bool = False
     error: str | None = None
+    exception: BaseException | None = None
+    """What ended the fetch early, when something did (its class says whether a retry
+    may help: fleet mode retries a fetch that failed on a transient error)."""
     count: int = 0
     _transforms: bool = False
     """Whether any plugin implements ``fragment_transform_task`` (found once per fetch)."""
@@ -132,7 +139,7 @@ class Fetch:
                 yield mapped
                 self.progress.fetched(self.count)
         except Exception as exc:
-            self.error = _error_text(exc)
+            self.error, self.exception = _error_text(exc), exc
             log.error("fetch failed", extra={"source": self.source.name, "error": self.error})
             return
         self.progress.fetched(self.count)
@@ -206,15 +213,16 @@ class Fetch:
                     return MappedRecord(task.external_id, dropped=True, cursor=cursor)
                 task = transformed
             return map_task(name, task, cursor=cursor, record_hash=record_hash)
-        except BadRecordError as exc:
-            error = RecordError(name, exc.record_id or record_id, exc.field, exc.message)
+        except FragmentError as exc:  # named here, so connectors need not pass where=
+            exc.attribute(connector.where, record_id)
+            error = RecordError(name, exc.record_id, exc.field, exc.message)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or None
             error = RecordError(name, record_id, where, first["msg"])
         except RecursionError:
             error = RecordError(name, record_id, None, "the record is nested too deeply")
-        except (ValueError, TypeError, KeyError, OverflowError, FragmentError) as exc:
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:
             error = RecordError(name, record_id, None, _error_text(exc))
         log.warning("bad record: %s", error, extra={"source": name, "record": record_id})
         return MappedRecord(error.record_id, error=error, cursor=cursor)
@@ -437,6 +445,12 @@ class SyncRun:
     interrupted: bool = False
     fetched_done: bool = False
     """:func:`fetch_and_apply` ran (a fleet retry of a later phase does not repeat it)."""
+    completions_failed: bool = False
+    """The operator completions could not be listed (the Tasks API is unreachable)."""
+    source_unreachable: bool = False
+    """The fetch failed on a transient or authentication error: no write-back is tried."""
+    fetch_error: BaseException | None = field(default=None, repr=False)
+    """What ended the fetch early (not kept by :meth:`snapshot`)."""
 
     @property
     def dry_run(self) -> bool:
@@ -448,8 +462,7 @@ class SyncRun:
 
     def snapshot(self) -> dict[str, Any]:
         """What :meth:`restore` needs, JSON-ready (no record, no secret)."""
-        flags = ("blocked", "state_broken", "failed", "capped", "interrupted", "fetched_done")
-        return {"report": self.report.to_dict(), **{f: getattr(self, f) for f in flags}}
+        return {"report": self.report.to_dict(), **{f: getattr(self, f) for f in _RUN_FLAGS}}
 
     @classmethod
     def restore(
@@ -462,9 +475,23 @@ class SyncRun:
         pm: Any = None,
     ) -> SyncRun:
         """A run from its :meth:`snapshot`, with live collaborators."""
-        flags = {k: bool(v) for k, v in data.items() if k != "report"}
-        report = SyncReport.from_dict(data["report"])
-        return cls(source, connector, client, store, report, pm=pm, **flags)
+        run = cls(source, connector, client, store, SyncReport.from_dict(data["report"]), pm=pm)
+        for name in _RUN_FLAGS:
+            setattr(run, name, bool(data.get(name)))
+        return run
+
+
+#: What :meth:`SyncRun.snapshot` keeps of a run besides its report.
+_RUN_FLAGS = (
+    "blocked",
+    "state_broken",
+    "failed",
+    "capped",
+    "interrupted",
+    "fetched_done",
+    "completions_failed",
+    "source_unreachable",
+)
 
 
 def start_run(
@@ -521,7 +548,9 @@ def record_completions(run: SyncRun) -> int:
             run.blocked = run.state_broken = True
             run.report.messages.append(_state_text(exc, run.store))
         else:
+            run.completions_failed = True
             run.report.messages.append(f"could not list completed tasks: {_error_text(exc)}")
+            log.error("could not list completed tasks: %s", _error_text(exc))
         return 0
     if new:
         log.info("operator completions found", extra={"source": name, "count": new})
@@ -567,7 +596,7 @@ def fetch_and_apply(  # noqa: C901
         plan = Plan(source=source.name, complete=False)
     else:
         try:
-            plan, _ = plan_source(
+            plan, fetch = plan_source(
                 source,
                 run.connector,
                 store,
@@ -579,6 +608,10 @@ def fetch_and_apply(  # noqa: C901
                 on_write=applier.on_write if applier is not None else None,
                 on_fingerprint=applier.on_fingerprint if applier is not None else None,
                 verification=verification,
+            )
+            run.fetch_error = fetch.exception
+            run.source_unreachable = isinstance(
+                fetch.exception, TransientError | AuthenticationError
             )
         except Exception as exc:
             if applier is not None:
@@ -651,6 +684,14 @@ def write_back(
     if run.dry_run or run.interrupted or run.state_broken:
         return False
     report = run.report
+    if run.source_unreachable:
+        due = len(run.store.due_write_backs(run.source.name))
+        if due:
+            report.messages.append(
+                f"{_plural(due, 'write-back')} not attempted: the source could not be "
+                "reached; tried on the next run"
+            )
+        return False
     try:
         outcomes = run_write_backs(
             run.source.name, run.connector, run.store, run.pm, stop=stop, limit=limit
@@ -669,6 +710,14 @@ def write_back(
                 f"write-back of record {o.external_id!r} failed "
                 f"(attempt {o.attempts}, retried on later runs): {o.message}"
             )
+    if outcomes and outcomes[-1].transient:
+        due = len(run.store.due_write_backs(run.source.name))  # the failed one waits
+        if due > 0:
+            report.messages.append(
+                f"{_plural(due, 'more write-back')} not attempted after that failure; "
+                "tried on the next run"
+            )
+        return False
     return limit is not None and len(outcomes) >= limit
 
 
@@ -676,7 +725,7 @@ def finish_run(run: SyncRun, *, save: bool = True) -> SyncReport:
     """The last phase: the outcome, the run history (``save``; fleet mode saves into
     the row it kept), the ``fragment_sync_finished`` hooks and the log line."""
     report = run.report
-    failed = run.failed or run.state_broken
+    failed = run.failed or run.state_broken or run.completions_failed
     report.outcome = _outcome(report, run.capped, failed=failed, interrupted=run.interrupted)
     report.finished_at = utcnow()
     if not report.dry_run and save:
@@ -831,6 +880,10 @@ def _outcome(report: SyncReport, capped: bool, *, failed: bool, interrupted: boo
     if interrupted or report.record_errors or report.write_back_failed:
         return RunOutcome.PARTIAL
     return RunOutcome.OK
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _counts(report: SyncReport) -> dict[str, int]:
