@@ -121,6 +121,62 @@ def test_openapi_spec_from_a_file(tmp_path: Any) -> None:
     assert len(vendor.invalid_requests) == 1
 
 
+def test_a_route_outside_the_openapi_subset_is_served_unvalidated() -> None:
+    vendor = make_vendor(openapi=SPEC)
+
+    @vendor.route("POST", "/v2/refunds", auth=False, openapi=False)
+    def refund(req: FakeRequest) -> Any:
+        return {"id": 7}
+
+    with vendor.api:
+        assert httpx.post(vendor.api.url_for("/v2/refunds")).json() == {"id": 7}
+        httpx.post(vendor.api.url_for("/v2/tickets/1/close"), headers=AUTH)  # not in the spec
+    assert len(vendor.invalid_requests) == 0  # 403 before validation: the scope is missing
+    vendor.scopes.add("write")
+    with vendor.api:
+        httpx.post(vendor.api.url_for("/v2/tickets/1/close"), headers=AUTH)
+    assert len(vendor.invalid_requests) == 2  # a validated route missing from the spec
+    assert all("Path not found" in problem for problem in vendor.invalid_requests)
+
+
+def _nullable_spec() -> dict[str, Any]:
+    import copy
+
+    spec = copy.deepcopy(SPEC)
+    get = spec["paths"]["/tickets"]["get"]
+    get["parameters"] += [
+        {"name": "expand", "in": "query", "style": "deepObject", "explode": True,
+         "schema": {"type": "array", "items": {"type": "string", "maxLength": 5}}},
+        {"name": "created", "in": "query", "style": "deepObject", "explode": True,
+         "schema": {"anyOf": [{"type": "object", "properties": {"gte": {"type": "integer"}}},
+                              {"type": "integer"}]}},
+    ]  # fmt: skip
+    item = get["responses"]["200"]["content"]["application/json"]["schema"]["properties"]
+    item["tickets"]["items"]["properties"].update(
+        {
+            "state": {"type": "string", "enum": ["open"], "nullable": True},
+            "owner": {"anyOf": [{"type": "object"}], "nullable": True},
+        }
+    )
+    return spec
+
+
+def test_openapi_nullable_admits_null_and_deep_objects_are_read() -> None:
+    vendor = make_vendor(openapi=_nullable_spec())
+    vendor.pages["body"] = {"tickets": [{"id": "1", "state": None, "owner": None}]}  # type: ignore[attr-defined]
+    with vendor.api:
+        url = vendor.api.url_for
+        query = {"expand[0]": "a", "created[gte]": "5"}
+        assert httpx.get(url("/v2/tickets", **query), headers=AUTH).status_code == 200
+        assert vendor.invalid_requests == []
+        httpx.get(url("/v2/tickets", **{"expand[0]": "too-long"}), headers=AUTH)
+        httpx.get(url("/v2/tickets", **{"created[gte]": "soon"}), headers=AUTH)
+        vendor.pages["body"] = {"tickets": [{"id": "1", "state": "shut"}]}  # type: ignore[attr-defined]
+        httpx.get(url("/v2/tickets"), headers=AUTH)
+    assert len(vendor.invalid_requests) == 3, vendor.invalid_requests
+    assert "expand" in vendor.invalid_requests[0] and "created" in vendor.invalid_requests[1]
+
+
 def test_fake_vendor_clean_fixture_fails_on_an_invalid_request(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
@@ -217,6 +273,48 @@ def test_faults_5xx_drop_truncate_and_short_pages() -> None:
         assert len(httpx.get(url, headers=AUTH).json()["tickets"]) == 2
     with pytest.raises(ValueError):
         vendor.short_page_next(0)
+
+
+def test_compare_select_and_one_error_shape() -> None:
+    """``compare`` is a search filter; ``store.select`` a cached search; ``error`` shapes
+    every refusal (401, 403 naming the scope, 400, 404) once."""
+    from fragment_core.testing.fakevendor import compare
+
+    assert compare("in", ["a", "b"], {"b"}) and not compare("not_in", "b", {"b"})
+    assert compare("between", 5, (1, 5)) and not compare("lt", None, 3)
+    assert compare("contains", "Renewal CALL", "call") and compare("not_exists", "")
+    with pytest.raises(ValueError, match="unknown operator"):
+        compare("like", 1, 1)
+
+    class Shaped(FakeVendor):
+        def error_response(self, status: int, code: str, message: str, **extra: Any) -> Any:
+            return FakeResponse(status=status, json={"kind": code, **extra})
+
+    vendor = Shaped("tickets", token="t-1")
+    for i in (3, 1, 2):
+        vendor.store.put(str(i), {"id": i})
+    odd = vendor.store.select(lambda r: r["id"] % 2 == 1, key=lambda r: r["id"], cache_key="odd")
+    assert odd == [{"id": 1}, {"id": 3}]
+    assert vendor.store.select(lambda r: False, cache_key="odd") is odd  # cached: no write since
+    vendor.store.put("5", {"id": 5})
+    assert [r["id"] for r in vendor.store.select(lambda r: r["id"] % 2, cache_key="odd")] == [
+        3, 1, 5
+    ]
+
+    @vendor.route("GET", "/x", scope="admin")
+    def x(req: FakeRequest) -> Any:
+        return vendor.not_found()
+
+    with vendor.api:
+        url = vendor.api.url_for("/x")
+        refused = httpx.get(url)
+        assert refused.status_code == 401, refused.text
+        assert refused.json() == {"kind": "unauthorized"}
+        denied = httpx.get(url, headers={"Authorization": "Bearer t-1"})
+        assert denied.json() == {"kind": "missing_scope", "scope": "admin"}
+        vendor.scopes.add("admin")
+        found = httpx.get(url, headers={"Authorization": "Bearer t-1"})
+        assert found.status_code == 404 and found.json() == {"kind": "not_found"}
 
 
 def test_a_short_page_also_cuts_a_page_answered_with_headers() -> None:

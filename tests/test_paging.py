@@ -186,3 +186,24 @@ def test_incomplete_exactly_when_fewer_unique_ids_than_the_total(
             list(items)
     else:
         assert len(list(items)) == unique
+
+
+def test_paginate_names_the_source_in_its_errors_and_batched_reads_lazily() -> None:
+    from fragment_core.errors import IncompleteFetchError
+    from fragment_core.paging import Page, batched, paginate
+
+    pages = {None: Page([1, 2], 1, total=5), 1: Page([3], None, total=5)}
+    with pytest.raises(IncompleteFetchError) as info:
+        list(paginate(pages.__getitem__, where="source 'crm'"))
+    assert info.value.where == "source 'crm'" and str(info.value).startswith("source 'crm': ")
+
+    pulled: list[int] = []
+
+    def items() -> Any:
+        for i in range(5):
+            pulled.append(i)
+            yield i
+
+    batches = batched(items(), 2)
+    assert next(batches) == [0, 1] and pulled == [0, 1]
+    assert list(batches) == [[2, 3], [4]]

@@ -20,7 +20,6 @@ from click.testing import CliRunner
 from fragment_core.cli import cli
 from fragment_core.config import SourceSettings
 from fragment_core.connector import Connector, ConnectorConfig, Record
-from fragment_core.errors import AuthenticationError
 from fragment_core.reports import RunOutcome
 from fragment_core.sandbox.runner import run_sandbox
 from fragment_core.state import StateStore
@@ -108,34 +107,25 @@ def test_a_full_disk_mid_sync_is_a_state_failure_with_true_counts(
     assert _tasks(sandbox, source.name) == ROWS
 
 
-class RevokedClient:
-    """The sandbox's client whose token is revoked after ``good`` write requests."""
-
-    def __init__(self, inner: Any, good: int) -> None:
-        self.inner, self.good = inner, good
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def upsert_tasks(self, tasks: Any) -> Any:
-        if self.good <= 0:
-            raise AuthenticationError("401: token revoked", where="Tasks API")
-        self.good -= 1
-        return self.inner.upsert_tasks(tasks)
-
-
-def test_a_401_mid_run_reports_what_was_created(sandbox: Any) -> None:
+def test_a_401_mid_run_reports_what_was_created() -> None:
+    """The sandbox revokes its token after six writes: a real HTTP 401 in the middle of
+    the run fails it, and the report counts exactly what reached the Tasks API."""
     source = SourceSettings(name="revoked", connector="list")
     store = StateStore("sqlite://")
-    with sandbox.client() as inner:
-        report = sync_source(
-            source, ListConnector(source.name, 1000), RevokedClient(inner, 6), store,
-            batch_size=100,
-        )  # fmt: skip
-    store.close()
+    with run_sandbox() as sandbox:
+        sandbox.revoke_token(after_writes=6)
+        with sandbox.client() as client:
+            report = sync_source(
+                source, ListConnector(source.name, 1000), client, store, batch_size=100
+            )
+        store.close()
+        refused = sandbox.stats()["statuses"].get("401", 0)
+        sandbox.revoke_token(after_writes=10**6)  # lifted again: count the tasks
+        created = _tasks(sandbox, source.name)
     assert report.outcome is RunOutcome.FAILED
-    assert _tasks(sandbox, source.name) == 600
-    assert report.created == 600, report.messages
+    assert created == 600 and report.created == 600, report.messages
+    assert refused >= 1 and sandbox.token not in " ".join(report.messages)
+    assert any("401" in m for m in report.messages), report.messages
 
 
 def _config(tmp_path: Path, state_url: str, tasks_url: str = "http://127.0.0.1:9") -> Path:

@@ -23,6 +23,8 @@ import pytest
 import stamina
 from fragment_hubspot.connector import HubSpotConnector
 from fragment_hubspot.testing import SEARCH_PATH, FakeHubSpot
+from fragment_stripe.connector import ReviewsConnector
+from fragment_stripe.testing import RATE_LIMIT_BODY, FakeStripe
 
 from fragment_core.config import SourceSettings
 from fragment_core.connector import Connector
@@ -424,6 +426,79 @@ def test_hubspot_short_page_is_not_taken_for_the_end(sandbox: Any, hubspot: Vend
 
     report = exercise(sandbox, hubspot, inject, RunOutcome.FAILED)
     assert any("HubSpot search" in m and "after 25 of the 26 items" in m for m in report.messages)
+
+
+# -- stripe -------------------------------------------------------------------------------
+REVIEWS = "/v1/reviews"
+
+
+@pytest.fixture
+def stripe_radar(request: pytest.FixtureRequest) -> Iterator[Vendor]:
+    fake = FakeStripe(api_key="sk_test_51Reliability0000000000000000")
+    ids = fake.add_reviews(RECORDS)
+    with fake.api:
+        config = fake.reviews_config(
+            page_size=PAGE, timeout_seconds=0.5, rate_limit_wait_seconds=0.3
+        )
+        connector = ReviewsConnector(config, source=f"stripe-{_name(request)}")
+        yield Vendor(
+            fake.api,
+            connector,
+            lambda: {i for i in ids if fake.reviews[i]["open"]},
+            lambda eid: fake.close_review(eid, "refunded"),
+            lambda: Counter({k.split(":", 1)[1]: v for k, v in fake.api.effects.items() if v}),
+        )
+        connector.close()
+    assert not fake.invalid_requests, fake.invalid_requests
+
+
+def test_stripe_429_storm_is_waited_out(sandbox: Any, stripe_radar: Vendor) -> None:
+    # Stripe's 429 carries no wait hint: rate_limit_wait_seconds (0.3 s here) is waited
+    def inject() -> None:
+        stripe_radar.api.rate_limit_next(3, scheme="none", body=RATE_LIMIT_BODY, path=REVIEWS)
+
+    started = time.monotonic()
+    exercise(sandbox, stripe_radar, inject, RunOutcome.OK)
+    assert time.monotonic() - started >= 3 * 0.3
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"status": 500, "body": {"error": {"type": "api_error", "message": "Internal"}}},
+        {"status": 502, "body": "<html>Bad gateway</html>"},
+        {"kind": "drop"},
+        {"kind": "truncate"},
+    ],
+    ids=["500", "502-html", "drop", "truncated-json"],
+)
+def test_stripe_transient_fault_is_retried(
+    sandbox: Any, stripe_radar: Vendor, fault: dict[str, Any]
+) -> None:
+    def inject() -> None:
+        stripe_radar.api.fail_next(2, path=REVIEWS, **fault)
+
+    exercise(sandbox, stripe_radar, inject, RunOutcome.OK)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [{"status": 503}, {"kind": "drop"}, {"kind": "truncate"}, "429"],
+    ids=["503", "drop", "truncated-json", "429-storm"],
+)
+def test_stripe_fault_outlasting_retries_fails_cleanly(
+    sandbox: Any, stripe_radar: Vendor, persistent: None, fault: Any
+) -> None:
+    api = stripe_radar.api
+
+    def inject() -> None:
+        api.fail_next(1, kind="timeout", seconds=0.0, path=REVIEWS)  # the first page answers
+        if fault == "429":
+            api.rate_limit_next(1000, scheme="none", body=RATE_LIMIT_BODY, path=REVIEWS)
+        else:
+            api.fail_next(1000, path=REVIEWS, **fault)
+
+    exercise(sandbox, stripe_radar, inject, RunOutcome.FAILED)
 
 
 # -- file ---------------------------------------------------------------------------------

@@ -385,3 +385,22 @@ def test_cli_rejects_bad_options_naming_them():
     assert "--rate-limit" in result.output and "60/min" in result.output
     result = CliRunner().invoke(cli, ["sandbox", "--latency", "soon"])
     assert result.exit_code == 2 and "--latency" in result.output
+
+
+def test_the_token_can_be_revoked_after_n_writes_by_its_holder_only(sandbox_factory):
+    sandbox = sandbox_factory()
+    refused = httpx.post(f"{sandbox.base_url}/_sandbox/revoke-token", timeout=10)
+    assert refused.status_code == 401  # a page in a browser cannot revoke it
+    headers = {"Authorization": f"Bearer {sandbox.token}"}
+    with httpx.Client(base_url=sandbox.url, headers=headers, timeout=10) as api:
+        sandbox.revoke_token(after_writes=2)
+        body = {"fields": {"title": "t"}}
+        assert api.post("/tasks", json=body).status_code == 200
+        assert api.get("/tasks").status_code == 200  # reads do not count
+        assert api.post("/tasks", json=body).status_code == 200  # the second write
+        assert api.get("/tasks").status_code == 401
+        assert api.post("/tasks", json=body).status_code == 401
+        sandbox.revoke_token(after_writes=10)  # the holder lets it through again
+        assert api.get("/tasks").status_code == 200
+        sandbox.revoke_token()
+        assert api.get("/accounts/me").status_code == 401

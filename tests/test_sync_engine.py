@@ -50,7 +50,7 @@ class ListConnector(Connector[ListConfig]):
 
     def to_task(self, record: Record) -> Task:
         if not record.get("title"):
-            raise BadRecordError("is empty", record_id=record["id"], field="title")
+            raise BadRecordError("is empty", field="title")  # the engine names the record
         return Task.new(external_id=record["id"], title=record["title"])
 
     def on_complete(self, task: RemoteTask, completion: Completion) -> str | None:
@@ -220,7 +220,26 @@ def test_permanent_write_back_failure_shows_as_failed(world: Any) -> None:
     report = world.sync()
     assert report.write_back_failed == 1
     (entry,) = world.store.write_backs(world.name, OutboxState.FAILED)
-    assert entry.last_error == "vendor: ticket 0 is locked" and entry.next_attempt_at is not None
+    assert entry.last_error == "vendor: record '0': ticket 0 is locked"
+    assert entry.next_attempt_at is not None
+
+
+def test_the_engine_names_source_and_record_of_mapping_and_write_back_errors(
+    world: Any,
+) -> None:
+    """A connector raises without ``where=`` or ``record_id=``: the engine names both."""
+    world.set_backlog(2)
+    world.sync()
+    world.connector.write_back_errors = [WriteBackError("ticket 1 is locked")]
+    world.complete("1")
+    world.connector.records[0]["title"] = ""
+    report = world.sync()
+    (error,) = report.record_errors  # BadRecordError("is empty", field="title")
+    assert (error.source, error.record_id, error.field) == (world.name, "0", "title")
+    (entry,) = world.store.write_backs(world.name, OutboxState.FAILED)
+    where = world.connector.where
+    assert entry.last_error == f"{where}: record '1': ticket 1 is locked"
+    assert where.startswith(f"source {world.name!r}")
 
 
 def test_sync_closed_task_is_never_written_back_even_after_a_crash(world: Any) -> None:

@@ -290,3 +290,65 @@ def test_transport_call_runs_an_sdk_call_under_the_retry_policy() -> None:
         with pytest.raises(SdkError):
             t.call(lambda: (_ for _ in ()).throw(SdkError("no")))
     assert len(calls) == 3
+
+
+def test_transport_call_names_redacts_and_paces_sdk_errors() -> None:
+    """An SDK failure read as an HTTP answer (``sdk_response``) is translated, given the
+    transport's ``where`` and cleared of the credential; ``pacer=`` paces one call."""
+    from fragment_core.retries import Pacer
+    from fragment_core.transport import BearerAuth, json_object, sdk_response
+
+    class SdkError(Exception):
+        status, body = 403, b'{"message": "token tok-51ab-very-secret lacks scope x"}'
+
+    def translate(exc: BaseException) -> Any:
+        assert isinstance(exc, SdkError)
+        return t.error_for(sdk_response(exc.status, {"X-Id": "1"}, exc.body), "read x")
+
+    def fail() -> None:
+        raise SdkError
+
+    with Transport("https://api.vendor.test", auth=BearerAuth(TOKEN), name="source 's'") as t:
+        with pytest.raises(AuthenticationError) as info:
+            t.call(fail, translate_exception=translate)
+        with pytest.raises(AuthenticationError) as raw:  # a vendor message quoting the token
+            t.call(fail, translate_exception=lambda e: AuthenticationError(SdkError.body.decode()))
+        slow = Pacer.per_second(10)  # one call every 100 ms
+        started = time.monotonic()
+        for _ in range(3):
+            t.call(lambda: None, pacer=slow)
+        assert time.monotonic() - started >= 0.2 - 0.02
+    assert str(info.value).startswith("source 's': HTTP 403: read x")
+    assert str(raw.value).startswith("source 's': ") and TOKEN not in str(raw.value)
+    assert TOKEN not in str(info.value) and "lacks scope x" in str(info.value)
+    assert json_object(b'{"a": 1}', "the answer") == {"a": 1} and json_object(b"", "x") == {}
+    with pytest.raises(TransientError, match="the answer is not a JSON object"):
+        json_object(b"[1]", "the answer")
+
+
+def test_transport_call_retries_an_sdks_connection_failures() -> None:
+    """urllib3's and requests' "could not reach" (and OSError's) are transient in
+    ``call`` without a translation: retried, then a TransientError naming the call."""
+    import requests
+    import urllib3
+
+    from fragment_core.transport import is_connection_failure
+
+    failures = [
+        urllib3.exceptions.ProtocolError("Connection aborted."),
+        requests.exceptions.ConnectTimeout("timed out"),
+        ConnectionRefusedError(111, "refused"),
+    ]
+    assert all(map(is_connection_failure, failures))
+    assert not is_connection_failure(ValueError("a bug, not the network"))
+    tried: list[int] = []
+
+    def unreachable() -> None:
+        tried.append(1)
+        raise failures[len(tried) % 3]
+
+    transport = Transport("https://api.vendor.test", retry=FAST, name="source 's'")
+    with transport, pytest.raises(TransientError) as info:
+        transport.call(unreachable, operation="list tickets")
+    assert len(tried) == FAST.attempts
+    assert str(info.value).startswith("source 's': list tickets: could not reach")

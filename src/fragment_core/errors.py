@@ -20,12 +20,36 @@ from __future__ import annotations
 
 
 class FragmentError(Exception):
-    """Base class of every error fragment-core raises on purpose."""
+    """Base class of every error fragment-core raises on purpose.
+
+    ``str(error)`` is ``"{where}: {message}"``, the record (and field) named before the
+    message when known. ``where`` and ``record_id`` may be left out where the error is
+    raised: the engine names the source and record of an error raised while mapping or
+    writing back (:meth:`attribute`), the Transport its source.
+    """
+
+    record_id: str | None = None
+    field: str | None = None
 
     def __init__(self, message: str, *, where: str | None = None) -> None:
         self.message = message
         self.where = where
-        super().__init__(f"{where}: {message}" if where else message)
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        named = [] if self.record_id is None else [f"record {self.record_id!r}"]
+        if self.field is not None:
+            named.append(f"field {self.field!r}")
+        text = f"{', '.join(named)}: {self.message}" if named else self.message
+        return f"{self.where}: {text}" if self.where else text
+
+    def attribute(self, where: str, record_id: str | None = None) -> FragmentError:
+        """Name the source (``where``) and the record, unless already named; returns self."""
+        if self.where is None:
+            self.where = where
+        if self.record_id is None and record_id is not None:
+            self.record_id = record_id
+        return self
 
 
 class ConfigurationError(FragmentError):
@@ -64,16 +88,9 @@ class BadRecordError(FragmentError):
         field: str | None = None,
         where: str | None = None,
     ) -> None:
+        super().__init__(message, where=where)
         self.record_id = record_id
         self.field = field
-        parts = []
-        if record_id is not None:
-            parts.append(f"record {record_id!r}")
-        if field is not None:
-            parts.append(f"field {field!r}")
-        text = f"{', '.join(parts)}: {message}" if parts else message
-        super().__init__(text, where=where)
-        self.message = message
 
 
 class PluginError(FragmentError):

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
@@ -44,6 +45,7 @@ __all__ = [
     "PageRequest",
     "Paginator",
     "PagingLoopError",
+    "batched",
     "paginate",
     "paginate_http",
 ]
@@ -102,12 +104,14 @@ def paginate(
     id_of: Callable[[T], str | None] | None = None,
     max_pages: int | None = None,
     what: str = "",
+    where: str | None = None,
 ) -> Iterator[T]:
     """Every item of a paged listing, each once; see the module docstring for the rules.
 
     ``fetch_page(token)`` fetches one page (``token`` is ``None`` for the first).
     ``id_of`` names an item (``None``: an item without id, never de-duplicated); without
-    ``id_of`` every item counts. ``what`` names the listing in errors.
+    ``id_of`` every item counts. ``what`` names the listing in errors, ``where`` its
+    source (``connector.where``).
     """
     seen_tokens: set[str] = set()
     seen_ids: set[str] = set()
@@ -118,7 +122,7 @@ def paginate(
     while True:
         number += 1
         if max_pages is not None and number > max_pages:
-            raise MaxPagesError(what, max_pages)
+            raise MaxPagesError(what, max_pages, where=where)
         page = fetch_page(token)
         if page.total is not None:
             total = page.total if total is None else max(total, page.total)
@@ -135,11 +139,11 @@ def paginate(
             break
         key = _token_key(page.next)
         if key in seen_tokens:
-            raise PagingLoopError(what, number + 1, page.next)
+            raise PagingLoopError(what, number + 1, page.next, where=where)
         seen_tokens.add(key)
         token = page.next
     if total is not None and count < total:
-        raise IncompleteFetchError(what, fetched=count, total=total)
+        raise IncompleteFetchError(what, fetched=count, total=total, where=where)
 
 
 # -- HTTP ------------------------------------------------------------------------------------
@@ -387,3 +391,11 @@ def paginate_http(
         return paging.page(current, response, payload, items)
 
     return paginate(fetch, id_of=id_of, max_pages=max_pages, what=what)
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of ``size`` (the last may be shorter), read lazily: one batch read
+    per page of a streamed fetch (associations, side-loads)."""
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk

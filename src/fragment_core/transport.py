@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json as jsonlib
 import math
 import ssl
 import threading
@@ -34,6 +35,7 @@ from fragment_core.errors import (
     ConfigurationError,
     FragmentError,
     RateLimitedError,
+    TransientError,
 )
 from fragment_core.redaction import redact, redact_url, register_secrets
 from fragment_core.retries import (
@@ -61,7 +63,10 @@ __all__ = [
     "RefreshingBearerAuth",
     "Transport",
     "guarded_client",
+    "is_connection_failure",
+    "json_object",
     "origin_of",
+    "sdk_response",
 ]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -408,19 +413,21 @@ class Transport:
         accept: Collection[int] = (),
         translate_error: Callable[[httpx.Response], FragmentError | None] | None = None,
         translate_exception: Callable[[httpx.TransportError], FragmentError | None] | None = None,
+        pacer: Pacer | RateBudget | None = None,
     ) -> httpx.Response:
         """Send one request (paced; retried when ``retry``); raise the mapped error.
 
         Statuses in ``accept`` are returned, not raised. ``translate_error`` maps a failed
         response for this request only (before the transport's own mapping);
-        ``translate_exception`` may turn a connection error into another error class.
+        ``translate_exception`` may turn a connection error into another error class;
+        ``pacer`` paces this request too (as in :meth:`call`).
         """
 
         def send() -> httpx.Response:
             with self._count_lock:
                 self.requests_made += 1
             try:
-                with self.pacer.place():
+                with self.pacer.place(), (pacer.place() if pacer else contextlib.nullcontext()):
                     response = self.httpx_client.request(
                         method,
                         url_or_path,
@@ -432,7 +439,7 @@ class Transport:
             except httpx.TransportError as exc:
                 translated = translate_exception(exc) if translate_exception else None
                 if translated is not None:
-                    raise translated from None
+                    raise self._named(translated) from None
                 error = transport_error(exc, where=self.where)
                 error.message = redact(error.message, self._secrets)
                 raise type(error)(
@@ -443,7 +450,7 @@ class Transport:
                 return response
             failure = self.error_for(response, operation, translate_error)
             if failure is not None:
-                raise failure
+                raise self._named(failure)
             return response
 
         what = operation or f"{method} {url_or_path}"
@@ -463,21 +470,77 @@ class Transport:
         *args: Any,
         operation: str = "",
         translate_exception: Callable[[BaseException], FragmentError | None] | None = None,
+        pacer: Pacer | RateBudget | None = None,
         **kwargs: Any,
     ) -> T:
         """Run an SDK call under the same pacer and retry policy; ``translate_exception``
-        maps the SDK's exceptions to our error classes (retried when transient)."""
+        maps the SDK's exceptions to our error classes (retried when transient).
+
+        ``pacer`` paces this call too (an API with its own, lower limit, such as a search
+        endpoint). An error raised or translated without ``where`` is given the
+        transport's, and its message is redacted of the credentials.
+        """
 
         def once() -> T:
             try:
-                with self.pacer.place():
+                with self.pacer.place(), (pacer.place() if pacer else contextlib.nullcontext()):
                     return fn(*args, **kwargs)
-            except FragmentError:
-                raise
+            except FragmentError as exc:
+                raise self._named(exc) from None
             except Exception as exc:
                 error = translate_exception(exc) if translate_exception else None
+                if error is None and is_connection_failure(exc):
+                    error = TransientError(
+                        f"{operation or 'the call'}: could not reach {redact_url(self.base_url)}"
+                        f" ({type(exc).__name__}); check base_url and the network"
+                    )
                 if error is None:
                     raise
-                raise error from None
+                raise self._named(error) from None
 
         return self.retrying(once, operation or getattr(fn, "__qualname__", ""))
+
+    def _named(self, error: FragmentError) -> FragmentError:
+        error.attribute(self.where)
+        error.message = redact(error.message, self._secrets)
+        return error
+
+
+#: SDK exceptions meaning "the vendor could not be reached", by module and class name (so
+#: no SDK's HTTP library is imported here): urllib3 (openapi-generator SDKs), requests.
+_CONNECTION_FAILURES = {
+    ("urllib3.exceptions", "HTTPError"),
+    ("requests.exceptions", "ConnectionError"),
+    ("requests.exceptions", "Timeout"),
+}
+
+
+def is_connection_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is an HTTP library's "could not reach the server" (connection
+    refused or dropped, timeout, TLS): :meth:`Transport.call` retries those as transient
+    when ``translate_exception`` does not map them."""
+    if isinstance(exc, httpx.TransportError | ConnectionError | TimeoutError):
+        return True
+    return any((c.__module__, c.__name__) in _CONNECTION_FAILURES for c in type(exc).__mro__)
+
+
+def sdk_response(
+    status: int, headers: Any = None, body: bytes | str | None = None
+) -> httpx.Response:
+    """An :class:`httpx.Response` standing for an SDK's failed call (its status, headers and
+    body), so one ``translate_error(response)`` and :meth:`Transport.error_for` read SDK
+    failures as they read HTTP ones."""
+    content = body.encode() if isinstance(body, str) else body or b""
+    return httpx.Response(status, headers=dict(headers or {}), content=content)
+
+
+def json_object(raw: bytes | str | None, what: str) -> dict[str, Any]:
+    """Decode an answer that must be a JSON object (empty: ``{}``); a
+    :class:`~fragment_core.errors.TransientError` naming ``what`` otherwise."""
+    try:
+        data = jsonlib.loads(raw) if raw else {}
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise TransientError(f"{what} is not a JSON object")
+    return data

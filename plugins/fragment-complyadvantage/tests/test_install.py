@@ -28,7 +28,7 @@ def test_wheel_installs_next_to_fragment_core_and_registers_both_connectors(
     for name in ("complyadvantage", "complyadvantage-mesh"):
         assert rows[name]["package"] == "fragment-complyadvantage", rows[name]
         assert rows[name]["installed"] is True, rows[name]
-        assert set(rows[name]["capabilities"]) == {"write_back"}
+        assert set(rows[name]["capabilities"]) == {"incremental", "write_back"}
     shown = run(fragment, "connectors", "show", "complyadvantage-mesh", cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert "decision_stage" in shown.stdout and "realm" in shown.stdout

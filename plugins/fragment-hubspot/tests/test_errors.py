@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from fragment_hubspot import HubSpotConnector
 from fragment_hubspot.testing import ACCOUNT_PATH, SEARCH_PATH, FakeHubSpot
 
-from fragment_core.errors import AuthenticationError, BadRecordError, ConfigurationError
+from fragment_core.errors import AuthenticationError, ConfigurationError
 
 
 @pytest.mark.parametrize("policy", ["SECONDLY", "TEN_SECONDLY_ROLLING"])
@@ -36,18 +37,16 @@ def test_a_429_on_write_back_is_waited_out(hubspot: FakeHubSpot) -> None:
     assert hubspot.completions(task_id) == 1
 
 
-def test_malformed_item_is_reported_and_the_others_map(hubspot: FakeHubSpot) -> None:
+def test_malformed_item_is_reported_and_the_others_map(
+    hubspot: FakeHubSpot, fragment_runner: Any
+) -> None:
+    # to_task names only the field: the engine names the source and the record
     good = hubspot.add_tasks(3)
     bad = hubspot.add_task(hs_timestamp="soon-ish")
-    connector = HubSpotConnector(hubspot.config(), source="crm")
-    mapped, errors = [], []
-    for record in connector.fetch_backlog():
-        try:
-            mapped.append(connector.to_task(record).external_id)
-        except BadRecordError as exc:
-            errors.append(exc)
-    assert sorted(mapped) == sorted(good)
-    (error,) = errors
+    options = {"access_token": hubspot.token, "base_url": hubspot.api.base_url}
+    report = fragment_runner("hubspot", options, source="crm").sync()
+    assert report.created == len(good)
+    (error,) = report.record_errors
     assert error.record_id == bad and error.field == "hs_timestamp"
     assert "crm" in str(error) and "soon-ish" in str(error)
 
@@ -108,16 +107,14 @@ def test_check_reports_the_account_from_account_info(hubspot: FakeHubSpot) -> No
 
 
 def test_429_without_retry_after_waits_by_policy_and_daily_stops() -> None:
-    from fragment_hubspot.client import translate_error
+    import httpx
+    from fragment_hubspot.client import hubspot_error
 
     from fragment_core.errors import FragmentError, RateLimitedError
 
     body = b'{"status":"error","message":"You have reached your secondly limit.",'
-    secondly = translate_error(
-        429, {}, body + b'"policyName":"SECONDLY"}', where="source 'crm'", action="search tasks"
-    )
+    answer = httpx.Response(429, content=body + b'"policyName":"SECONDLY"}')
+    secondly = hubspot_error(answer, "search tasks")
     assert isinstance(secondly, RateLimitedError) and secondly.retry_after == 1.0
-    daily = translate_error(
-        429, {}, body + b'"policyName":"DAILY"}', where="source 'crm'", action="search tasks"
-    )
+    daily = hubspot_error(httpx.Response(429, content=body + b'"policyName":"DAILY"}'), "x")
     assert type(daily) is FragmentError and "daily API limit" in str(daily)

@@ -147,13 +147,15 @@ def test_a_retried_approve_across_two_processes_carries_the_same_key(
 
     # process 1: the approve reaches Stripe, which applies it; the process dies before the
     # answer comes back, so its state never records the write-back as done
+    started: list[subprocess.Popen[bytes]] = []
+    stripe_fake.after_effect = lambda: os.kill(started[0].pid, signal.SIGKILL)
     first = subprocess.Popen(
         [sys.executable, "-m", "fragment_core", "--config", str(config), "sync", "radar"],
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    stripe_fake.after_effect = lambda: os.kill(first.pid, signal.SIGKILL)
+    started.append(first)
     assert first.wait(timeout=60) == -signal.SIGKILL
     stripe_fake.after_effect = None
     assert stripe_fake.approvals(review_id) == 1

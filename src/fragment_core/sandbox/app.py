@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fragment_core import __version__
 from fragment_core.sandbox.api import build_router
-from fragment_core.sandbox.faults import ProductionLikeMiddleware, SandboxStats
+from fragment_core.sandbox.faults import ProductionLikeMiddleware, SandboxStats, TokenRevocation
 from fragment_core.sandbox.operator import build_operator_router
 from fragment_core.sandbox.settings import SandboxSettings
 from fragment_core.sandbox.store import TaskStore
@@ -58,6 +59,21 @@ def create_app(settings: SandboxSettings, store: TaskStore | None = None) -> Fas
     async def sandbox_stats() -> dict[str, Any]:
         return {**stats.snapshot(), "tasks": store.count()}
 
+    revocation = TokenRevocation()
+    app.state.token_revocation = revocation
+
+    @app.post("/_sandbox/revoke-token", include_in_schema=False)
+    async def revoke_token(request: Request, after_writes: int = 0) -> dict[str, Any]:
+        """Revoke the API token now or after ``after_writes`` writes (test aid; the caller
+        must hold the token)."""
+        given = request.headers.get("authorization", "")
+        scheme, _, token = given.partition(" ")
+        expected = settings.token.get_secret_value()
+        if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip(), expected):
+            raise StarletteHTTPException(401, "missing or invalid bearer token")
+        revocation.arm(after_writes)
+        return {"revoked": revocation.revoked, "after_writes": after_writes}
+
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
         return AsciiJSONResponse(_validation_body(exc), status_code=422)
@@ -68,5 +84,7 @@ def create_app(settings: SandboxSettings, store: TaskStore | None = None) -> Fas
             {"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
         )
 
-    app.add_middleware(ProductionLikeMiddleware, settings=settings, stats=stats)
+    app.add_middleware(
+        ProductionLikeMiddleware, settings=settings, stats=stats, revocation=revocation
+    )
     return app

@@ -123,6 +123,34 @@ async def _drop(send: Send) -> None:
     raise ConnectionDropped("injected fault: connection dropped")
 
 
+class TokenRevocation:
+    """The API token revoked on demand, at once or after a number of writes (a token
+    rotated mid-run, as happens in production): from then on every request gets 401."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.revoked = False
+        self._writes_left: int | None = None
+
+    def arm(self, after_writes: int = 0) -> None:
+        """Revoke the token now (``0``) or once ``after_writes`` more writes passed (which
+        lets it through again until then)."""
+        with self._lock:
+            self.revoked = after_writes <= 0
+            self._writes_left = after_writes if after_writes > 0 else None
+
+    def admit(self, method: str) -> bool:
+        """Whether a request holding the token is still let through (counts writes)."""
+        with self._lock:
+            if self.revoked:
+                return False
+            if self._writes_left is not None and method != "GET":
+                self._writes_left -= 1
+                if self._writes_left <= 0:
+                    self.revoked, self._writes_left = True, None
+            return True
+
+
 class ProductionLikeMiddleware:
     """Token check, latency, rate limit and seeded faults in front of the API routes.
 
@@ -130,10 +158,17 @@ class ProductionLikeMiddleware:
     401 whatever else is wrong with it.
     """
 
-    def __init__(self, app: ASGIApp, settings: SandboxSettings, stats: SandboxStats) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: SandboxSettings,
+        stats: SandboxStats,
+        revocation: TokenRevocation | None = None,
+    ) -> None:
         self.app = app
         self.settings = settings
         self.stats = stats
+        self.revocation = revocation or TokenRevocation()
         self.window = SlidingWindow(settings.rate_limit) if settings.rate_limit else None
         self._random = random.Random(settings.seed)
         self._random_lock = threading.Lock()
@@ -143,8 +178,10 @@ class ProductionLikeMiddleware:
         for name, value in scope["headers"]:
             if name == b"authorization":
                 scheme, _, token = value.partition(b" ")
-                return scheme.lower() == b"bearer" and secrets.compare_digest(
-                    token.strip(), self._token
+                return (
+                    scheme.lower() == b"bearer"
+                    and secrets.compare_digest(token.strip(), self._token)
+                    and self.revocation.admit(scope["method"])
                 )
         return False
 

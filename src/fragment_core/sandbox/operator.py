@@ -14,6 +14,8 @@ write-back on the next sync, so the page is guarded like a production admin page
   ``Sec-Fetch-Site`` is not ``same-origin``/``none``, is refused with 403.
 - **CSRF token.** Every form carries the session's ``csrf`` token; a cookie-session POST
   without the right one is refused with 403.
+- **Sessions end.** A session lasts ``operator_session_ttl`` (8 hours by default) after
+  sign-in; ``POST /operator/logout`` (the page's Sign out button) ends it at once.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import html
 import ipaddress
 import secrets
+import time
 import uuid
 from urllib.parse import parse_qs, urlsplit
 
@@ -37,6 +40,8 @@ from fragment_core.task import TaskStatus
 SESSION_COOKIE = "fragment_sandbox_operator"
 #: Path of the sign-in route (``?token=...``).
 LOGIN_PATH = "/operator/login"
+#: Path of the sign-out route (a POST carrying the CSRF token).
+LOGOUT_PATH = "/operator/logout"
 
 PAGE_LIMIT = 200
 
@@ -92,9 +97,16 @@ def render_page(store: TaskStore, csrf_token: str = "") -> str:
             f"<section><h2>{status.value}</h2><table><tr><th>Task</th><th>Source</th>"
             f"<th>Due</th><th></th></tr>{body}</table></section>"
         )
+    sign_out = (
+        f'<form method="post" action="{LOGOUT_PATH}">{csrf}'
+        '<button type="submit">Sign out</button></form>'
+        if csrf_token
+        else ""
+    )
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>Fragment sandbox</title>"
         f"<style>{_STYLE}</style></head><body><h1>Fragment sandbox: operator view</h1>"
+        f"{sign_out}"
         f"<p><small>Showing up to {PAGE_LIMIT} unarchived tasks per status.</small></p>"
         + "".join(sections)
         + "</body></html>"
@@ -119,7 +131,7 @@ class OperatorGuard:
 
     def __init__(self, settings: SandboxSettings) -> None:
         self.settings = settings
-        self.sessions: dict[str, str] = {}  # session id -> its CSRF token
+        self.sessions: dict[str, tuple[str, float]] = {}  # id -> (CSRF token, expiry)
 
     def valid_login_token(self, token: str) -> bool:
         """The operator token or the API token (compared in constant time)."""
@@ -131,9 +143,16 @@ class OperatorGuard:
 
     def new_session(self) -> tuple[str, str]:
         """A new session id and its CSRF token."""
+        now = time.monotonic()
+        for old in [k for k, (_, expiry) in self.sessions.items() if expiry <= now]:
+            del self.sessions[old]
         session, csrf = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-        self.sessions[session] = csrf
+        self.sessions[session] = (csrf, now + self.settings.operator_session_ttl)
         return session, csrf
+
+    def end_session(self, request: Request) -> None:
+        """Forget the request's session (sign-out)."""
+        self.sessions.pop(request.cookies.get(SESSION_COOKIE) or "", None)
 
     def host_allowed(self, request: Request) -> bool:
         """The Host header names an IP address, localhost, or an allowed host."""
@@ -174,7 +193,14 @@ class OperatorGuard:
     def session_csrf(self, request: Request) -> str | None:
         """The CSRF token of the request's session, or None without a valid session."""
         session = request.cookies.get(SESSION_COOKIE)
-        return self.sessions.get(session) if session else None
+        found = self.sessions.get(session) if session else None
+        if found is None:
+            return None
+        csrf, expiry = found
+        if expiry <= time.monotonic():
+            del self.sessions[session]  # type: ignore[arg-type]
+            return None
+        return csrf
 
     def check_post(self, request: Request, form: dict[str, list[str]]) -> None:
         """Refuse a state-changing request that is cross-site, unsigned-in or forged."""
@@ -205,7 +231,22 @@ def build_operator_router(store: TaskStore, settings: SandboxSettings) -> APIRou
             return _sign_in_page("That sign-in link is not valid for this sandbox.", 403)
         session, _ = guard.new_session()
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="strict", path="/")
+        response.set_cookie(
+            SESSION_COOKIE,
+            session,
+            httponly=True,
+            samesite="strict",
+            path="/",
+            max_age=int(settings.operator_session_ttl),
+        )
+        return response
+
+    @router.post(LOGOUT_PATH)
+    async def logout(request: Request) -> Response:
+        await form_of(request)
+        guard.end_session(request)
+        response = _sign_in_page("Signed out.", 200)
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return response
 
     @router.get("/", response_class=HTMLResponse)

@@ -81,6 +81,17 @@ class SandboxHandle:
             stop, self._stop = self._stop, None
             stop()
 
+    def revoke_token(self, after_writes: int = 0) -> None:
+        """Revoke the API token now, or once ``after_writes`` more write requests passed:
+        every later request gets a real 401 (a token rotated mid-run)."""
+        answer = httpx.post(
+            f"{self.base_url}/_sandbox/revoke-token",
+            params={"after_writes": after_writes},
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=10,
+        )
+        answer.raise_for_status()
+
     def stats(self) -> dict[str, Any]:
         """Requests, statuses, faults and task count so far (``GET /_sandbox/stats``)."""
         return httpx.get(f"{self.base_url}/_sandbox/stats", timeout=10).json()
@@ -236,6 +247,7 @@ def run_sandbox(
     in_thread: bool = True,
     operator_token: str | SecretStr | None = None,
     allowed_hosts: tuple[str, ...] = (),
+    operator_session_ttl: float = 8 * 3600.0,
 ) -> Iterator[SandboxHandle]:
     """Run a sandbox for the duration of the ``with`` block.
 
@@ -260,6 +272,7 @@ def run_sandbox(
         if not isinstance(operator_token, SecretStr)
         else operator_token,
         allowed_hosts=tuple(allowed_hosts),
+        operator_session_ttl=operator_session_ttl,
     )
     if in_thread:
         handle = _start_in_thread(settings, host, port)

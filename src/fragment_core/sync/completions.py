@@ -23,6 +23,7 @@ from fragment_core.connector import Capability, Completion, Connector
 from fragment_core.errors import (
     AuthenticationError,
     ConfigurationError,
+    FragmentError,
     TransientError,
     WriteBackError,
 )
@@ -139,6 +140,14 @@ def _describe(exc: BaseException) -> str:
     )
 
 
+def _attribute(exc: Exception, connector: Connector, external_id: str) -> None:
+    """Name the source and record on a write-back's error (connectors need not pass where=)."""
+    if isinstance(exc, FragmentError):
+        exc.attribute(connector.where, external_id)
+    else:
+        exc.add_note(f"while writing back record {external_id!r} of {connector.where}")
+
+
 def run_write_back(
     entry: OutboxEntry, connector: Connector, store: StateStore, pm: Any = None
 ) -> WriteBackOutcome:
@@ -157,6 +166,7 @@ def run_write_back(
         with retry_operation(f"write-back of record {entry.external_id!r}"):
             message = connector.on_complete(task, completion)
     except Exception as exc:
+        _attribute(exc, connector, entry.external_id)
         permanent = isinstance(exc, WriteBackError | ConfigurationError | AuthenticationError)
         state = OutboxState.FAILED if permanent or attempts >= FAILED_AFTER else OutboxState.PENDING
         error = _describe(exc)

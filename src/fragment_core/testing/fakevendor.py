@@ -33,18 +33,67 @@ import json as jsonlib
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from fragment_core.testing.fakeapi import FakeAPI, FakeRequest, FakeResponse, _render
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 #: ``effect_count``'s default: count effects whatever their idempotency key.
 ANY_KEY: Any = object()
 
-__all__ = ["ANY_KEY", "Clock", "FakeVendor", "RateLimit", "StoredRecord", "VersionedStore"]
+__all__ = [
+    "ANY_KEY",
+    "Clock",
+    "FakeVendor",
+    "RateLimit",
+    "StoredRecord",
+    "VersionedStore",
+    "compare",
+]
+
+#: The operators of :func:`compare`.
+OPERATORS = frozenset(
+    {"eq", "neq", "lt", "lte", "gt", "gte", "between", "in", "not_in", "contains",
+     "not_contains", "exists", "not_exists"}
+)  # fmt: skip
+
+
+def compare(operator: str, have: Any, want: Any = None) -> bool:
+    """One filter of a vendor's search API, on a record's value ``have``.
+
+    ``eq`` ``neq`` ``lt`` ``lte`` ``gt`` ``gte``; ``between`` (``want`` is ``(low, high)``);
+    ``in`` / ``not_in`` (``want`` a collection; a list ``have``, a multi-valued field,
+    matches when any of its values is in it); ``contains`` / ``not_contains``
+    (case-insensitive text); ``exists`` / ``not_exists`` (not ``None``, empty or ``[]``).
+    An ordering with a ``None`` side is false, as a search finds no such record.
+    """
+    if operator not in OPERATORS:
+        raise ValueError(f"unknown operator {operator!r}; one of {sorted(OPERATORS)}")
+    if operator in {"exists", "not_exists"}:
+        return (have not in (None, "", [])) == (operator == "exists")
+    if operator in {"in", "not_in"}:
+        values = have if isinstance(have, list | set | tuple) else [have]
+        return any(v in want for v in values) == (operator == "in")
+    if operator in {"contains", "not_contains"}:
+        hit = str(want or "").lower() in str(have or "").lower()
+        return hit == (operator == "contains")
+    if operator in {"eq", "neq"}:
+        return (have == want) == (operator == "eq")
+    if operator == "between":
+        low, high = want
+        return None not in (have, low, high) and low <= have <= high
+    if have is None or want is None:
+        return False
+    return {"lt": have < want, "lte": have <= want, "gt": have > want, "gte": have >= want}[
+        operator
+    ]
 
 
 class Clock:
@@ -93,6 +142,7 @@ class VersionedStore:
         self.history: dict[str, list[StoredRecord]] = {}
         self.version = 0
         self._lock = threading.RLock()
+        self._selected: tuple[Hashable, list[dict[str, Any]]] | None = None
 
     def put(self, item_id: str, data: dict[str, Any], *, at: datetime | None = None) -> datetime:
         """Write ``data`` as the new version of ``item_id``; returns its ``updated_at``."""
@@ -122,6 +172,27 @@ class VersionedStore:
         with self._lock:
             hits = [(h[-1].updated_at, i) for i, h in self.history.items() if i in self.records]
         return [i for at, i in sorted(hits) if at >= since]
+
+    def select(
+        self,
+        predicate: Callable[[dict[str, Any]], bool],
+        *,
+        key: Callable[[dict[str, Any]], Any] | None = None,
+        reverse: bool = False,
+        cache_key: Hashable = None,
+    ) -> list[dict[str, Any]]:
+        """What a search finds now: the :meth:`searchable` records matching ``predicate``,
+        sorted by ``key``. Given a ``cache_key`` (the query), the result is kept until the
+        next write or clock move, so paging through a large result stays cheap."""
+        stamp = (cache_key, self.version, self.clock.now())
+        if cache_key is not None and self._selected and self._selected[0] == stamp:
+            return self._selected[1]
+        found = [record for _, record in self.searchable() if predicate(record)]
+        if key is not None:
+            found.sort(key=key, reverse=reverse)
+        if cache_key is not None:
+            self._selected = (stamp, found)
+        return found
 
     def searchable(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """What a lagging search index sees now: each record as of ``now - search_lag``.
@@ -269,6 +340,12 @@ class FakeVendor:
         return self.store.clock
 
     # -- vendor-shaped answers (override) -------------------------------------------------
+    def error_response(self, status: int, code: str, message: str, **extra: Any) -> FakeResponse:
+        """The vendor's error answer; every answer below is built with it, so overriding it
+        once gives them all the vendor's error shape. ``code`` is ``unauthorized``,
+        ``missing_scope`` (``extra`` has the ``scope``), ``invalid_request`` or ``not_found``."""
+        return FakeResponse(status=status, json={"error": code, "message": message, **extra})
+
     def authorized(self, req: FakeRequest) -> bool:
         """Whether ``req`` carries a valid credential: ``auth_header`` is ``auth_prefix +
         token``. Override for credentials the fake issues (tokens from a token endpoint)."""
@@ -276,21 +353,39 @@ class FakeVendor:
 
     def unauthorized(self, req: FakeRequest) -> FakeResponse:
         """The 401 for a missing or wrong credential."""
-        return FakeResponse(status=401, json={"error": "unauthorized"})
+        return self.error_response(401, "unauthorized", "missing or wrong credentials")
 
     def forbidden(self, req: FakeRequest, scope: str) -> FakeResponse:
         """The 403 for a credential lacking ``scope`` (the body names it)."""
-        return FakeResponse(status=403, json={"error": "missing_scope", "scope": scope})
+        message = f"the credential lacks {scope}"
+        return self.error_response(403, "missing_scope", message, scope=scope)
 
     def invalid(self, message: str) -> FakeResponse:
         """Log ``message`` in ``invalid_requests`` and answer 400."""
         with self._lock:
             self.invalid_requests.append(message)
-        return FakeResponse(status=400, json={"error": "invalid_request", "message": message})
+        return self.error_response(400, "invalid_request", message)
+
+    def parse_body(self, req: FakeRequest, model: type[ModelT]) -> ModelT | FakeResponse:
+        """``req``'s JSON body validated by the pydantic ``model``; else the vendor's 400
+        (:meth:`invalid`, so logged in ``invalid_requests``) naming the first problem.
+
+        A strict model with ``extra="forbid"`` checks a body as a vendor does::
+
+            body = vendor.parse_body(req, CloseTicket)
+            if isinstance(body, FakeResponse):
+                return body
+        """
+        try:
+            return model.model_validate_json(req.body or b"")
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(map(str, first["loc"])) or "(body)"
+            return self.invalid(f"{req.method} {req.path}: body {where}: {first['msg']}")
 
     def not_found(self) -> FakeResponse:
         """A plain 404."""
-        return FakeResponse(status=404, json={"error": "not_found"})
+        return self.error_response(404, "not_found", "not found")
 
     # -- routes ---------------------------------------------------------------------------
     def route(

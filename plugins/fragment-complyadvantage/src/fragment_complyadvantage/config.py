@@ -95,6 +95,12 @@ class SearchesConfig(ConnectorConfig):
         default=None,
         description="risk_level set when the form names none (unset: risk_level untouched).",
     )
+    incremental: bool = Field(
+        default=False,
+        description="Between full fetches, list searches sorted by updated_at, newest "
+        "first, and stop at the cursor (sort_by=updated_at is second-hand: check it works "
+        "for your account before enabling).",
+    )
     requests_per_minute: float = Field(
         default=0, ge=0, description="Pace requests to this rate (0: no pacing)."
     )
@@ -137,6 +143,24 @@ class SearchesConfig(ConnectorConfig):
     def _risk(cls, value: str | None) -> str | None:
         if value is not None and value not in RISK_LEVELS:
             raise ValueError(f"unknown risk_level {value!r}; use one of {RISK_LEVELS}")
+        return value
+
+
+class MeshOutcome(ConnectorConfig):
+    """Where one operator outcome sends a Mesh case."""
+
+    decision_stage: str = Field(description="DECISION stage (name or identifier).")
+    alert_end_state: str = Field(
+        default="POSITIVE_END_STATE",
+        description="End state of the case's open alerts (POSITIVE_END_STATE or "
+        "NEGATIVE_END_STATE).",
+    )
+
+    @field_validator("alert_end_state")
+    @classmethod
+    def _end_state(cls, value: str) -> str:
+        if value not in ALERT_END_STATES:
+            raise ValueError(f"use one of {', '.join(ALERT_END_STATES)}")
         return value
 
 
@@ -185,6 +209,18 @@ class MeshConfig(ConnectorConfig):
         description="Identifier or name of the DECISION stage a completed case moves to; "
         "unset: no write-back (fragment check lists the decision stages).",
     )
+    outcome_field: str = Field(
+        default="outcome",
+        description="Key of the task's form data (what the operator entered) looked up "
+        "in outcomes.",
+    )
+    outcomes: dict[str, MeshOutcome] = Field(
+        default_factory=dict,
+        description="Operator outcome -> {decision_stage, alert_end_state}, e.g. reject = "
+        "{decision_stage = 'Rejected', alert_end_state = 'NEGATIVE_END_STATE'}; a "
+        "completion without an outcome uses decision_stage and alert_end_state; one "
+        "with an outcome not listed here fails (nothing sent) when outcomes is set.",
+    )
     transition_note: str = Field(
         default="Resolved in Fragment.",
         description="Note sent with the case transition; placeholders {uid}, {done_at}.",
@@ -194,6 +230,12 @@ class MeshConfig(ConnectorConfig):
         ge=0,
         description="Seconds between moving the alerts and moving the case (second-hand: "
         "mirrors the Mesh UI).",
+    )
+    incremental_sort: str | None = Field(
+        default=None,
+        description="Between full fetches, list cases with this sort (newest change "
+        "first, e.g. -UPDATED_AT) and stop at the cursor; unset: full fetches only "
+        "(the sort key is second-hand: check it before enabling).",
     )
     requests_per_minute: float = Field(
         default=0, ge=0, description="Pace requests to this rate (0: no pacing)."

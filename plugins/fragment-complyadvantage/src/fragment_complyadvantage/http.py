@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -33,6 +34,18 @@ def named(items: Iterator[T], where: str) -> Iterator[T]:
         raise IncompleteFetchError(
             exc.what, fetched=exc.fetched, total=exc.total, where=where
         ) from None
+
+
+def newest_since(
+    items: Iterable[T], since: datetime, updated: Callable[[T], datetime | None]
+) -> Iterator[T]:
+    """Items of a newest-first listing until the first one updated before ``since``
+    (no further page is fetched). An item without a readable time is yielded."""
+    for item in items:
+        at = updated(item)
+        if at is not None and at < since:
+            return
+        yield item
 
 
 class NotFoundError(ConfigurationError):

@@ -184,6 +184,14 @@ class MeshClient:
             params["type"] = types
         return self._paged("/v2/cases", "cases", params, "Mesh cases")
 
+    def changed_cases(self, sort: str, case_types: Iterable[str] = ()) -> Iterator[Any]:
+        """Every case (any stage) in ``sort`` order (newest change first)."""
+        params: dict[str, Any] = {"sort": sort}
+        types = ",".join(case_types)
+        if types:
+            params["type"] = types
+        return self._paged("/v2/cases", "cases", params, "Mesh case changes")
+
     def case(self, case_id: str) -> Mapping[str, Any]:
         """One case."""
         payload = self._get(f"/v2/cases/{case_id}", f"read case {case_id}")

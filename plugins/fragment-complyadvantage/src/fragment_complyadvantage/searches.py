@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from fragment_complyadvantage.config import RESOLVED_STATUSES, RISK_LEVELS, SearchesConfig
-from fragment_complyadvantage.http import NotFoundError
+from fragment_complyadvantage.http import NotFoundError, newest_since
 from fragment_complyadvantage.searches_client import SearchesClient
-from fragment_core.connector import Completion, Connector, Record
-from fragment_core.errors import BadRecordError, WriteBackError
-from fragment_core.task import RemoteTask, Task
+from fragment_core.connector import Capability, Completion, Connector, Record
+from fragment_core.errors import BadRecordError, ConfigurationError, WriteBackError
+from fragment_core.task import RemoteTask, Task, format_datetime
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -22,6 +22,27 @@ def parse_time(value: Any) -> datetime | None:
         raise ValueError(value)
     parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def updated_at(record: Any) -> datetime | None:
+    """A record's ``updated_at`` as a time (``None`` when absent or unreadable)."""
+    try:
+        return parse_time(record.get("updated_at")) if isinstance(record, Mapping) else None
+    except ValueError:
+        return None
+
+
+def since_cursor(cursor: str, where: str) -> datetime:
+    """The time a stored cursor names (a ConfigurationError if it names none)."""
+    try:
+        since = parse_time(cursor)
+    except ValueError:
+        since = None
+    if since is None:
+        raise ConfigurationError(
+            f"stored cursor {cursor!r} is not a time; run a full sync to reset it", where=where
+        )
+    return since
 
 
 def plural(n: int, word: str) -> str:
@@ -50,10 +71,37 @@ class SearchesConnector(Connector[SearchesConfig]):
         """The legacy API client (``self.client``)."""
         return SearchesClient(self.config, where=self.where)
 
+    def configured_capabilities(self) -> frozenset[Capability]:
+        """Incremental only with ``incremental = true``."""
+        caps = super().configured_capabilities()
+        return caps if self.config.incremental else caps - {Capability.INCREMENTAL}
+
     # -- fetch --------------------------------------------------------------------------
     def fetch_backlog(self) -> Iterator[Record]:
         """Every search whose match_status is one of ``review_statuses``."""
         yield from self.client.searches()
+
+    def fetch_changes(self, cursor: str | None) -> Iterator[Record]:
+        """Searches updated at or after ``cursor``, any match_status (newest first)."""
+        if cursor is None:
+            yield from self.fetch_backlog()
+            return
+        yield from newest_since(self.client.changes(), since_cursor(cursor, self.where), updated_at)
+
+    def is_open(self, record: Record) -> bool:
+        """Its match_status needs review (and it is the configured assignee's)."""
+        if not isinstance(record, Mapping):
+            return True  # let to_task report it
+        if self.config.assignee_id is not None and record.get("assignee_id") != (
+            self.config.assignee_id
+        ):
+            return False
+        return record.get("match_status") in self.config.review_statuses
+
+    def cursor_value(self, record: Record) -> str | None:
+        """updated_at, normalized (UTC ISO 8601) so cursors compare as times."""
+        at = updated_at(record)
+        return None if at is None else format_datetime(at)
 
     def to_task(self, record: Record) -> Task:
         """Title from the search term and hit count, url = share_url, review fields."""

@@ -96,16 +96,18 @@ class SearchesClient:
             )
         return data
 
-    def list_page(self, page: int, *, per_page: int | None = None) -> Page[Any]:
-        """One page of searches needing review (oldest first)."""
+    def list_page(
+        self, page: int, *, per_page: int | None = None, changes: bool = False
+    ) -> Page[Any]:
+        """One page of searches needing review (oldest first), or with ``changes`` of
+        every search, most recently updated first."""
         size = per_page or self.config.per_page
-        params: dict[str, Any] = {
-            "match_status": ",".join(self.config.review_statuses),
-            "page": page,
-            "per_page": size,
-            "sort_by": "created_at",
-            "sort_dir": "asc",
-        }
+        params: dict[str, Any] = {"page": page, "per_page": size}
+        if changes:
+            params.update(sort_by="updated_at", sort_dir="desc")
+        else:
+            params["match_status"] = ",".join(self.config.review_statuses)
+            params.update(sort_by="created_at", sort_dir="asc")
         if self.config.assignee_id is not None:
             params["assignee_id"] = self.config.assignee_id
         operation = f"list searches (page {page})"
@@ -136,6 +138,15 @@ class SearchesClient:
             return self.list_page(1 if token is None else int(str(token)))
 
         listing = paginate(fetch, id_of=search_id_of, what="ComplyAdvantage searches")
+        return named(listing, self.where)
+
+    def changes(self) -> Iterator[Any]:
+        """Every search, most recently updated first (stop reading when old enough)."""
+
+        def fetch(token: object | None) -> Page[Any]:
+            return self.list_page(1 if token is None else int(str(token)), changes=True)
+
+        listing = paginate(fetch, id_of=search_id_of, what="ComplyAdvantage search changes")
         return named(listing, self.where)
 
     def get(self, search_id: str) -> Mapping[str, Any]:

@@ -105,7 +105,7 @@ class CaseListQuery(_Strict):
     type: str | None = None
     assignee_identifier: str | None = None
     search: str | None = None
-    sort: str | None = None
+    sort: Literal["CREATED_AT", "-CREATED_AT", "UPDATED_AT", "-UPDATED_AT"] | None = None
 
 
 class PageQuery(_Strict):
@@ -259,7 +259,9 @@ class FakeComplyAdvantage(_RatelimitedFake):
 
     def resolve(self, search_id: str, status: str = "no_match") -> None:
         """An analyst resolves a search in ComplyAdvantage."""
-        self.searches[search_id]["match_status"] = status
+        search = self.searches[search_id]
+        search["match_status"] = status
+        search["updated_at"] = self.clock.tick().strftime("%Y-%m-%d %H:%M:%S")
         self.store.touch(search_id)
 
     def updates(self, search_id: str) -> int:
@@ -286,7 +288,7 @@ class FakeComplyAdvantage(_RatelimitedFake):
                 if (not statuses or s["match_status"] in statuses)
                 and (query.assignee_id is None or s.get("assignee_id") == query.assignee_id)
             ]
-            key = query.sort_by or "id"
+            key = query.sort_by or "id"  # ties (one second) in id order, as listed
             found.sort(key=lambda s: (s.get(key) or 0, s["id"]), reverse=query.sort_dir == "desc")
             start = (query.page - 1) * query.per_page
             page = found[start : start + query.per_page]
@@ -525,7 +527,10 @@ class FakeMesh(_RatelimitedFake):
                 if (not stages or c["stage"]["identifier"] in stages)
                 and (not types or c["type"] in types)
             ]
-            found.sort(key=lambda c: (c["created_at"], c["identifier"]))
+            key = (query.sort or "CREATED_AT").lstrip("-").lower()
+            found.sort(
+                key=lambda c: (c[key], c["identifier"]), reverse=(query.sort or "")[:1] == "-"
+            )
             start = (query.page_number - 1) * query.page_size
             payload = {
                 "cases": found[start : start + query.page_size],

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any, ClassVar
 
 from fragment_core.connector import Completion, Connector, Record
-from fragment_core.errors import (
-    AuthenticationError,
-    BadRecordError,
-    ConfigurationError,
-    WriteBackError,
-)
+from fragment_core.errors import BadRecordError, ConfigurationError, WriteBackError
+from fragment_core.mapping import html_to_text, truncate
+from fragment_core.paging import batched
 from fragment_core.task import RemoteTask, Task, TaskStatus, format_datetime
-from fragment_hubspot.client import HubSpotClient, TaskNotFoundError
+from fragment_hubspot.client import HubSpotClient, MissingScopeError, TaskNotFoundError
 from fragment_hubspot.config import HubSpotConfig
 from fragment_hubspot.search import (
     MODIFIED,
@@ -23,7 +21,6 @@ from fragment_hubspot.search import (
     parse_hubspot_time,
     to_epoch_ms,
 )
-from fragment_hubspot.text import html_to_text
 
 COMPLETED = "COMPLETED"
 DEFAULT_APP_HOST = "app.hubspot.com"
@@ -47,9 +44,13 @@ BASE_PROPERTIES = (
 EXTERNAL_STATUS = {COMPLETED: TaskStatus.DONE, "IN_PROGRESS": TaskStatus.STARTED}
 
 
+def _has_id(item: Any) -> bool:
+    return isinstance(item, Mapping) and bool(item.get("id"))
+
+
 def _split(value: Any) -> list[str]:
-    """A multi-value HubSpot property ("a;b") as a list."""
-    return [part for part in str(value or "").split(";") if part]
+    """A (multi-value: "a;b") HubSpot property as a list of its values, upper case."""
+    return [part for part in str(value or "").upper().split(";") if part]
 
 
 class HubSpotConnector(Connector[HubSpotConfig]):
@@ -72,10 +73,6 @@ class HubSpotConnector(Connector[HubSpotConfig]):
         "completion_note": "Completed in Fragment at {done_at}.",
     }
 
-    def __init__(self, config: HubSpotConfig, *, source: str = "") -> None:
-        super().__init__(config, source=source)
-        self._portal: tuple[int, str] | None = None
-
     # -- plumbing -------------------------------------------------------------------------
     def build_client(self) -> HubSpotClient:
         """The HubSpot client (``self.client``, built on first use)."""
@@ -87,46 +84,49 @@ class HubSpotConnector(Connector[HubSpotConfig]):
         extra = [p for p in self.config.extra_properties if p not in BASE_PROPERTIES]
         return [*BASE_PROPERTIES, *extra]
 
+    @cached_property
     def portal(self) -> tuple[int, str]:
         """(portal id, app host) for task links: from config, else from account-info."""
-        if self._portal is None:
-            portal_id, app_host = self.config.portal_id, self.config.app_host
-            if portal_id is None or app_host is None:
-                try:
-                    details = self.client.account_details()
-                except AuthenticationError as exc:
-                    if "lacks the scope" not in exc.message:
-                        raise
-                    raise AuthenticationError(
-                        f"{exc.message} Or set portal_id and app_host in the source options "
-                        "so the account details are not needed.",
-                        where=self.where,
-                    ) from None
-                if portal_id is None:
-                    try:
-                        portal_id = int(details["portalId"])
-                    except (KeyError, TypeError, ValueError):
-                        raise ConfigurationError(
-                            "HubSpot's account details carry no portalId; set portal_id in "
-                            "the source options",
-                            where=self.where,
-                        ) from None
-                app_host = app_host or str(details.get("uiDomain") or DEFAULT_APP_HOST)
-            self._portal = (portal_id, app_host)
-        return self._portal
+        portal_id, app_host = self.config.portal_id, self.config.app_host
+        if portal_id is not None and app_host is not None:
+            return portal_id, app_host
+        try:
+            details = self.client.account_details()
+        except MissingScopeError as exc:
+            raise MissingScopeError(
+                f"{exc.message} Or set portal_id and app_host in the source options so the "
+                "account details are not needed.",
+                where=exc.where,
+            ) from None
+        try:
+            portal_id = int(details["portalId"]) if portal_id is None else portal_id
+        except (KeyError, TypeError, ValueError):
+            raise ConfigurationError(
+                "HubSpot's account details carry no portalId; set portal_id in the source "
+                "options",
+                where=self.where,
+            ) from None
+        return portal_id, app_host or str(details.get("uiDomain") or DEFAULT_APP_HOST)
 
-    def _base_filters(self) -> list[dict[str, Any]]:
+    def _filtered(self) -> list[tuple[str, list[str]]]:
+        """(property, the values a task must have one of) of the owner/queue/type/priority
+        options; an empty list filters nothing."""
         config = self.config
-        filters: list[dict[str, Any]] = []
-        for prop, values in (
+        return [
             ("hubspot_owner_id", config.owner_ids),
             ("hs_queue_membership_ids", config.queue_ids),
             ("hs_task_type", config.task_types),
             ("hs_task_priority", config.priorities),
-        ):
-            if values:
-                filters.append({"propertyName": prop, "operator": "IN", "values": list(values)})
-        return filters
+        ]
+
+    def _open_filters(self) -> list[dict[str, Any]]:
+        """Not COMPLETED, and the configured owners/queues/types/priorities."""
+        not_done = {"propertyName": "hs_task_status", "operator": "NEQ", "value": COMPLETED}
+        return [not_done] + [
+            {"propertyName": prop, "operator": "IN", "values": list(values)}
+            for prop, values in self._filtered()
+            if values
+        ]
 
     def _search(self) -> WindowedSearch:
         return WindowedSearch(
@@ -142,39 +142,20 @@ class HubSpotConnector(Connector[HubSpotConfig]):
         if not self.config.associations:
             yield from items
             return
-        chunk: list[Any] = []
-        for item in items:
-            chunk.append(item)
-            if len(chunk) >= self.config.page_size:
-                yield from self._associate(chunk)
-                chunk = []
-        yield from self._associate(chunk)
-
-    def _associate(self, chunk: list[Any]) -> Iterator[Any]:
-        ids = [str(item["id"]) for item in chunk if isinstance(item, Mapping) and item.get("id")]
-        found = {
-            object_type: self.client.associated_ids(object_type, ids)
-            for object_type in self.config.associations
-        }
-        for item in chunk:
-            if isinstance(item, Mapping) and item.get("id"):
-                item_id = str(item["id"])
-                yield {
-                    **item,
-                    "associations": {t: found[t].get(item_id, []) for t in found},
-                }
-            else:
+        for chunk in batched(items, self.config.page_size):
+            ids = [str(item["id"]) for item in chunk if _has_id(item)]
+            found = {t: self.client.associated_ids(t, ids) for t in self.config.associations}
+            for item in chunk:
+                if _has_id(item):
+                    links = {t: found[t].get(str(item["id"]), []) for t in found}
+                    item = {**item, "associations": links}
                 yield item
 
     # -- the contract ---------------------------------------------------------------------
     def fetch_backlog(self) -> Iterator[Record]:
         """Every open task (hs_task_status NEQ COMPLETED, plus the configured filters)."""
-        self.portal()
-        filters = [
-            {"propertyName": "hs_task_status", "operator": "NEQ", "value": COMPLETED},
-            *self._base_filters(),
-        ]
-        yield from self._with_associations(self._search().fetch(filters))
+        _ = self.portal  # read first: a token without access fails the fetch, not each task
+        yield from self._with_associations(self._search().fetch(self._open_filters()))
 
     def fetch_changes(self, cursor: str | None) -> Iterator[Record]:
         """Tasks modified at or after ``cursor`` (an ISO time) less ``cursor_overlap_seconds``
@@ -186,16 +167,13 @@ class HubSpotConnector(Connector[HubSpotConfig]):
         if cursor is None:
             yield from self.fetch_backlog()
             return
-        try:
-            since = parse_hubspot_time(cursor)
-        except ValueError:
-            since = None
+        since = modified_at({"properties": {MODIFIED: cursor}})
         if since is None:
             raise ConfigurationError(
                 f"stored cursor {cursor!r} is not a time; run a full sync to reset it",
                 where=self.where,
             )
-        self.portal()
+        _ = self.portal
         since -= timedelta(seconds=self.config.cursor_overlap_seconds)
         items = self._search().fetch([], since_ms=to_epoch_ms(since))
         yield from self._with_associations(items)
@@ -205,16 +183,12 @@ class HubSpotConnector(Connector[HubSpotConfig]):
         properties = record.get("properties") if isinstance(record, Mapping) else None
         if not isinstance(properties, Mapping):
             return True  # let to_task report it
-        config = self.config
         if str(properties.get("hs_task_status") or "").upper() == COMPLETED:
             return False
-        checks = (
-            (config.owner_ids, [str(properties.get("hubspot_owner_id") or "")]),
-            (config.queue_ids, _split(properties.get("hs_queue_membership_ids"))),
-            (config.task_types, [str(properties.get("hs_task_type") or "").upper()]),
-            (config.priorities, [str(properties.get("hs_task_priority") or "").upper()]),
+        return all(
+            not wanted or {w.upper() for w in wanted} & set(_split(properties.get(prop)))
+            for prop, wanted in self._filtered()
         )
-        return all(not wanted or set(wanted) & set(have) for wanted, have in checks)
 
     def cursor_value(self, record: Record) -> str | None:
         """hs_lastmodifieddate, normalized (UTC, milliseconds) so strings sort as times."""
@@ -224,20 +198,13 @@ class HubSpotConnector(Connector[HubSpotConfig]):
     def to_task(self, record: Record) -> Task:
         """Map a search result (``{"id", "properties": {...}}``) to a task."""
         if not isinstance(record, Mapping):
-            raise BadRecordError(
-                f"expected a task object, got {type(record).__name__}", where=self.where
-            )
+            raise BadRecordError(f"expected a task object, got {type(record).__name__}")
         task_id = self.record_id(record)
         if task_id is None:
-            raise BadRecordError("task has no id", field="id", where=self.where)
+            raise BadRecordError("task has no id", field="id")
         properties = record.get("properties")
         if not isinstance(properties, Mapping):
-            raise BadRecordError(
-                "task has no properties object",
-                record_id=task_id,
-                field="properties",
-                where=self.where,
-            )
+            raise BadRecordError("task has no properties object", field="properties")
 
         def when(prop: str, fallback: str | None = None) -> datetime | None:
             value = properties.get(prop)
@@ -245,12 +212,10 @@ class HubSpotConnector(Connector[HubSpotConfig]):
                 value = record.get(fallback)
             try:
                 return parse_hubspot_time(value)
-            except (ValueError, OverflowError, OSError):
+            except ValueError:
                 raise BadRecordError(
                     f"{value!r} is not a time (expected ISO 8601 or epoch milliseconds)",
-                    record_id=task_id,
                     field=prop,
-                    where=self.where,
                 ) from None
 
         due_at = when("hs_timestamp")
@@ -258,10 +223,9 @@ class HubSpotConnector(Connector[HubSpotConfig]):
         created_at = when("hs_createdate", "createdAt")
         status = str(properties.get("hs_task_status") or "").upper()
         subject = str(properties.get("hs_task_subject") or "").strip()
-        portal_id, app_host = self.portal()
+        portal_id, app_host = self.portal
         body = html_to_text(str(properties.get("hs_task_body") or ""))
-        if len(body) > self.config.body_max_chars:
-            body = body[: max(self.config.body_max_chars - 1, 0)].rstrip() + "…"
+        body = truncate(body, self.config.body_max_chars)
 
         custom: dict[str, Any] = {
             "priority": properties.get("hs_task_priority") or None,
@@ -296,8 +260,7 @@ class HubSpotConnector(Connector[HubSpotConfig]):
         if not task_id.isascii() or not task_id.isdigit():
             raise WriteBackError(
                 f"{task_id[:80]!r} is not a HubSpot task id (HubSpot ids are digits); "
-                "nothing sent, so no id can reach another path",
-                where=self.where,
+                "nothing sent, so no id can reach another path"
             )
         try:
             current = self.client.get_task(task_id, ["hs_task_status", "hs_task_body"])
@@ -316,24 +279,17 @@ class HubSpotConnector(Connector[HubSpotConfig]):
             self.client.update_task(task_id, update)
         except TaskNotFoundError:
             raise WriteBackError(
-                f"HubSpot task {task_id} no longer exists (deleted?); nothing to complete",
-                where=self.where,
+                f"HubSpot task {task_id} no longer exists (deleted?); nothing to complete"
             ) from None
         return f"completed HubSpot task {task_id}"
 
     def check(self) -> str:
         """Reach the account and the task search; say what is wrong in actionable words."""
-        portal_id, app_host = self.portal()
+        portal_id, app_host = self.portal
         if self.config.portal_id is not None:
             self._check_portal_id(self.config.portal_id)
-        open_filter = {"propertyName": "hs_task_status", "operator": "NEQ", "value": COMPLETED}
-        page = self.client.search(
-            {
-                "filterGroups": [{"filters": [open_filter, *self._base_filters()]}],
-                "properties": ["hs_object_id"],
-                "limit": 1,
-            }
-        )
+        query = {"filterGroups": [{"filters": self._open_filters()}], "limit": 1}
+        page = self.client.search({**query, "properties": ["hs_object_id"]})
         total = page.get("total")
         count = f"{total} open tasks match" if total is not None else "task search works"
         return f"HubSpot account {portal_id} ({app_host}): {count}"
@@ -342,10 +298,8 @@ class HubSpotConnector(Connector[HubSpotConfig]):
         """A configured portal_id must be the token's account (else every link is wrong)."""
         try:
             details = self.client.account_details()
-        except AuthenticationError as exc:
-            if "lacks the scope" in exc.message:
-                return  # without the oauth scope the id cannot be verified: trust it
-            raise
+        except MissingScopeError:
+            return  # without the oauth scope the id cannot be verified: trust it
         actual = details.get("portalId")
         if actual is not None and str(actual) != str(portal_id):
             raise ConfigurationError(

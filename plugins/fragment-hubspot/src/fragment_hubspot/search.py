@@ -6,15 +6,18 @@ starts with ``hs_lastmodifieddate GTE <latest seen>`` (a moving window); ids alr
 yielded are skipped at the boundary. If one window is entirely one instant (more than
 ``cap`` tasks modified in the same millisecond, e.g. a bulk import), that instant is paged
 on its own, sorted by ``hs_object_id`` with a moving ``hs_object_id GT <last>`` window.
+Each query is paged by :func:`fragment_core.paging.paginate`, so a query that ends short
+of the results it announced raises IncompleteFetchError instead of passing for the end.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
-from fragment_core.errors import IncompleteFetchError, TransientError
+from fragment_core.errors import TransientError
+from fragment_core.mapping import parse_datetime
 from fragment_core.paging import Page, paginate
 
 MODIFIED = "hs_lastmodifieddate"
@@ -22,17 +25,12 @@ OBJECT_ID = "hs_object_id"
 
 SearchFn = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 Filters = list[dict[str, Any]]
+Key = Callable[[Any], int | None]
 
 
 def parse_hubspot_time(value: Any) -> datetime | None:
     """HubSpot datetime property (ISO 8601 or epoch milliseconds) -> aware datetime."""
-    if value is None or value == "":
-        return None
-    text = str(value).strip()
-    if text.lstrip("-").isdigit():
-        return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
-    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parse_datetime(value, epoch="ms")
 
 
 def to_epoch_ms(value: datetime) -> int:
@@ -43,11 +41,9 @@ def to_epoch_ms(value: datetime) -> int:
 def modified_at(item: Any) -> datetime | None:
     """A search result's hs_lastmodifieddate, or ``None`` when missing or unreadable."""
     properties = item.get("properties") if isinstance(item, Mapping) else None
-    if not isinstance(properties, Mapping):
-        return None
     try:
-        return parse_hubspot_time(properties.get(MODIFIED))
-    except (ValueError, OverflowError, OSError):
+        return parse_hubspot_time(properties.get(MODIFIED)) if properties else None
+    except (AttributeError, ValueError):
         return None
 
 
@@ -56,29 +52,30 @@ def _modified_ms(item: Any) -> int | None:
     return None if parsed is None else to_epoch_ms(parsed)
 
 
-def _first_sighting(item: Any, seen: set[str]) -> bool:
-    """False for a result whose id was already yielded (ids are remembered here)."""
-    item_id = item.get("id") if isinstance(item, Mapping) else None
-    if item_id is None:
-        return True
-    if str(item_id) in seen:
-        return False
-    seen.add(str(item_id))
-    return True
-
-
-def _offset(after: str) -> int | None:
-    try:
-        return int(after)
-    except (TypeError, ValueError):
-        return None
-
-
 def _object_id(item: Any) -> int | None:
     try:
         return int(item["id"])
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def _item_id(item: Any) -> str | None:
+    item_id = item.get("id") if isinstance(item, Mapping) else None
+    return None if item_id is None else str(item_id)
+
+
+def _filter(prop: str, operator: str, value: int) -> dict[str, Any]:
+    return {"propertyName": prop, "operator": operator, "value": str(value)}
+
+
+def _unseen(items: Iterable[Any], seen: set[str]) -> Iterator[Any]:
+    """The items whose id was not yielded before (ids are remembered in ``seen``)."""
+    for item in items:
+        item_id = _item_id(item)
+        if item_id is None or item_id not in seen:
+            if item_id is not None:
+                seen.add(item_id)
+            yield item
 
 
 class WindowedSearch:
@@ -98,118 +95,82 @@ class WindowedSearch:
         self.properties = properties
         self.page_size = page_size
         self.cap = cap
-        self.queries = 0
-
-    def _query(self, filters: Filters, sort_property: str) -> Query:
-        """One query, paged through :func:`fragment_core.paging.paginate`."""
-        self.queries += 1
-        body: dict[str, Any] = {
-            "filterGroups": [{"filters": filters}],
-            "sorts": [{"propertyName": sort_property, "direction": "ASCENDING"}],
-            "properties": self.properties,
-            "limit": self.page_size,
-        }
-        return Query(self, body)
 
     def fetch(self, filters: Filters, *, since_ms: int | None = None) -> Iterator[Any]:
         """Yield each matching result once (by id); raw items, malformed ones included."""
         seen: set[str] = set()
         lower = since_ms
         while True:
-            window = list(filters)
-            if lower is not None:
-                window.append({"propertyName": MODIFIED, "operator": "GTE", "value": str(lower)})
-            latest = lower
-            query = self._query(window, MODIFIED)
-            for item in query:
-                ms = _modified_ms(item)
-                if ms is not None and (latest is None or ms > latest):
-                    latest = ms
-                if _first_sighting(item, seen):
-                    yield item
+            window = filters if lower is None else [*filters, _filter(MODIFIED, "GTE", lower)]
+            query = Query(self, window, MODIFIED, _modified_ms)
+            yield from _unseen(query, seen)
             if not query.capped:
                 return
-            if latest is None:
+            if query.last is None:
                 raise TransientError(
                     f"HubSpot search reached its {self.cap}-result cap and the results carry "
                     f"no {MODIFIED} to continue from",
                     where=self.where,
                 )
-            if latest == lower:
-                # the whole window is one instant: page that instant by object id
-                yield from self._fetch_instant(filters, latest, seen)
-                lower = latest + 1
+            if query.last == lower:  # the whole window is one instant: page it by object id
+                yield from self._fetch_instant(filters, query.last, seen)
+                lower = query.last + 1
             else:
-                lower = latest
+                lower = query.last
 
     def _fetch_instant(self, filters: Filters, instant_ms: int, seen: set[str]) -> Iterator[Any]:
         last_id: int | None = None
         while True:
-            at_instant = {"propertyName": MODIFIED, "operator": "EQ", "value": str(instant_ms)}
-            window = [*filters, at_instant]
+            window = [*filters, _filter(MODIFIED, "EQ", instant_ms)]
             if last_id is not None:
-                window.append({"propertyName": OBJECT_ID, "operator": "GT", "value": str(last_id)})
-            progressed = False
-            query = self._query(window, OBJECT_ID)
-            for item in query:
-                object_id = _object_id(item)
-                if object_id is not None and (last_id is None or object_id > last_id):
-                    last_id = object_id
-                    progressed = True
-                if _first_sighting(item, seen):
-                    yield item
+                window.append(_filter(OBJECT_ID, "GT", last_id))
+            query = Query(self, window, OBJECT_ID, _object_id)
+            yield from _unseen(query, seen)
             if not query.capped:
                 return
-            if not progressed:
+            if query.last is None or query.last == last_id:
                 raise TransientError(
                     f"HubSpot search reached its {self.cap}-result cap without numeric task ids "
                     "to continue from",
                     where=self.where,
                 )
+            last_id = query.last
 
 
 class Query:
     """The results of one search query (up to the cap), each once, through ``paginate``.
 
-    Each page announces ``min(total, cap)``, the results one query can reach, so a
-    listing that ends short of it (a short page, a page gone missing) raises
-    :class:`~fragment_core.errors.IncompleteFetchError` instead of passing for the end.
-    ``capped`` says, once iterated, whether the cap (not the end) stopped it.
+    Each page announces ``min(total, cap)``, the results one query can reach. Once
+    iterated, ``capped`` says whether the cap (not the end) stopped it and ``last`` is the
+    greatest ``key`` of its results (the sort property, where the next window starts).
     """
 
-    def __init__(self, search: WindowedSearch, body: dict[str, Any]) -> None:
+    def __init__(self, search: WindowedSearch, filters: Filters, sort: str, key: Key) -> None:
         self.search = search
-        self.body = body
+        self.key = key
+        self.body: dict[str, Any] = {
+            "filterGroups": [{"filters": filters}],
+            "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
+            "properties": search.properties,
+            "limit": search.page_size,
+        }
         self.capped = False
+        self.last: int | None = None
 
     def __iter__(self) -> Iterator[Any]:
-        try:
-            yield from paginate(
-                self._page,
-                id_of=_item_id,
-                what=f"HubSpot search (page size {self.search.page_size})",
-            )
-        except IncompleteFetchError as exc:
-            if exc.where is None:
-                raise IncompleteFetchError(
-                    exc.what, fetched=exc.fetched, total=exc.total, where=self.search.where
-                ) from None
-            raise
+        what = f"HubSpot search (page size {self.search.page_size})"
+        for item in paginate(self._page, id_of=_item_id, what=what, where=self.search.where):
+            key = self.key(item)
+            if key is not None and (self.last is None or key > self.last):
+                self.last = key
+            yield item
 
     def _page(self, after: object | None) -> Page[Any]:
         body = self.body if after is None else {**self.body, "after": str(after)}
         page = self.search.search(body)
-        results = list(page.get("results") or [])
         total = page.get("total")
         reachable = min(int(total), self.search.cap) if isinstance(total, int) else None
         nxt = ((page.get("paging") or {}).get("next") or {}).get("after") or None
-        offset = _offset(nxt) if nxt is not None else None
-        if offset is not None and offset >= self.search.cap:
-            self.capped = True
-            nxt = None
-        return Page(results, nxt, reachable)
-
-
-def _item_id(item: Any) -> str | None:
-    item_id = item.get("id") if isinstance(item, Mapping) else None
-    return None if item_id is None else str(item_id)
+        if nxt is not None and str(nxt).isdigit() and int(nxt) >= self.search.cap:
+            self.capped, nxt = True, None
+        return Page(list(page.get("results") or []), nxt, reachable)

@@ -1,4 +1,4 @@
-"""A fake HubSpot (CRM tasks, associations, account info) on loopback, built on FakeAPI.
+"""A fake HubSpot (CRM tasks, associations, account info) on loopback, a FakeVendor.
 
 It serves the documented JSON shapes, checks the requests it receives the way HubSpot
 does (auth, scopes, search body shape and filter limits, the 10,000-result cap, an
@@ -15,15 +15,17 @@ optional per-second search limit) and counts write-back effects (``complete:<id>
 from __future__ import annotations
 
 import itertools
-import json
 import uuid
-from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fragment_core.task import format_datetime as iso
 from fragment_core.testing import FakeAPI, FakeRequest, FakeResponse
-from fragment_core.testing.fakevendor import FakeVendor, RateLimit
+from fragment_core.testing.fakevendor import FakeVendor, RateLimit, compare
 from fragment_hubspot.config import HubSpotConfig
+from fragment_hubspot.search import parse_hubspot_time, to_epoch_ms
 
 SEARCH_PATH = "/crm/v3/objects/tasks/search"
 TASK_PATH = "/crm/v3/objects/tasks/{task_id}"
@@ -34,45 +36,123 @@ READ_SCOPE = "crm.objects.contacts.read"
 WRITE_SCOPE = "crm.objects.contacts.write"
 ALL_SCOPES = frozenset({READ_SCOPE, WRITE_SCOPE, "oauth"})
 
-OPERATORS = {
-    "EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN",
-    "HAS_PROPERTY", "NOT_HAS_PROPERTY", "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN",
+#: HubSpot's search operators -> :func:`~fragment_core.testing.fakevendor.compare`'s.
+OPERATORS = {op: op.lower() for op in ("EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN")} | {
+    "IN": "in", "NOT_IN": "not_in", "HAS_PROPERTY": "exists", "NOT_HAS_PROPERTY": "not_exists",
+    "CONTAINS_TOKEN": "contains", "NOT_CONTAINS_TOKEN": "not_contains",
 }  # fmt: skip
-SEARCH_KEYS = {"filterGroups", "sorts", "properties", "limit", "after", "query"}
-TASK_STATUSES = {"NOT_STARTED", "IN_PROGRESS", "WAITING", "DEFERRED", "COMPLETED"}
+COMPLETED = "COMPLETED"
+TASK_STATUSES = {"NOT_STARTED", "IN_PROGRESS", "WAITING", "DEFERRED", COMPLETED}
 DATE_PROPERTIES = {"hs_lastmodifieddate", "hs_createdate", "hs_timestamp"}
-NUMBER_PROPERTIES = {"hs_object_id"}
 #: Returned with every object whatever ``properties`` asks (as HubSpot does).
 DEFAULT_PROPERTIES = ("hs_object_id", "hs_createdate", "hs_lastmodifieddate")
-
-
-def iso(value: datetime) -> str:
-    """HubSpot's datetime format: UTC, milliseconds, ``Z``."""
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-
-
-def _ms(value: Any) -> int | None:
-    if value in (None, ""):
-        return None
-    text = str(value)
-    if text.lstrip("-").isdigit():
-        return int(text)
-    try:
-        return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
-    except ValueError:
-        return None
+#: FakeVendor's error codes -> HubSpot's category and message.
+ERRORS = {
+    "unauthorized": ("INVALID_AUTHENTICATION", "Authentication credentials not found. "
+                     "This API supports OAuth 2.0 authentication."),
+    "missing_scope": ("MISSING_SCOPES",
+                      "This app hasn't been granted all required scopes to make this call."),
+    "not_found": ("OBJECT_NOT_FOUND", "Object not found"),
+}  # fmt: skip
 
 
 def error_body(message: str, category: str, **extra: Any) -> dict[str, Any]:
     """HubSpot's error object (status, message, correlationId, category)."""
-    return {
-        "status": "error",
-        "message": message,
-        "correlationId": str(uuid.uuid4()),
-        "category": category,
-        **extra,
-    }
+    return {"status": "error", "message": message, "correlationId": str(uuid.uuid4()),
+            "category": category, **extra}  # fmt: skip
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Filter(_Strict):
+    propertyName: str = Field(min_length=1)
+    operator: Literal[tuple(OPERATORS)]  # type: ignore[valid-type]
+    value: Any = None
+    values: list[Any] | None = None
+    highValue: Any = None
+
+    @model_validator(mode="after")
+    def _operands(self) -> _Filter:
+        if self.operator in {"IN", "NOT_IN"} and self.values is None:
+            raise ValueError(f"{self.operator} needs values")
+        if self.operator in {"EQ", "NEQ", "LT", "LTE", "GT", "GTE"} and self.value is None:
+            raise ValueError(f"{self.operator} needs value")
+        return self
+
+
+class _Group(_Strict):
+    filters: list[_Filter] = Field(max_length=10)
+
+
+class _Sort(_Strict):
+    propertyName: str
+    direction: Literal["ASCENDING", "DESCENDING"]
+
+
+class SearchBody(_Strict):
+    """A search body as HubSpot accepts it (at most 5 groups, 10 filters a group, 25 in all)."""
+
+    filterGroups: list[_Group] = Field(default_factory=list, max_length=5)
+    sorts: list[_Sort] = Field(default_factory=list, max_length=1)
+    properties: list[str] = Field(default_factory=list)
+    limit: int = Field(default=10, ge=1, le=200)
+    after: str | None = Field(default=None, pattern=r"^\d+$")
+    query: str | None = None
+
+    @model_validator(mode="after")
+    def _at_most_25_filters(self) -> SearchBody:
+        if sum(len(group.filters) for group in self.filterGroups) > 25:
+            raise ValueError("at most 25 filters in total")
+        return self
+
+
+class _Update(_Strict):
+    properties: dict[str, str]
+    objectWriteTraceId: str | None = None
+
+    @model_validator(mode="after")
+    def _known_status(self) -> _Update:
+        status = self.properties.get("hs_task_status")
+        if status is not None and status not in TASK_STATUSES:
+            raise ValueError(f"{status!r} is not a valid hs_task_status")
+        return self
+
+
+class _Id(_Strict):
+    id: str
+
+
+class _BatchRead(_Strict):
+    inputs: list[_Id]
+
+
+def _typed(prop: str, value: Any) -> Any:
+    """A property value as search compares it: dates as epoch ms, ids as numbers."""
+    if value in (None, ""):
+        return None
+    if prop in DATE_PROPERTIES:
+        try:
+            parsed = parse_hubspot_time(value)
+        except ValueError:
+            return None
+        return None if parsed is None else to_epoch_ms(parsed)
+    if prop == "hs_object_id":
+        return int(value) if str(value).isdigit() else None
+    return str(value)
+
+
+def _matches(task: dict[str, Any], f: _Filter) -> bool:
+    raw, op = task["properties"].get(f.propertyName), OPERATORS[f.operator]
+    if op in {"in", "not_in"}:
+        return compare(op, str(raw or "").split(";"), {str(v) for v in f.values or ()})
+    if op in {"exists", "not_exists", "contains", "not_contains"}:
+        return compare(op, raw, f.value)
+    have, want = _typed(f.propertyName, raw), _typed(f.propertyName, f.value)
+    if op == "between":
+        want = (want, _typed(f.propertyName, f.highValue))
+    return compare(op, have, want)
 
 
 class FakeHubSpot(FakeVendor):
@@ -105,7 +185,6 @@ class FakeHubSpot(FakeVendor):
         self.tasks = self.store.records
         self.associations: dict[str, dict[str, list[str]]] = {}  # to_type -> id -> ids
         self._ids = itertools.count(80_000_001)
-        self._sorted_cache: dict[str, tuple[Any, list[dict[str, Any]]]] = {}
         self._routes()
 
     @property
@@ -113,45 +192,20 @@ class FakeHubSpot(FakeVendor):
         """Searches refused by the per-second search limit."""
         return self.rate_limit.over if self.rate_limit else 0
 
-    # -- vendor-shaped answers ------------------------------------------------------------
-    def unauthorized(self, req: FakeRequest) -> FakeResponse:
-        message = "Authentication credentials not found. This API supports OAuth 2.0 "
-        message += "authentication."
-        return FakeResponse(status=401, json=error_body(message, "INVALID_AUTHENTICATION"))
-
-    def forbidden(self, req: FakeRequest, scope: str) -> FakeResponse:
-        return FakeResponse(
-            status=403,
-            json=error_body(
-                "This app hasn't been granted all required scopes to make this call.",
-                "MISSING_SCOPES",
-                errors=[
-                    {
-                        "message": "One or more of the following scopes are required.",
-                        "context": {"requiredGranularScopes": [scope]},
-                    }
-                ],
-                links={"scopes": "https://developers.hubspot.com/scopes"},
-            ),
-        )
-
-    def invalid(self, message: str) -> FakeResponse:
-        super().invalid(message)
-        return FakeResponse(status=400, json=error_body(message, "VALIDATION_ERROR"))
-
-    def not_found(self) -> FakeResponse:
-        return FakeResponse(status=404, json=error_body("Object not found", "OBJECT_NOT_FOUND"))
+    def error_response(self, status: int, code: str, message: str, **extra: Any) -> FakeResponse:
+        """HubSpot's error object for every FakeVendor answer (401, 403, 400, 404)."""
+        category, message = ERRORS.get(code, ("VALIDATION_ERROR", message))
+        if "scope" in extra:
+            context = {"requiredGranularScopes": [extra.pop("scope")]}
+            message_403 = "One or more of the following scopes are required."
+            extra["errors"] = [{"message": message_403, "context": context}]
+        return FakeResponse(status=status, json=error_body(message, category, **extra))
 
     # -- data -----------------------------------------------------------------------------
     def config(self, **options: Any) -> HubSpotConfig:
         """A connector config pointed at this fake (``options`` override)."""
-        values: dict[str, Any] = {
-            "access_token": self.token,
-            "base_url": self.api.base_url,
-            "search_requests_per_second": 0,
-        }
-        values.update(options)
-        return HubSpotConfig(**values)
+        values = {"access_token": self.token, "base_url": self.api.base_url}
+        return HubSpotConfig(**{**values, "search_requests_per_second": 0, **options})
 
     def add_task(
         self, *, modified: datetime | str | None = None, task_id: str | None = None, **props: Any
@@ -159,9 +213,8 @@ class FakeHubSpot(FakeVendor):
         """Add a task; ``props`` are HubSpot properties (strings). Returns its id."""
         with self._lock:
             task_id = task_id or str(next(self._ids))
-            if isinstance(modified, datetime):
-                modified = iso(modified)
-            stamp = modified or iso(self.clock.tick())
+            stamp = iso(modified) if isinstance(modified, datetime) else modified
+            stamp = stamp or iso(self.clock.tick())
             properties = {
                 "hs_object_id": task_id,
                 "hs_createdate": stamp,
@@ -175,13 +228,9 @@ class FakeHubSpot(FakeVendor):
                 "hubspot_owner_id": "61230045",
                 **{k: (None if v is None else str(v)) for k, v in props.items()},
             }
-            task = {
-                "id": task_id,
-                "archived": False,
-                "createdAt": properties["hs_createdate"],
-                "updatedAt": properties["hs_lastmodifieddate"],
-                "properties": properties,
-            }
+            task = {"id": task_id, "archived": False, "properties": properties}
+            task["createdAt"] = properties["hs_createdate"]
+            task["updatedAt"] = properties["hs_lastmodifieddate"]
             self.store.put(task_id, task, at=self.clock.now())
             return task_id
 
@@ -196,16 +245,12 @@ class FakeHubSpot(FakeVendor):
         with self._lock:
             task = self.tasks[task_id]
             task["properties"].update({k: str(v) for k, v in props.items()})
-            stamp = iso(self.clock.tick())
-            task["properties"]["hs_lastmodifieddate"] = stamp
-            task["updatedAt"] = stamp
+            task["properties"]["hs_lastmodifieddate"] = task["updatedAt"] = iso(self.clock.tick())
             self.store.touch(task_id, at=self.clock.now())
 
     def open_ids(self) -> set[str]:
         """Ids of tasks not COMPLETED."""
-        return {
-            i for i, t in self.tasks.items() if t["properties"]["hs_task_status"] != "COMPLETED"
-        }
+        return {i for i, t in self.tasks.items() if t["properties"]["hs_task_status"] != COMPLETED}
 
     def completions(self, task_id: str) -> int:
         """How many times a write-back actually completed this task."""
@@ -217,127 +262,21 @@ class FakeHubSpot(FakeVendor):
         body["errorType"] = "RATE_LIMIT"
         self.api.rate_limit_next(n, scheme="retry-after", wait=wait, body=body)
 
-    # -- request checks -------------------------------------------------------------------
-    def _check_search(self, body: Any) -> str | None:  # noqa: C901
-        if not isinstance(body, dict):
-            return "search body must be a JSON object"
-        unknown = set(body) - SEARCH_KEYS
-        if unknown:
-            return f"unknown search keys {sorted(unknown)}"
-        groups = body.get("filterGroups") or []
-        if len(groups) > 5:
-            return "at most 5 filterGroups"
-        total = 0
-        for group in groups:
-            filters = group.get("filters") if isinstance(group, dict) else None
-            if not isinstance(filters, list):
-                return "each filterGroup needs a filters list"
-            if len(filters) > 10:
-                return "at most 10 filters per group"
-            total += len(filters)
-            for f in filters:
-                if not isinstance(f, dict) or not f.get("propertyName"):
-                    return f"filter without propertyName: {f!r}"
-                op = f.get("operator")
-                if op not in OPERATORS:
-                    return f"unknown operator {op!r}"
-                if op in {"IN", "NOT_IN"} and not isinstance(f.get("values"), list):
-                    return f"{op} needs values"
-                if op in {"EQ", "NEQ", "LT", "LTE", "GT", "GTE"} and "value" not in f:
-                    return f"{op} needs value"
-        if total > 25:
-            return "at most 25 filters in total"
-        sorts = body.get("sorts") or []
-        if len(sorts) > 1:
-            return "only one sort is supported"
-        for sort in sorts:
-            if isinstance(sort, dict) and sort.get("direction") not in {
-                "ASCENDING",
-                "DESCENDING",
-            }:
-                return f"bad sort {sort!r}"
-        limit = body.get("limit", 10)
-        if not isinstance(limit, int) or not 1 <= limit <= 200:
-            return f"limit must be 1..200, got {limit!r}"
-        after = body.get("after")
-        if after is not None and not str(after).isdigit():
-            return f"after must be a number, got {after!r}"
-        properties = body.get("properties", [])
-        if not isinstance(properties, list) or not all(isinstance(p, str) for p in properties):
-            return "properties must be a list of names"
-        return None
+    # -- search ---------------------------------------------------------------------------
+    def _found(self, body: SearchBody) -> list[dict[str, Any]]:
+        groups = body.filterGroups
+        prop = body.sorts[0].propertyName if body.sorts else "hs_object_id"
 
-    # -- search semantics -----------------------------------------------------------------
-    @staticmethod
-    def _compare_value(prop: str, value: Any) -> Any:
-        if prop in DATE_PROPERTIES:
-            return _ms(value)
-        if prop in NUMBER_PROPERTIES:
-            return int(value) if value not in (None, "") and str(value).isdigit() else None
-        return None if value is None else str(value)
+        def order(task: dict[str, Any]) -> tuple[Any, int]:
+            value = _typed(prop, task["properties"].get(prop))
+            return (value if value is not None else 0, int(task["id"]))
 
-    def _matches(self, task: dict[str, Any], f: Mapping[str, Any]) -> bool:
-        prop, op = f["propertyName"], f["operator"]
-        raw = task["properties"].get(prop)
-        if op == "HAS_PROPERTY":
-            return raw not in (None, "")
-        if op == "NOT_HAS_PROPERTY":
-            return raw in (None, "")
-        if op in {"IN", "NOT_IN"}:
-            have = set(str(raw or "").split(";")) - {""}
-            hit = bool(have & {str(v) for v in f["values"]})
-            return hit if op == "IN" else not hit
-        if op in {"CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"}:
-            hit = str(f.get("value", "")).lower() in str(raw or "").lower()
-            return hit if op == "CONTAINS_TOKEN" else not hit
-        have = self._compare_value(prop, raw)
-        want = self._compare_value(prop, f.get("value"))
-        if op == "EQ":
-            return have == want
-        if op == "NEQ":
-            return have != want
-        if have is None or want is None:
-            return False
-        if op == "BETWEEN":
-            high = self._compare_value(prop, f.get("highValue"))
-            return high is not None and want <= have <= high
-        return {
-            "LT": have < want,
-            "LTE": have <= want,
-            "GT": have > want,
-            "GTE": have >= want,
-        }[op]
-
-    def _sorted_matches(self, body: Mapping[str, Any]) -> list[dict[str, Any]]:
-        key = json.dumps([body.get("filterGroups"), body.get("sorts")], sort_keys=True)
-        cached = self._sorted_cache.get(key)
-        if cached and cached[0] == (self.store.version, self.clock.now()):
-            return cached[1]
-        groups = body.get("filterGroups") or []
-        found = [
-            t
-            for _, t in self.store.searchable()
-            if not groups or any(all(self._matches(t, f) for f in g["filters"]) for g in groups)
-        ]
-        sorts = body.get("sorts") or []
-        if sorts:
-            sort = sorts[0]
-            prop = sort["propertyName"] if isinstance(sort, dict) else str(sort).lstrip("-")
-            descending = (
-                sort.get("direction") == "DESCENDING"
-                if isinstance(sort, dict)
-                else str(sort).startswith("-")
-            )
-
-            def order(task: dict[str, Any]) -> tuple[Any, int]:
-                value = self._compare_value(prop, task["properties"].get(prop))
-                return (value if value is not None else 0, int(task["id"]))
-
-            found.sort(key=order, reverse=descending)
-        else:
-            found.sort(key=lambda t: int(t["id"]))
-        self._sorted_cache = {key: ((self.store.version, self.clock.now()), found)}
-        return found
+        return self.store.select(
+            lambda t: not groups or any(all(_matches(t, f) for f in g.filters) for g in groups),
+            key=order,
+            reverse=bool(body.sorts) and body.sorts[0].direction == "DESCENDING",
+            cache_key=body.model_dump_json(include={"filterGroups", "sorts"}),
+        )
 
     def _view(self, task: dict[str, Any], properties: list[str] | None) -> dict[str, Any]:
         wanted = set(properties or ()) | set(DEFAULT_PROPERTIES)
@@ -349,114 +288,71 @@ class FakeHubSpot(FakeVendor):
 
         @self.route("POST", SEARCH_PATH, scope=READ_SCOPE, items="results")
         def search(req: FakeRequest) -> Any:
-            try:
-                body = req.json()
-            except ValueError:
-                return self.invalid("search body is not JSON")
-            problem = self._check_search(body)
-            if problem:
-                return self.invalid(problem)
+            body = self.parse_body(req, SearchBody)
+            if isinstance(body, FakeResponse):
+                return body
+            after, limit = int(body.after or 0), body.limit
+            if after >= self.result_cap:
+                message = f"Search results are limited to {self.result_cap} per query."
+                return FakeResponse(status=400, json=error_body(message, "VALIDATION_ERROR"))
             with self._lock:
-                after = int(body.get("after") or 0)
-                if after >= self.result_cap:
-                    return FakeResponse(
-                        status=400,
-                        json=error_body(
-                            f"Search results are limited to {self.result_cap} per query.",
-                            "VALIDATION_ERROR",
-                        ),
-                    )
-                limit = body.get("limit", 10)
-                found = self._sorted_matches(body)
+                found = self._found(body)
                 page = found[after : min(after + limit, self.result_cap)]
                 result: dict[str, Any] = {
                     "total": len(found),
-                    "results": [self._view(t, body.get("properties")) for t in page],
+                    "results": [self._view(t, body.properties) for t in page],
                 }
-                if after + limit < len(found):
-                    nxt = str(after + limit)
-                    result["paging"] = {"next": {"after": nxt, "link": f"?after={nxt}"}}
-                return result
+            if after + limit < len(found):
+                nxt = str(after + limit)
+                result["paging"] = {"next": {"after": nxt, "link": f"?after={nxt}"}}
+            return result
 
         @self.route("GET", TASK_PATH, scope=READ_SCOPE)
         def get_task(req: FakeRequest) -> Any:
             task = self.tasks.get(req.path_params["task_id"])
             if task is None:
                 return self.not_found()
-            wanted = [
-                name
-                for key, value in req.query_list
-                if key == "properties"
-                for name in value.split(",")
-                if name
-            ]
-            return self._view(task, wanted)
+            wanted = [n for k, v in req.query_list if k == "properties" for n in v.split(",")]
+            return self._view(task, [name for name in wanted if name])
 
         @self.route("PATCH", TASK_PATH, scope=WRITE_SCOPE)
         def update_task(req: FakeRequest) -> Any:
-            task_id = req.path_params["task_id"]
-            body = req.json()
-            if not isinstance(body, dict) or set(body) - {"properties", "objectWriteTraceId"}:
-                return self.invalid(f"update body must be {{'properties': ...}}, got {body!r}")
-            properties = body.get("properties")
-            if not isinstance(properties, dict) or not all(
-                isinstance(v, str) for v in properties.values()
-            ):
-                return self.invalid("properties must map names to strings")
-            status = properties.get("hs_task_status")
-            if status is not None and status not in TASK_STATUSES:
-                return self.invalid(f"{status!r} is not a valid hs_task_status")
+            body = self.parse_body(req, _Update)
+            if isinstance(body, FakeResponse):
+                return body
             with self._lock:
-                task = self.tasks.get(task_id)
+                task = self.tasks.get(req.path_params["task_id"])
                 if task is None:
                     return self.not_found()
                 was = task["properties"]["hs_task_status"]
-                self.update(task_id, **properties)
-                if status == "COMPLETED" and was != "COMPLETED":
-                    self.effect("complete", task_id, body.get("objectWriteTraceId"))
-                return self._view(task, list(properties))
+                self.update(task["id"], **body.properties)
+                if body.properties.get("hs_task_status") == COMPLETED != was:
+                    self.effect("complete", task["id"], body.objectWriteTraceId)
+                return self._view(task, list(body.properties))
 
         @self.route("POST", ASSOCIATIONS_PATH, scope=READ_SCOPE)
         def associations(req: FakeRequest) -> Any:
-            body = req.json()
-            inputs = body.get("inputs") if isinstance(body, dict) else None
-            if not isinstance(inputs, list) or not all(
-                isinstance(i, dict) and "id" in i for i in inputs
-            ):
-                return self.invalid("associations batch read needs inputs: [{id}]")
+            body = self.parse_body(req, _BatchRead)
+            if isinstance(body, FakeResponse):
+                return body
             by_task = self.associations.get(req.path_params["to_type"], {})
+            kind = [{"category": "HUBSPOT_DEFINED", "typeId": 204, "label": None}]
             stamp = iso(datetime.now(UTC))
-            return {
-                "status": "COMPLETE",
-                "results": [
-                    {
-                        "from": {"id": str(i["id"])},
-                        "to": [
-                            {
-                                "toObjectId": int(other),
-                                "associationTypes": [
-                                    {"category": "HUBSPOT_DEFINED", "typeId": 204, "label": None}
-                                ],
-                            }
-                            for other in by_task.get(str(i["id"]), [])
-                        ],
-                    }
-                    for i in inputs
-                ],
-                "startedAt": stamp,
-                "completedAt": stamp,
-            }
+            results = [
+                {"from": {"id": i.id},
+                 "to": [{"toObjectId": int(other), "associationTypes": kind}
+                        for other in by_task.get(i.id, [])]}
+                for i in body.inputs
+            ]  # fmt: skip
+            return {"status": "COMPLETE", "results": results, "startedAt": stamp,
+                    "completedAt": stamp}  # fmt: skip
 
         @self.route("GET", ACCOUNT_PATH, scope="oauth")
         def account(req: FakeRequest) -> Any:
             return {
-                "portalId": self.portal_id,
-                "accountType": "STANDARD",
-                "timeZone": "US/Eastern",
-                "companyCurrency": "USD",
-                "additionalCurrencies": [],
-                "utcOffset": "-05:00",
-                "utcOffsetMilliseconds": -18_000_000,
-                "uiDomain": self.ui_domain,
+                "portalId": self.portal_id, "accountType": "STANDARD", "timeZone": "US/Eastern",
+                "companyCurrency": "USD", "additionalCurrencies": [], "utcOffset": "-05:00",
+                "utcOffsetMilliseconds": -18_000_000, "uiDomain": self.ui_domain,
                 "dataHostingLocation": "na1",
-            }
+            }  # fmt: skip
+

@@ -160,10 +160,7 @@ class HttpConnector(Connector[HttpConfig]):
                 where=where,
             ) from None
         except (ConfigurationError, TransientError) as exc:
-            if exc.where is not None:
-                raise
-            exc.where = where
-            exc.args = (f"{where}: {exc.message}",)
+            exc.attribute(where)
             raise
 
     def _records(self, payload: Any, request: PageRequest) -> list[Any]:
