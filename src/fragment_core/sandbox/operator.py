@@ -15,6 +15,8 @@ write-back on the next sync, so the page is guarded like a production admin page
   ``Sec-Fetch-Site`` is not ``same-origin``/``none``, is refused with 403.
 - **CSRF token.** Every form carries the session's ``csrf`` token; a cookie-session POST
   without the right one is refused with 403.
+- **Sessions end.** A session lasts ``operator_session_ttl`` (8 hours by default) after
+  sign-in; ``POST /operator/logout`` (the page's Sign out button) ends it at once.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import html
 import ipaddress
 import secrets
+import time
 import uuid
 from urllib.parse import parse_qs, urlsplit
 
@@ -29,7 +32,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from fragment_core.sandbox import tasks
-from fragment_core.sandbox.operator_view import STYLE, PageRequest, render_page
+from fragment_core.sandbox.operator_view import LOGOUT_PATH, STYLE, PageRequest, render_page
 from fragment_core.sandbox.schemas import TaskPatch
 from fragment_core.sandbox.settings import SandboxSettings
 from fragment_core.sandbox.store import TaskStore
@@ -58,7 +61,7 @@ class OperatorGuard:
 
     def __init__(self, settings: SandboxSettings) -> None:
         self.settings = settings
-        self.sessions: dict[str, str] = {}  # session id -> its CSRF token
+        self.sessions: dict[str, tuple[str, float]] = {}  # id -> (CSRF token, expiry)
 
     def valid_login_token(self, token: str) -> bool:
         """The operator token or the API token (compared in constant time)."""
@@ -70,9 +73,16 @@ class OperatorGuard:
 
     def new_session(self) -> tuple[str, str]:
         """A new session id and its CSRF token."""
+        now = time.monotonic()
+        for old in [k for k, (_, expiry) in self.sessions.items() if expiry <= now]:
+            del self.sessions[old]
         session, csrf = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-        self.sessions[session] = csrf
+        self.sessions[session] = (csrf, now + self.settings.operator_session_ttl)
         return session, csrf
+
+    def end_session(self, request: Request) -> None:
+        """Forget the request's session (sign-out)."""
+        self.sessions.pop(request.cookies.get(SESSION_COOKIE) or "", None)
 
     def host_allowed(self, request: Request) -> bool:
         """The Host header names an IP address, localhost, or an allowed host."""
@@ -113,7 +123,14 @@ class OperatorGuard:
     def session_csrf(self, request: Request) -> str | None:
         """The CSRF token of the request's session, or None without a valid session."""
         session = request.cookies.get(SESSION_COOKIE)
-        return self.sessions.get(session) if session else None
+        found = self.sessions.get(session) if session else None
+        if found is None:
+            return None
+        csrf, expiry = found
+        if expiry <= time.monotonic():
+            del self.sessions[session]  # type: ignore[arg-type]
+            return None
+        return csrf
 
     def check_post(self, request: Request, form: dict[str, list[str]]) -> None:
         """Refuse a state-changing request that is cross-site, unsigned-in or forged."""
@@ -144,7 +161,22 @@ def build_operator_router(store: TaskStore, settings: SandboxSettings) -> APIRou
             return _sign_in_page("That sign-in link is not valid for this sandbox.", 403)
         session, _ = guard.new_session()
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="strict", path="/")
+        response.set_cookie(
+            SESSION_COOKIE,
+            session,
+            httponly=True,
+            samesite="strict",
+            path="/",
+            max_age=int(settings.operator_session_ttl),
+        )
+        return response
+
+    @router.post(LOGOUT_PATH)
+    async def logout(request: Request) -> Response:
+        await form_of(request)
+        guard.end_session(request)
+        response = _sign_in_page("Signed out.", 200)
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return response
 
     @router.get("/", response_class=HTMLResponse)

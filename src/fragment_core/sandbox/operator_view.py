@@ -17,8 +17,10 @@ from urllib.parse import urlencode
 from fragment_core.sandbox.store import OperatorQuery, TaskStore
 from fragment_core.task import SOURCE_FIELD, TaskStatus
 
-__all__ = ["PAGE_SIZE", "STATUS_FILTERS", "PageRequest", "render_page"]
+__all__ = ["LOGOUT_PATH", "PAGE_SIZE", "STATUS_FILTERS", "PageRequest", "render_page"]
 
+#: Path of the sign-out route (a POST carrying the CSRF token).
+LOGOUT_PATH = "/operator/logout"
 #: Tasks per page, by default and at most.
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -180,11 +182,13 @@ def render_page(
 ) -> str:
     """The operator page for ``request``; its forms carry ``csrf_token`` and come back here."""
     request = request or PageRequest()
-    csrf = ""
+    csrf = sign_out = ""
     if csrf_token:
-        csrf = (
-            f'<input type="hidden" name="csrf" value="{html.escape(csrf_token)}">'
-            f'<input type="hidden" name="next" value="{html.escape(request.href())}">'
+        token = f'<input type="hidden" name="csrf" value="{html.escape(csrf_token)}">'
+        csrf = token + f'<input type="hidden" name="next" value="{html.escape(request.href())}">'
+        sign_out = (
+            f'<form method="post" action="{LOGOUT_PATH}">{token}'
+            '<button type="submit">Sign out</button></form>'
         )
     view = OperatorQuery(STATUS_FILTERS[request.status], request.source or None, request.q)
     rows, total = store.operator_page(
@@ -196,7 +200,7 @@ def render_page(
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>Fragment sandbox</title>"
         f"<style>{STYLE}</style></head><body><h1>Fragment sandbox: operator view</h1>"
-        f"{_filters(request, store.sources())}"
+        f"{sign_out}{_filters(request, store.sources())}"
         f"{_counts(request, store.status_counts(request.source or None))}{pager}"
         "<table><tr><th>Task</th><th>External id</th><th>Source</th><th>Due</th>"
         f"<th>Status</th><th></th></tr>{body}</table>{pager}</body></html>"
