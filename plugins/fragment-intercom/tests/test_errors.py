@@ -131,6 +131,11 @@ def test_check_names_a_rejected_token_and_the_region_without_the_secret(
 
 
 def test_check_says_the_workspace_is_in_another_region() -> None:
+    from fragment_intercom.connector import _region_code
+
+    assert [_region_code(r) for r in ("US", "Europe", "AU", "United States", "Mars")] == [
+        "us", "eu", "au", "us", None,
+    ]  # fmt: skip
     fake = FakeIntercom(region="EU")
     with fake.api:
         connector = IntercomConnector(fake.config(region="us"), source="support")

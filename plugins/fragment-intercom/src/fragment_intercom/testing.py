@@ -239,13 +239,11 @@ class FakeIntercom(FakeVendor):
                 "X-RateLimit-Reset": str(math.ceil(time.time() + 10)),
             }
         with self._lock:
-            now = time.monotonic()
-            seen = list(limit._seen)
-        oldest = seen[0] if seen else now
+            left, reset_in = limit.remaining(), limit.reset_in()
         return {
             "X-RateLimit-Limit": str(limit.requests),
-            "X-RateLimit-Remaining": str(max(0, limit.requests - len(seen))),
-            "X-RateLimit-Reset": str(math.ceil(time.time() + limit.window - (now - oldest))),
+            "X-RateLimit-Remaining": str(left),
+            "X-RateLimit-Reset": str(math.ceil(time.time() + reset_in)),
         }
 
     def answer(self, payload: Any, status: int = 200) -> FakeResponse:
