@@ -199,3 +199,16 @@ def test_check_without_read_admins_passes_when_app_and_admin_are_configured(
     assert "2 open conversations match" in configured.check()
     with pytest.raises(AuthenticationError, match="'Read admins' permission"):
         IntercomConnector(intercom.config(app_id="abc123de")).check()
+
+
+def test_the_sdk_goes_through_our_origin_guard(intercom: FakeIntercom) -> None:
+    # the SDK holds a placeholder token; a redirect to another origin is refused before
+    # anything is sent there, so the real token never leaves Intercom's base URL
+    intercom.add_conversations(1)
+    connector = IntercomConnector(intercom.config(app_id="abc123de"))
+    intercom.fail_next(
+        1, status=302, path=SEARCH_PATH, headers={"Location": "http://127.0.0.2:9/x"}
+    )
+    with pytest.raises(ConfigurationError, match="redirecting to another origin") as info:
+        list(connector.fetch_backlog())
+    assert intercom.token not in str(info.value)
