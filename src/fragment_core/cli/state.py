@@ -69,7 +69,10 @@ def source_summary(settings: Settings, store: StateStore, name: str) -> dict[str
     counts = store.status_counts(name)
     destination = Destination.recorded(state)
     holder = store.lease_holder(name)
-    waiting = [e for e in store.write_backs(name) if e.state != OutboxState.DONE]
+    waiting = [  # not the done ones: a source's outbox keeps every write-back made
+        *store.write_backs(name, OutboxState.PENDING),
+        *store.write_backs(name, OutboxState.FAILED),
+    ]
     last = store.last_runs(name, limit=1)
     every = getattr(configured, "verify_every", None)
     return {
