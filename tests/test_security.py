@@ -152,7 +152,25 @@ def test_secrets_never_in_output_logs_reports_or_state(tmp_path: Path) -> None:
         wrong = fragment("-vv", "sync", "office", token=FRAGMENT_TOKEN[::-1])
         assert wrong.returncode == 1
         captured.append(FRAGMENT_TOKEN[::-1].encode())  # (scanned below; not a test secret)
-        fragment("status", "--json")
+        # a write-back refused with a body that echoes the key: the outbox's last error,
+        # the report, `state show`, `state history` and `status` keep the vendor's words
+        # but not the key
+        with sandbox.client() as client:
+            client.patch_task(task_uid("office", "3"), {"status": "DONE", "form_data": {}})
+        office.fail_next(
+            1, status=422, body={"error": f"ticket 3 is locked (key {API_KEY})"},
+            path="/tickets/3",
+        )  # fmt: skip
+        refused = fragment("-vv", "--log-format", "json", "sync", "office", "--json")
+        report = json.loads(refused.stdout)
+        assert report["write_back_failed"] == 1
+        assert "ticket 3 is locked" in " ".join(report["messages"])
+        shown = fragment("state", "show", "office", "--json")
+        assert shown.returncode == 0 and b"ticket 3 is locked" in shown.stdout
+        history = fragment("state", "history", "office", "--json")
+        assert history.returncode == 0 and b"ticket 3 is locked" in history.stdout
+        status = fragment("status", "--json")
+        assert b"ticket 3 is locked" in status.stdout
         fragment("-vv", "check")
         fragment("config", "validate", "--json")
         fragment("connectors", "show", "http", "--json")

@@ -63,6 +63,7 @@ __all__ = [
     "RefreshingBearerAuth",
     "Transport",
     "guarded_client",
+    "is_connection_failure",
     "json_object",
     "origin_of",
     "sdk_response",
@@ -488,6 +489,11 @@ class Transport:
                 raise self._named(exc) from None
             except Exception as exc:
                 error = translate_exception(exc) if translate_exception else None
+                if error is None and is_connection_failure(exc):
+                    error = TransientError(
+                        f"{operation or 'the call'}: could not reach {redact_url(self.base_url)}"
+                        f" ({type(exc).__name__}); check base_url and the network"
+                    )
                 if error is None:
                     raise
                 raise self._named(error) from None
@@ -498,6 +504,24 @@ class Transport:
         error.attribute(self.where)
         error.message = redact(error.message, self._secrets)
         return error
+
+
+#: SDK exceptions meaning "the vendor could not be reached", by module and class name (so
+#: no SDK's HTTP library is imported here): urllib3 (openapi-generator SDKs), requests.
+_CONNECTION_FAILURES = {
+    ("urllib3.exceptions", "HTTPError"),
+    ("requests.exceptions", "ConnectionError"),
+    ("requests.exceptions", "Timeout"),
+}
+
+
+def is_connection_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is an HTTP library's "could not reach the server" (connection
+    refused or dropped, timeout, TLS): :meth:`Transport.call` retries those as transient
+    when ``translate_exception`` does not map them."""
+    if isinstance(exc, httpx.TransportError | ConnectionError | TimeoutError):
+        return True
+    return any((c.__module__, c.__name__) in _CONNECTION_FAILURES for c in type(exc).__mro__)
 
 
 def sdk_response(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -153,3 +154,38 @@ def test_no_id_changes_a_write_back_path(mesh: FakeMesh, hostile: str) -> None:
     with pytest.raises(WriteBackError, match="is not a Mesh case identifier"):
         connector.on_complete(remote, completion)
     assert mesh.api.requests == []
+
+
+def test_the_operators_outcome_chooses_the_decision_and_the_alerts_end_state(
+    mesh: FakeMesh,
+) -> None:
+    approve, reject, plain, odd = mesh.add_cases(4, alerts=1)
+    config = mesh.config(
+        outcomes={
+            "approve": {"decision_stage": "Approved"},
+            "reject": {"decision_stage": "Rejected", "alert_end_state": "NEGATIVE_END_STATE"},
+        }
+    )
+    connector = MeshConnector(config, source="c")
+    assert "move cases to 'Approved' or 'Rejected'" in connector.check()
+    tasks = {t.external_id: t for t in map(connector.to_task, connector.fetch_backlog())}
+
+    def complete(case_id: str, **outcome: str) -> str | None:
+        remote, completion = completion_for(connector, tasks[case_id])
+        return connector.on_complete(remote, replace(completion, outcome=outcome))
+
+    complete(approve, outcome="approve")
+    complete(reject, outcome="reject")
+    complete(plain)  # no outcome: decision_stage and alert_end_state
+    with pytest.raises(WriteBackError, match=r"outcome is 'maybe', which is not in outcomes"):
+        complete(odd, outcome="maybe")
+
+    assert mesh.cases[approve]["stage"]["name"] == "Approved"
+    assert mesh.cases[reject]["stage"]["name"] == "Rejected"
+    assert mesh.cases[plain]["stage"]["name"] == "Approved"
+    assert [a["state"] for a in mesh.alerts_of(reject)] == ["NEGATIVE_END_STATE"]
+    assert [a["state"] for a in mesh.alerts_of(approve)] == ["POSITIVE_END_STATE"]
+    assert mesh.decisions(odd) == 0 and [a["state"] for a in mesh.alerts_of(odd)] == ["OPEN"]
+    bad = MeshConnector(mesh.config(outcomes={"x": {"decision_stage": "Closed"}}), source="c")
+    with pytest.raises(ConfigurationError, match=r"outcomes.x.decision_stage 'Closed'"):
+        bad.check()

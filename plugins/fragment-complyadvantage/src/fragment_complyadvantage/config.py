@@ -146,6 +146,24 @@ class SearchesConfig(ConnectorConfig):
         return value
 
 
+class MeshOutcome(ConnectorConfig):
+    """Where one operator outcome sends a Mesh case."""
+
+    decision_stage: str = Field(description="DECISION stage (name or identifier).")
+    alert_end_state: str = Field(
+        default="POSITIVE_END_STATE",
+        description="End state of the case's open alerts (POSITIVE_END_STATE or "
+        "NEGATIVE_END_STATE).",
+    )
+
+    @field_validator("alert_end_state")
+    @classmethod
+    def _end_state(cls, value: str) -> str:
+        if value not in ALERT_END_STATES:
+            raise ValueError(f"use one of {', '.join(ALERT_END_STATES)}")
+        return value
+
+
 class MeshConfig(ConnectorConfig):
     """Settings of one ``complyadvantage-mesh`` (cases) source."""
 
@@ -190,6 +208,18 @@ class MeshConfig(ConnectorConfig):
         default=None,
         description="Identifier or name of the DECISION stage a completed case moves to; "
         "unset: no write-back (fragment check lists the decision stages).",
+    )
+    outcome_field: str = Field(
+        default="outcome",
+        description="Key of the task's form data (what the operator entered) looked up "
+        "in outcomes.",
+    )
+    outcomes: dict[str, MeshOutcome] = Field(
+        default_factory=dict,
+        description="Operator outcome -> {decision_stage, alert_end_state}, e.g. reject = "
+        "{decision_stage = 'Rejected', alert_end_state = 'NEGATIVE_END_STATE'}; a "
+        "completion without an outcome uses decision_stage and alert_end_state; one "
+        "with an outcome not listed here fails (nothing sent) when outcomes is set.",
     )
     transition_note: str = Field(
         default="Resolved in Fragment.",

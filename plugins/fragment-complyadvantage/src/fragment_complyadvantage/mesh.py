@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from fragment_complyadvantage.config import ALERT_END_STATES, MeshConfig
+from fragment_complyadvantage.config import ALERT_END_STATES, MeshConfig, MeshOutcome
 from fragment_complyadvantage.http import NotFoundError, newest_since
 from fragment_complyadvantage.mesh_client import MeshClient
 from fragment_complyadvantage.searches import parse_time, since_cursor, updated_at
@@ -76,10 +76,10 @@ class MeshConnector(Connector[MeshConfig]):
         return MeshClient(self.config, where=self.where)
 
     def configured_capabilities(self) -> frozenset[Capability]:
-        """Write-back only with a ``decision_stage``; incremental only with an
-        ``incremental_sort``."""
+        """Write-back only with a ``decision_stage`` or ``outcomes``; incremental only
+        with an ``incremental_sort``."""
         caps = set(super().configured_capabilities())
-        if not self.config.decision_stage:
+        if not self.config.decision_stage and not self.config.outcomes:
             caps.discard(Capability.WRITE_BACK)
         if not self.config.incremental_sort:
             caps.discard(Capability.INCREMENTAL)
@@ -196,15 +196,36 @@ class MeshConnector(Connector[MeshConfig]):
         )
 
     # -- write-back ---------------------------------------------------------------------
-    def decision_stage_for(self, case_type: str) -> Stage:
-        """The configured decision stage in the workflow of ``case_type``."""
-        wanted = str(self.config.decision_stage or "")
+    def decision(self, outcome: Mapping[str, Any]) -> MeshOutcome:
+        """Where the operator's outcome sends the case (``outcomes``, else the defaults)."""
+        value = outcome.get(self.config.outcome_field)
+        if value not in (None, "") and self.config.outcomes:
+            chosen = self.config.outcomes.get(str(value))
+            if chosen is None:
+                raise WriteBackError(
+                    f"the completion's {self.config.outcome_field} is {value!r}, which is "
+                    f"not in outcomes ({', '.join(self.config.outcomes)}); nothing was sent",
+                    where=self.where,
+                )
+            return chosen
+        if not self.config.decision_stage:
+            raise WriteBackError(
+                "no decision_stage is configured, so a case cannot be decided",
+                where=self.where,
+            )
+        return MeshOutcome(
+            decision_stage=self.config.decision_stage,
+            alert_end_state=self.config.alert_end_state,
+        )
+
+    def decision_stage_for(self, case_type: str, wanted: str) -> Stage:
+        """The DECISION stage ``wanted`` (name or identifier) of ``case_type``'s workflow."""
         stages = [s for s in self.stages().values() if s.case_type == case_type] or list(
             self.stages().values()
         )
         decisions = [s for s in stages if s.stage_type == DECISION]
         for stage in decisions:
-            if wanted in (stage.identifier,) or wanted.casefold() == stage.name.casefold():
+            if wanted == stage.identifier or wanted.casefold() == stage.name.casefold():
                 return stage
         names = ", ".join(f"{s.name} ({s.identifier})" for s in decisions) or "none"
         raise ConfigurationError(
@@ -220,16 +241,12 @@ class MeshConnector(Connector[MeshConfig]):
         DECISION stage is done (whoever decided it).
         """
         case_id = completion.external_id
-        if not case_id or not all(c.isalnum() or c == "-" for c in case_id):
+        if not case_id.isascii() or not case_id.replace("-", "").isalnum():
             raise WriteBackError(
                 f"{case_id[:80]!r} is not a Mesh case identifier; nothing sent",
                 where=self.where,
             )
-        if not self.config.decision_stage:
-            raise WriteBackError(
-                "no decision_stage is configured, so a case cannot be decided",
-                where=self.where,
-            )
+        decision = self.decision(completion.outcome)
         try:
             case = self.client.case(case_id)
         except NotFoundError:
@@ -242,13 +259,13 @@ class MeshConnector(Connector[MeshConfig]):
             current = self.stages(refresh=True).get(str(stage["identifier"]))
         if current is not None and current.stage_type == DECISION:
             return f"Mesh case {case_id} was already decided ({current.name})"
-        target = self.decision_stage_for(str(case.get("type") or ""))
+        target = self.decision_stage_for(str(case.get("type") or ""), decision.decision_stage)
         moved = 0
         for alert in self.client.alerts(case_id):
             if not isinstance(alert, Mapping) or not isinstance(alert.get("identifier"), str):
                 continue
             if str(alert.get("state") or "").upper() not in ALERT_END_STATES:
-                self.client.transition_alert(alert["identifier"], self.config.alert_end_state)
+                self.client.transition_alert(alert["identifier"], decision.alert_end_state)
                 moved += 1
         if moved and self.config.alert_transition_pause:
             time.sleep(self.config.alert_transition_pause)
@@ -257,32 +274,35 @@ class MeshConnector(Connector[MeshConfig]):
             done_at=format_datetime(completion.done_at) if completion.done_at else "",
         )
         self.client.transition_case(case_id, target.identifier, note)
-        return f"Mesh case {case_id}: {moved} alerts to {self.config.alert_end_state}, " + (
+        return f"Mesh case {case_id}: {moved} alerts to {decision.alert_end_state}, " + (
             f"case to {target.name}"
         )
 
     def check(self) -> str:
-        """Sign in, read the workflows, and find the decision stage."""
+        """Sign in, read the workflows, and find every configured decision stage."""
         stages = self.stages(refresh=True)
         decisions = sorted({s.name for s in stages.values() if s.stage_type == DECISION})
-        if self.config.decision_stage:
-            types = {s.case_type for s in stages.values()}
-            if not any(
-                self.config.decision_stage in (s.identifier, s.name)
-                or self.config.decision_stage.casefold() == s.name.casefold()
+        configured = {"decision_stage": self.config.decision_stage} | {
+            f"outcomes.{key}.decision_stage": o.decision_stage
+            for key, o in self.config.outcomes.items()
+        }
+        types = ", ".join(sorted({s.case_type for s in stages.values()}))
+        for option, wanted in configured.items():
+            if wanted and not any(
+                wanted == s.identifier or wanted.casefold() == s.name.casefold()
                 for s in stages.values()
                 if s.stage_type == DECISION
             ):
                 raise ConfigurationError(
-                    f"decision_stage {self.config.decision_stage!r} is no DECISION stage of "
-                    f"the Mesh workflows ({', '.join(sorted(types))}); decision stages: "
-                    f"{', '.join(decisions) or 'none'}",
+                    f"{option} {wanted!r} is no DECISION stage of the Mesh workflows "
+                    f"({types}); decision stages: {', '.join(decisions) or 'none'}",
                     where=self.where,
                 )
         open_count = sum(1 for s in stages.values() if s.stage_type != DECISION)
+        targets = sorted({str(v) for v in configured.values() if v})
         write_back = (
-            f"completions move cases to {self.config.decision_stage!r}"
-            if self.config.decision_stage
+            f"completions move cases to {' or '.join(map(repr, targets))}"
+            if targets
             else f"no write-back (set decision_stage: one of {', '.join(decisions) or 'none'})"
         )
         return (
