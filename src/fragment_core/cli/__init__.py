@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ from rich.table import Column, Table
 from fragment_core import __version__
 from fragment_core.cli.checks import check_state, check_tasks_api
 from fragment_core.cli.checks import print_line as print_check_line
+from fragment_core.cli.fleet import schedules_group, worker_command
 from fragment_core.cli.init import init_command
 from fragment_core.cli.options import options_of, toml_key, toml_value
 from fragment_core.cli.sandbox import sandbox_command
@@ -45,7 +49,8 @@ from fragment_core.testing.scaffold import new_connector_command
 EXAMPLES = """\b
 Examples:
   fragment connectors list --all        connectors installed, and the official ones
-  fragment connectors show zendesk      options of a connector, with an example
+  fragment connectors show http         options of a connector, with an example
+  fragment init                         a commented fragment.toml for the sandbox
   fragment config validate              check ./fragment.toml
   fragment --config prod.toml check     reach every source of prod.toml
   fragment plugins --json               installed plugins, as JSON
@@ -373,13 +378,42 @@ for command in (
     status_command,
     demo_command,
     new_connector_command,
+    worker_command,
+    schedules_group,
 ):
     cli.add_command(command)
 
 
 def main() -> None:
     """Entry point of the ``fragment`` script and of ``python -m fragment_core``."""
-    cli(prog_name="fragment")
+    try:
+        cli(prog_name="fragment")
+    except SystemExit as exc:
+        if TEMPORAL_BRIDGE in sys.modules:
+            exit_without_teardown(exc.code)
+        raise
+
+
+#: Loaded once a Temporal client ran in this process.
+TEMPORAL_BRIDGE = "temporalio.bridge.temporal_sdk_bridge"
+
+
+def exit_without_teardown(code: object) -> None:
+    """Flush and leave at once: after a Temporal client ran, the interpreter's teardown
+    can abort in the SDK's runtime threads (temporalio/sdk-python issue 300), which would
+    turn a finished command into a crash."""
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:
+        print(code, file=sys.stderr)
+        status = 1
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
 
 
 __all__ = ["cli", "main"]

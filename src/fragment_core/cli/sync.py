@@ -28,6 +28,7 @@ from typing import Any
 import click
 from rich.markup import escape
 
+from fragment_core.cli.fleet import connection_options, run_on_temporal
 from fragment_core.cli.summary import (
     EXIT_BUSY,
     EXIT_CODES,
@@ -48,6 +49,7 @@ from fragment_core.cli.writebacks import describe as describe_write_back
 from fragment_core.config import Settings, SourceSettings
 from fragment_core.errors import ConfigurationError
 from fragment_core.metrics import RunMetrics, serve_metrics
+from fragment_core.reports import RunOutcome
 from fragment_core.runner import Runner, open_tasks_client
 from fragment_core.signals import early_sigterm
 from fragment_core.state import LeaseHeldError, OutboxState, StateStore
@@ -146,6 +148,13 @@ class _PlanKeeper(NoProgress):
     help="When the source's state belongs to another Tasks API (exit code 6), rebuild it "
     "from the configured one first, then sync (creating the tasks it lacks).",
 )
+@click.option(
+    "--on-temporal",
+    is_flag=True,
+    help="Run on the fleet: start the source's Temporal workflow now and follow it to its "
+    "end (a run of it started by hand and still going is followed instead).",
+)
+@connection_options
 @click.pass_context
 def sync_command(
     ctx: click.Context,
@@ -158,6 +167,8 @@ def sync_command(
     wait: bool,
     verify: bool,
     rebind: bool,
+    on_temporal: bool,
+    **connection: Any,
 ) -> None:
     """Run one sync of SOURCE, then print a summary.
 
@@ -178,6 +189,15 @@ def sync_command(
     """
     settings = load_config_from_context(ctx)
     src = _source(settings, source)
+    if on_temporal:
+        if dry_run:
+            raise click.UsageError("--dry-run runs here, not on the fleet: drop --on-temporal")
+        flags = {"full": full, "force_close": force_close, "remap": remap}
+        flags |= {"verify": verify, "rebind": rebind}
+        _sync_on_temporal(ctx, settings, src.name, connection, flags, as_json)
+        return
+    if any(value is not None for value in connection.values()):
+        raise click.UsageError("the Temporal connection flags need --on-temporal")
     pm = plugin_manager_from_context(ctx)
     connector = registry_from_context(ctx).build(src)
     client = open_tasks_client(settings)
@@ -224,6 +244,31 @@ def sync_command(
             print_plan(console, keeper.plan)
         print_report(console, report)
     ctx.exit(EXIT_CODES[report.outcome])
+
+
+def _sync_on_temporal(
+    ctx: click.Context,
+    settings: Settings,
+    source: str,
+    connection: dict[str, Any],
+    flags: dict[str, bool],
+    as_json: bool,
+) -> None:
+    console = stdout_console()
+    if not as_json:
+        console.print(f"Starting a fleet run of {source} and following it ...")
+    workflow, summary = run_on_temporal(settings, source, connection, **flags)
+    if as_json:
+        echo_json({"workflow_id": workflow, **summary.__dict__})
+    else:
+        counts = ", ".join(f"{k} {v}" for k, v in summary.counts.items() if v)
+        line = f"{source}: {summary.outcome} (workflow {workflow})"
+        console.print(line + (f": {counts}" if counts else ""), markup=False)
+        for message in summary.messages:
+            console.print(f"  {message}", markup=False, highlight=False)
+    if summary.outcome == "busy":
+        ctx.exit(EXIT_BUSY)
+    ctx.exit(EXIT_CODES.get(RunOutcome(summary.outcome), 1))
 
 
 RUN_EXAMPLES = """\b
@@ -367,7 +412,10 @@ def status_rows(settings: Settings, store: StateStore) -> list[dict[str, Any]]:
         lag = (
             (now - state.last_complete_fetch).total_seconds() if state.last_complete_fetch else None
         )
-        waiting = [e for e in store.write_backs(name) if e.state != OutboxState.DONE]
+        waiting = [  # not the done ones: a source's outbox keeps every write-back made
+            *store.write_backs(name, OutboxState.PENDING),
+            *store.write_backs(name, OutboxState.FAILED),
+        ]
         failed = [e for e in waiting if e.state == OutboxState.FAILED]
         rows.append(
             {
@@ -381,9 +429,7 @@ def status_rows(settings: Settings, store: StateStore) -> list[dict[str, Any]]:
                 "cursor": state.cursor,
                 "write_backs": store.write_back_counts(name),
                 "pending_write_backs": [
-                    describe_write_back(e, now)
-                    for e in waiting
-                    if e.state == OutboxState.PENDING
+                    describe_write_back(e, now) for e in waiting if e.state == OutboxState.PENDING
                 ],
                 "failed_write_backs": [describe_write_back(e, now) for e in failed],
             }

@@ -1,4 +1,5 @@
-"""The operator page at ``/``: tasks by status, with Start and Complete buttons.
+"""The operator page at ``/`` (see :mod:`.operator_view`): tasks with Start and
+Complete buttons, counts per status, filters, search and paging.
 
 Server-rendered HTML and plain forms, no JavaScript; the outcome typed when completing
 a task lands in the task's ``form_data.outcome``. Completing a task triggers a real
@@ -14,6 +15,8 @@ write-back on the next sync, so the page is guarded like a production admin page
   ``Sec-Fetch-Site`` is not ``same-origin``/``none``, is refused with 403.
 - **CSRF token.** Every form carries the session's ``csrf`` token; a cookie-session POST
   without the right one is refused with 403.
+- **Sessions end.** A session lasts ``operator_session_ttl`` (8 hours by default) after
+  sign-in; ``POST /operator/logout`` (the page's Sign out button) ends it at once.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import html
 import ipaddress
 import secrets
+import time
 import uuid
 from urllib.parse import parse_qs, urlsplit
 
@@ -28,6 +32,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from fragment_core.sandbox import tasks
+from fragment_core.sandbox.operator_view import LOGOUT_PATH, STYLE, PageRequest, render_page
 from fragment_core.sandbox.schemas import TaskPatch
 from fragment_core.sandbox.settings import SandboxSettings
 from fragment_core.sandbox.store import TaskStore
@@ -38,72 +43,9 @@ SESSION_COOKIE = "fragment_sandbox_operator"
 #: Path of the sign-in route (``?token=...``).
 LOGIN_PATH = "/operator/login"
 
-PAGE_LIMIT = 200
-
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:2rem;color:#222}
-section{margin-bottom:2rem}table{border-collapse:collapse;width:100%}
-td,th{border-bottom:1px solid #ddd;padding:.4rem;text-align:left;vertical-align:top}
-form{display:inline}input[type=text]{width:14rem}small{color:#666}
-"""
-
-
-def _row(task: dict[str, object], csrf: str) -> str:
-    uid = html.escape(str(task["uid"]))
-    fields = task["fields"] if isinstance(task["fields"], dict) else {}
-    title = html.escape(str(fields.get("title", "")))
-    url = fields.get("url")
-    if isinstance(url, str) and url.startswith(("http://", "https://")):
-        title = f'<a href="{html.escape(url)}" target="_blank" rel="noopener">{title}</a>'
-    source = html.escape(str(fields.get("sync_source", "")))
-    due = html.escape(str(task.get("due_at", "")))
-    actions = ""
-    if task["status"] == TaskStatus.TODO.value:
-        actions += (
-            f'<form method="post" action="/operator/tasks/{uid}/start">{csrf}'
-            '<button type="submit">Start</button></form> '
-        )
-    if task["status"] != TaskStatus.DONE.value:
-        actions += (
-            f'<form method="post" action="/operator/tasks/{uid}/complete">{csrf}'
-            '<input type="text" name="outcome" placeholder="outcome (optional)"> '
-            '<button type="submit">Complete</button></form>'
-        )
-    else:
-        form_data = task.get("form_data") or {}
-        outcome = form_data.get("outcome") if isinstance(form_data, dict) else None
-        actions = html.escape(str(outcome)) if outcome else "<small>done</small>"
-    return (
-        f"<tr><td>{title}<br><small>{uid}</small></td><td>{source}</td>"
-        f"<td>{due}</td><td>{actions}</td></tr>"
-    )
-
-
-def render_page(store: TaskStore, csrf_token: str = "") -> str:
-    """The whole operator page (its forms carry ``csrf_token``)."""
-    csrf = (
-        f'<input type="hidden" name="csrf" value="{html.escape(csrf_token)}">' if csrf_token else ""
-    )
-    sections = []
-    for status in TaskStatus:
-        rows = store.by_status(status.value, PAGE_LIMIT)
-        body = "".join(_row(task, csrf) for task in rows) or '<tr><td colspan="4">none</td></tr>'
-        sections.append(
-            f"<section><h2>{status.value}</h2><table><tr><th>Task</th><th>Source</th>"
-            f"<th>Due</th><th></th></tr>{body}</table></section>"
-        )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>Fragment sandbox</title>"
-        f"<style>{_STYLE}</style></head><body><h1>Fragment sandbox: operator view</h1>"
-        f"<p><small>Showing up to {PAGE_LIMIT} unarchived tasks per status.</small></p>"
-        + "".join(sections)
-        + "</body></html>"
-    )
-
-
 _SIGN_IN_PAGE = (
     "<!doctype html><html><head><meta charset='utf-8'><title>Fragment sandbox</title>"
-    f"<style>{_STYLE}</style></head><body><h1>Fragment sandbox: sign in</h1>"
+    f"<style>{STYLE}</style></head><body><h1>Fragment sandbox: sign in</h1>"
     "<p>{message}</p><p>Open the operator URL the sandbox printed when it started "
     f"(<code>{LOGIN_PATH}?token=...</code>), or run <code>fragment demo --keep-running</code>."
     "</p></body></html>"
@@ -119,7 +61,7 @@ class OperatorGuard:
 
     def __init__(self, settings: SandboxSettings) -> None:
         self.settings = settings
-        self.sessions: dict[str, str] = {}  # session id -> its CSRF token
+        self.sessions: dict[str, tuple[str, float]] = {}  # id -> (CSRF token, expiry)
 
     def valid_login_token(self, token: str) -> bool:
         """The operator token or the API token (compared in constant time)."""
@@ -131,9 +73,16 @@ class OperatorGuard:
 
     def new_session(self) -> tuple[str, str]:
         """A new session id and its CSRF token."""
+        now = time.monotonic()
+        for old in [k for k, (_, expiry) in self.sessions.items() if expiry <= now]:
+            del self.sessions[old]
         session, csrf = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-        self.sessions[session] = csrf
+        self.sessions[session] = (csrf, now + self.settings.operator_session_ttl)
         return session, csrf
+
+    def end_session(self, request: Request) -> None:
+        """Forget the request's session (sign-out)."""
+        self.sessions.pop(request.cookies.get(SESSION_COOKIE) or "", None)
 
     def host_allowed(self, request: Request) -> bool:
         """The Host header names an IP address, localhost, or an allowed host."""
@@ -174,7 +123,14 @@ class OperatorGuard:
     def session_csrf(self, request: Request) -> str | None:
         """The CSRF token of the request's session, or None without a valid session."""
         session = request.cookies.get(SESSION_COOKIE)
-        return self.sessions.get(session) if session else None
+        found = self.sessions.get(session) if session else None
+        if found is None:
+            return None
+        csrf, expiry = found
+        if expiry <= time.monotonic():
+            del self.sessions[session]  # type: ignore[arg-type]
+            return None
+        return csrf
 
     def check_post(self, request: Request, form: dict[str, list[str]]) -> None:
         """Refuse a state-changing request that is cross-site, unsigned-in or forged."""
@@ -205,7 +161,22 @@ def build_operator_router(store: TaskStore, settings: SandboxSettings) -> APIRou
             return _sign_in_page("That sign-in link is not valid for this sandbox.", 403)
         session, _ = guard.new_session()
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="strict", path="/")
+        response.set_cookie(
+            SESSION_COOKIE,
+            session,
+            httponly=True,
+            samesite="strict",
+            path="/",
+            max_age=int(settings.operator_session_ttl),
+        )
+        return response
+
+    @router.post(LOGOUT_PATH)
+    async def logout(request: Request) -> Response:
+        await form_of(request)
+        guard.end_session(request)
+        response = _sign_in_page("Signed out.", 200)
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return response
 
     @router.get("/", response_class=HTMLResponse)
@@ -218,26 +189,29 @@ def build_operator_router(store: TaskStore, settings: SandboxSettings) -> APIRou
         if csrf is None:
             return _sign_in_page("Sign in to see the tasks.", 401)
         headers = {"X-Frame-Options": "DENY", "Cache-Control": "no-store"}
-        return HTMLResponse(render_page(store, csrf), headers=headers)
+        wanted = PageRequest.from_query(request.query_params)
+        return HTMLResponse(render_page(store, wanted, csrf), headers=headers)
 
     async def form_of(request: Request) -> dict[str, list[str]]:
         form = parse_qs((await request.body()).decode(errors="replace"))
         guard.check_post(request, form)
         return form
 
-    async def change(uid: uuid.UUID, body: TaskPatch) -> RedirectResponse:
+    async def change(
+        uid: uuid.UUID, body: TaskPatch, form: dict[str, list[str]]
+    ) -> RedirectResponse:
         old = store.get(str(uid))
         if old is None:
             raise HTTPException(404, f"no task with uid {uid}")
         task = tasks.patch(old, body, tasks.now_text())
         if task is not old:
-            store.save_many([task])
-        return RedirectResponse("/", status_code=303)
+            store.save_many([task], closed_by="operator")
+        return RedirectResponse(_back_to(form), status_code=303)
 
     @router.post("/operator/tasks/{uid}/start")
     async def start(uid: uuid.UUID, request: Request) -> RedirectResponse:
-        await form_of(request)
-        return await change(uid, TaskPatch(status=TaskStatus.STARTED))
+        form = await form_of(request)
+        return await change(uid, TaskPatch(status=TaskStatus.STARTED), form)
 
     @router.post("/operator/tasks/{uid}/complete")
     async def complete(uid: uuid.UUID, request: Request) -> RedirectResponse:
@@ -250,6 +224,13 @@ def build_operator_router(store: TaskStore, settings: SandboxSettings) -> APIRou
         patch = TaskPatch(status=TaskStatus.DONE)
         if outcome:
             patch = TaskPatch(status=TaskStatus.DONE, form_data=form_data)
-        return await change(uid, patch)
+        return await change(uid, patch, form)
 
     return router
+
+
+def _back_to(form: dict[str, list[str]]) -> str:
+    """Where a form's POST redirects: the page it came from (``/`` or ``/?...`` of this
+    site only, never another one), else ``/``."""
+    target = (form.get("next") or ["/"])[0]
+    return target if target == "/" or (target.startswith("/?") and "\\" not in target) else "/"

@@ -247,6 +247,7 @@ def run_sandbox(
     in_thread: bool = True,
     operator_token: str | SecretStr | None = None,
     allowed_hosts: tuple[str, ...] = (),
+    operator_session_ttl: float = 8 * 3600.0,
 ) -> Iterator[SandboxHandle]:
     """Run a sandbox for the duration of the ``with`` block.
 
@@ -271,6 +272,7 @@ def run_sandbox(
         if not isinstance(operator_token, SecretStr)
         else operator_token,
         allowed_hosts=tuple(allowed_hosts),
+        operator_session_ttl=operator_session_ttl,
     )
     if in_thread:
         handle = _start_in_thread(settings, host, port)

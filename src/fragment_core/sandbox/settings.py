@@ -75,6 +75,8 @@ class SandboxSettings:
     )
     #: Host names (besides IP addresses and ``localhost``) the operator page answers to.
     allowed_hosts: tuple[str, ...] = ()
+    #: Seconds an operator session lasts after sign-in (then the sign-in link again).
+    operator_session_ttl: float = 8 * 3600.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.faults <= 1.0:

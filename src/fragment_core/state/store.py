@@ -28,7 +28,7 @@ from fragment_core.reports import SyncReport
 from fragment_core.state import schema
 from fragment_core.state.faults import STATE_ERRORS, StateError, password_of, state_error
 from fragment_core.state.lease import DEFAULT_TTL, Lease, LeaseHolder, lease_holder, take_lease
-from fragment_core.state.schema import outbox, records, runs, sources
+from fragment_core.state.schema import leases, outbox, records, runs, sources
 
 
 class RecordStatus(StrEnum):
@@ -274,6 +274,14 @@ class StateStore:
             else:
                 held.release()
 
+    def release_lease(self, source: str, run_id: str) -> None:
+        """Give back ``source``'s lease if ``run_id`` holds it (a fleet run's last
+        activity; see ``keep`` in :meth:`lease`)."""
+        with self._begin() as conn:
+            conn.execute(
+                leases.delete().where(leases.c.source == source, leases.c.run_id == run_id)
+            )
+
     def lease_holder(self, source: str) -> LeaseHolder | None:
         """Who holds ``source``'s lease now (``None``: nobody, or it expired)."""
         return lease_holder(self.engine, source)
@@ -320,7 +328,7 @@ class StateStore:
             deleted["records"] = conn.execute(
                 records.delete().where(records.c.source == name)
             ).rowcount
-            deleted["source"] = conn.execute(
+            deleted["source_row"] = conn.execute(
                 sources.delete().where(sources.c.name == name)
             ).rowcount
             if write_backs:
@@ -659,6 +667,16 @@ class StateStore:
                     report_json=json.dumps({**data, "outcome": outcome}, default=str),
                 )
             )
+
+    def running_rows(self, source: str) -> list[tuple[int, dict[str, Any]]]:
+        """``(id, report dict)`` of the source's runs whose outcome is ``running``."""
+        query = (
+            sa.select(runs.c.id, runs.c.report_json)
+            .where(runs.c.source == source, runs.c.outcome == "running")
+            .order_by(runs.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [(int(row.id), json.loads(row.report_json)) for row in conn.execute(query)]
 
     def run_row(self, run_id: int) -> dict[str, Any] | None:
         """The report dict of run ``run_id``, or ``None``."""

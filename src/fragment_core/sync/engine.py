@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from typing import Any, Protocol
@@ -110,7 +110,8 @@ class Fetch:
     complete: bool = False
     error: str | None = None
     exception: BaseException | None = None
-    """What ended the fetch early, if anything."""
+    """What ended the fetch early, when something did (its class says whether a retry
+    may help: fleet mode retries a fetch that failed on a transient error)."""
     count: int = 0
     _transforms: bool = False
     """Whether any plugin implements ``fragment_transform_task`` (found once per fetch)."""
@@ -448,6 +449,8 @@ class SyncRun:
     """The operator completions could not be listed (the Tasks API is unreachable)."""
     source_unreachable: bool = False
     """The fetch failed on a transient or authentication error: no write-back is tried."""
+    fetch_error: BaseException | None = field(default=None, repr=False)
+    """What ended the fetch early (not kept by :meth:`snapshot`)."""
 
     @property
     def dry_run(self) -> bool:
@@ -459,17 +462,7 @@ class SyncRun:
 
     def snapshot(self) -> dict[str, Any]:
         """What :meth:`restore` needs, JSON-ready (no record, no secret)."""
-        flags = (
-            "blocked",
-            "state_broken",
-            "failed",
-            "capped",
-            "interrupted",
-            "fetched_done",
-            "completions_failed",
-            "source_unreachable",
-        )
-        return {"report": self.report.to_dict(), **{f: getattr(self, f) for f in flags}}
+        return {"report": self.report.to_dict(), **{f: getattr(self, f) for f in _RUN_FLAGS}}
 
     @classmethod
     def restore(
@@ -482,9 +475,23 @@ class SyncRun:
         pm: Any = None,
     ) -> SyncRun:
         """A run from its :meth:`snapshot`, with live collaborators."""
-        flags = {k: bool(v) for k, v in data.items() if k != "report"}
-        report = SyncReport.from_dict(data["report"])
-        return cls(source, connector, client, store, report, pm=pm, **flags)
+        run = cls(source, connector, client, store, SyncReport.from_dict(data["report"]), pm=pm)
+        for name in _RUN_FLAGS:
+            setattr(run, name, bool(data.get(name)))
+        return run
+
+
+#: What :meth:`SyncRun.snapshot` keeps of a run besides its report.
+_RUN_FLAGS = (
+    "blocked",
+    "state_broken",
+    "failed",
+    "capped",
+    "interrupted",
+    "fetched_done",
+    "completions_failed",
+    "source_unreachable",
+)
 
 
 def start_run(
@@ -602,6 +609,7 @@ def fetch_and_apply(  # noqa: C901
                 on_fingerprint=applier.on_fingerprint if applier is not None else None,
                 verification=verification,
             )
+            run.fetch_error = fetch.exception
             run.source_unreachable = isinstance(
                 fetch.exception, TransientError | AuthenticationError
             )

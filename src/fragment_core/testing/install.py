@@ -56,6 +56,14 @@ def throwaway_venv(root: Path, *projects: Path) -> Path:
     return env_dir
 
 
+def _is_fragment_package(name: str) -> bool:
+    """A file of fragment-core or of a connector package (installed or editable)."""
+    lowered = name.lower().lstrip("_")
+    return lowered.startswith(("fragment", "editable_impl_fragment", "editable__")) or (
+        lowered.endswith(".pth") and "fragment" in lowered
+    )
+
+
 def overlay_venv(root: Path) -> Path:
     """A new, empty venv at ``root`` that sees this environment's third-party libraries
     (a plain ``.pth`` path) and has a ``pip`` script, but no fragment package of its own:
@@ -64,7 +72,12 @@ def overlay_venv(root: Path) -> Path:
     venv.EnvBuilder(with_pip=False).create(root)
     python = root / "bin" / "python"
     site = run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-    Path(site.stdout.strip(), "_parent_env.pth").write_text(sysconfig.get_paths()["purelib"])
+    libs = root / "parent-libs"  # this environment's libraries, fragment's packages left out
+    libs.mkdir()
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        if not _is_fragment_package(entry.name):
+            (libs / entry.name).symlink_to(entry)
+    Path(site.stdout.strip(), "_parent_env.pth").write_text(str(libs))
     pip = root / "bin" / "pip"
     pip.write_text(
         f"#!{python}\nimport sys\nfrom pip._internal.cli.main import main\nsys.exit(main())\n"
