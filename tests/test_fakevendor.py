@@ -366,3 +366,33 @@ def test_rate_limits_per_route_group() -> None:
         ]
         assert httpx.get(vendor.api.url_for("/v2/tickets"), headers=AUTH).status_code == 200
         assert health.over == 1
+
+
+def test_authorized_can_be_overridden_for_issued_tokens() -> None:
+    class Issuing(FakeVendor):
+        issued = {"tok-a"}
+
+        def authorized(self, req: FakeRequest) -> bool:
+            return req.headers.get("authorization", "").removeprefix("Bearer ") in self.issued
+
+    vendor = Issuing("issuing")
+
+    @vendor.route("GET", "/me")
+    def me(req: FakeRequest) -> Any:
+        return {"ok": True}
+
+    with vendor.api:
+        url = vendor.api.url_for("/me")
+        assert httpx.get(url, headers={"Authorization": "Bearer tok-a"}).status_code == 200
+        assert httpx.get(url, headers={"Authorization": "Bearer fake-token"}).status_code == 401
+
+
+def test_rate_limit_remaining_and_reset_for_ratelimit_headers() -> None:
+    limit = RateLimit(2, window=0.5)
+    assert limit.remaining() == 2 and limit.reset_in() == 0.0
+    assert limit.check("/x") is None and limit.remaining() == 1
+    assert 0 < limit.reset_in() <= 0.5
+    assert limit.check("/x") is None and limit.remaining() == 0
+    assert limit.check("/x") is not None  # refused: not counted
+    time.sleep(0.55)
+    assert limit.remaining() == 2 and limit.reset_in() == 0.0

@@ -370,3 +370,23 @@ def test_transport_verifies_tls_with_a_given_ca_bundle(tmp_path: Any) -> None:
         untrusted = Transport(api.base_url, retry=RetryPolicy(attempts=1))
         with untrusted, pytest.raises(TransientError, match="CERTIFICATE_VERIFY_FAILED"):
             untrusted.get_json("/ping")
+
+
+def test_transport_gives_every_answer_to_its_rate_budget() -> None:
+    """An answer saying the vendor's budget is spent (``X-RateLimit-Remaining: 0``) holds
+    the next request until ``X-RateLimit-Reset``, with no 429 and no hand-written gate."""
+    from fragment_core.retries import Pacer
+
+    api = FakeAPI(name="vendor")
+    served: list[float] = []
+
+    @api.route("GET", "/tickets")
+    def tickets(req: FakeRequest) -> Any:
+        served.append(time.monotonic())
+        spent = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "0.4"}
+        return FakeResponse(json={"items": []}, headers=spent if len(served) == 1 else {})
+
+    with api, Transport(api.base_url, retry=FAST, pacer=Pacer(None)) as transport:
+        transport.request("GET", "/tickets")
+        transport.request("GET", "/tickets")
+    assert served[1] - served[0] >= 0.38 and transport.pacer.waits == 1
