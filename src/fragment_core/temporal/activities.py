@@ -28,7 +28,6 @@ from fragment_core.connector import Connector
 from fragment_core.errors import (
     AuthenticationError,
     ConfigurationError,
-    FragmentError,
     PluginError,
     RateLimitedError,
     TransientError,
@@ -393,4 +392,4 @@ def _summary(ref: RunRef, run: SyncRun) -> RunSummary:
     )
 
 
-__all__ = ["FleetActivities", "FragmentError", "to_application_error"]
+__all__ = ["FleetActivities", "to_application_error"]
