@@ -332,3 +332,33 @@ def test_a_short_page_also_cuts_a_page_answered_with_headers() -> None:
         assert short.json() == {"tickets": [{"id": "1"}], "total": 2}
         assert short.headers["x-page"] == "1"  # the headers are kept
         assert len(httpx.get(url, headers=AUTH).json()["tickets"]) == 2
+
+
+def test_authorized_can_be_overridden_for_issued_tokens() -> None:
+    class Issuing(FakeVendor):
+        issued = {"tok-a"}
+
+        def authorized(self, req: FakeRequest) -> bool:
+            return req.headers.get("authorization", "").removeprefix("Bearer ") in self.issued
+
+    vendor = Issuing("issuing")
+
+    @vendor.route("GET", "/me")
+    def me(req: FakeRequest) -> Any:
+        return {"ok": True}
+
+    with vendor.api:
+        url = vendor.api.url_for("/me")
+        assert httpx.get(url, headers={"Authorization": "Bearer tok-a"}).status_code == 200
+        assert httpx.get(url, headers={"Authorization": "Bearer fake-token"}).status_code == 401
+
+
+def test_rate_limit_remaining_and_reset_for_ratelimit_headers() -> None:
+    limit = RateLimit(2, window=0.5)
+    assert limit.remaining() == 2 and limit.reset_in() == 0.0
+    assert limit.check("/x") is None and limit.remaining() == 1
+    assert 0 < limit.reset_in() <= 0.5
+    assert limit.check("/x") is None and limit.remaining() == 0
+    assert limit.check("/x") is not None  # refused: not counted
+    time.sleep(0.55)
+    assert limit.remaining() == 2 and limit.reset_in() == 0.0

@@ -147,8 +147,11 @@ def test_connectors_show_http_prints_the_schema_and_the_example() -> None:
     assert result.exit_code == 0, result.output
     for option in HttpConfig.model_fields:
         assert option in result.output
-    assert "Path of the next cursor in the response" in result.output  # descriptions
+    assert "Root of the API" in result.output  # the table's descriptions
     assert 'connector = "http"' in result.output
+    # nested options (a pagination style's fields) are described in the JSON Schema
+    schema = CliRunner().invoke(cli, ["connectors", "show", "http", "--json"])
+    assert schema.exit_code == 0 and "Path of the next cursor in the response" in schema.output
 
 
 def docs_examples() -> list[str]:

@@ -324,3 +324,51 @@ def test_transport_call_names_redacts_and_paces_sdk_errors() -> None:
     assert json_object(b'{"a": 1}', "the answer") == {"a": 1} and json_object(b"", "x") == {}
     with pytest.raises(TransientError, match="the answer is not a JSON object"):
         json_object(b"[1]", "the answer")
+
+
+def test_transport_call_retries_an_sdks_connection_failures() -> None:
+    """urllib3's and requests' "could not reach" (and OSError's) are transient in
+    ``call`` without a translation: retried, then a TransientError naming the call."""
+    import requests
+    import urllib3
+
+    from fragment_core.transport import is_connection_failure
+
+    failures = [
+        urllib3.exceptions.ProtocolError("Connection aborted."),
+        requests.exceptions.ConnectTimeout("timed out"),
+        ConnectionRefusedError(111, "refused"),
+    ]
+    assert all(map(is_connection_failure, failures))
+    assert not is_connection_failure(ValueError("a bug, not the network"))
+    tried: list[int] = []
+
+    def unreachable() -> None:
+        tried.append(1)
+        raise failures[len(tried) % 3]
+
+    transport = Transport("https://api.vendor.test", retry=FAST, name="source 's'")
+    with transport, pytest.raises(TransientError) as info:
+        transport.call(unreachable, operation="list tickets")
+    assert len(tried) == FAST.attempts
+    assert str(info.value).startswith("source 's': list tickets: could not reach")
+
+
+def test_transport_gives_every_answer_to_its_rate_budget() -> None:
+    """An answer saying the vendor's budget is spent (``X-RateLimit-Remaining: 0``) holds
+    the next request until ``X-RateLimit-Reset``, with no 429 and no hand-written gate."""
+    from fragment_core.retries import Pacer
+
+    api = FakeAPI(name="vendor")
+    served: list[float] = []
+
+    @api.route("GET", "/tickets")
+    def tickets(req: FakeRequest) -> Any:
+        served.append(time.monotonic())
+        spent = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "0.4"}
+        return FakeResponse(json={"items": []}, headers=spent if len(served) == 1 else {})
+
+    with api, Transport(api.base_url, retry=FAST, pacer=Pacer(None)) as transport:
+        transport.request("GET", "/tickets")
+        transport.request("GET", "/tickets")
+    assert served[1] - served[0] >= 0.38 and transport.pacer.waits == 1

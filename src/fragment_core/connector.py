@@ -29,9 +29,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Generic, TypeAlias, TypeVar, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Generic, TypeAlias, TypeVar, get_args, get_origin
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from fragment_core.errors import (
     AuthenticationError,
@@ -47,6 +48,7 @@ from fragment_core.task import RemoteTask, Task
 __all__ = [
     "AuthenticationError",
     "BadRecordError",
+    "BaseUrl",
     "Capability",
     "Completion",
     "ConfigurationError",
@@ -82,6 +84,22 @@ class ConnectorConfig(BaseModel):
 
 
 ConfigT = TypeVar("ConfigT", bound=ConnectorConfig)
+
+
+def http_base_url(value: str) -> str:
+    """``value`` if it is an http(s) URL with a host and no query or fragment, without
+    its trailing ``/`` (paths are appended to it); ``ValueError`` otherwise."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{value!r} must not have a query or fragment")
+    return value.rstrip("/")
+
+
+#: A ``base_url`` option: an http(s) URL (checked by :func:`http_base_url`), no trailing ``/``.
+#: Tests point a connector at its fake through it.
+BaseUrl = Annotated[str, AfterValidator(http_base_url)]
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ __all__ = [
     "RefreshingBearerAuth",
     "Transport",
     "guarded_client",
+    "is_connection_failure",
     "json_object",
     "origin_of",
     "sdk_response",
@@ -330,7 +331,7 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
-        pacer: Pacer | RateBudget | None = None,
+        pacer: RateBudget | None = None,
         rate_limit_hook: Callable[[httpx.Response], float | None] | None = None,
         translate_error: Callable[[httpx.Response], FragmentError | None] | None = None,
         name: str = "",
@@ -340,7 +341,7 @@ class Transport:
         self.name = name
         self.where = name or origin_of(base_url)
         self.retry = retry
-        self.pacer: Pacer | RateBudget = pacer or Pacer(None)
+        self.pacer: RateBudget = pacer or Pacer(None)
         self.requests_made = 0
         self._count_lock = threading.Lock()
         self._rate_limit_hook = rate_limit_hook
@@ -351,6 +352,8 @@ class Transport:
         self.httpx_client = guarded_client(
             base_url, auth=auth, headers=headers, timeout=timeout, where=self.where, verify=verify
         )
+        # the pacer reads every answer's X-RateLimit-Remaining / -Reset (RateBudget.observe)
+        self.httpx_client.event_hooks["response"].append(self.pacer.observe)
 
     def __repr__(self) -> str:
         return f"Transport({redact_url(self.base_url)!r}, name={self.name!r})"
@@ -412,7 +415,7 @@ class Transport:
         accept: Collection[int] = (),
         translate_error: Callable[[httpx.Response], FragmentError | None] | None = None,
         translate_exception: Callable[[httpx.TransportError], FragmentError | None] | None = None,
-        pacer: Pacer | RateBudget | None = None,
+        pacer: RateBudget | None = None,
     ) -> httpx.Response:
         """Send one request (paced; retried when ``retry``); raise the mapped error.
 
@@ -469,7 +472,7 @@ class Transport:
         *args: Any,
         operation: str = "",
         translate_exception: Callable[[BaseException], FragmentError | None] | None = None,
-        pacer: Pacer | RateBudget | None = None,
+        pacer: RateBudget | None = None,
         **kwargs: Any,
     ) -> T:
         """Run an SDK call under the same pacer and retry policy; ``translate_exception``
@@ -488,6 +491,11 @@ class Transport:
                 raise self._named(exc) from None
             except Exception as exc:
                 error = translate_exception(exc) if translate_exception else None
+                if error is None and is_connection_failure(exc):
+                    error = TransientError(
+                        f"{operation or 'the call'}: could not reach {redact_url(self.base_url)}"
+                        f" ({type(exc).__name__}); check base_url and the network"
+                    )
                 if error is None:
                     raise
                 raise self._named(error) from None
@@ -498,6 +506,24 @@ class Transport:
         error.attribute(self.where)
         error.message = redact(error.message, self._secrets)
         return error
+
+
+#: SDK exceptions meaning "the vendor could not be reached", by module and class name (so
+#: no SDK's HTTP library is imported here): urllib3 (openapi-generator SDKs), requests.
+_CONNECTION_FAILURES = {
+    ("urllib3.exceptions", "HTTPError"),
+    ("requests.exceptions", "ConnectionError"),
+    ("requests.exceptions", "Timeout"),
+}
+
+
+def is_connection_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is an HTTP library's "could not reach the server" (connection
+    refused or dropped, timeout, TLS): :meth:`Transport.call` retries those as transient
+    when ``translate_exception`` does not map them."""
+    if isinstance(exc, httpx.TransportError | ConnectionError | TimeoutError):
+        return True
+    return any((c.__module__, c.__name__) in _CONNECTION_FAILURES for c in type(exc).__mro__)
 
 
 def sdk_response(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import timedelta
 
 import pytest
 from fragment_intercom import IntercomConnector
@@ -158,3 +159,24 @@ def test_the_starting_after_cursor_is_intercoms_opaque_token(intercom: FakeInter
     assert len(list(connector.fetch_backlog())) == 4
     token = _searches(intercom)[1]["pagination"]["starting_after"]
     assert json.loads(base64.b64decode(token))[2] == 2  # [updated_at ms, id, page]
+
+
+def test_a_change_the_search_index_shows_late_is_found_by_the_next_incremental() -> None:
+    # the search index lags 30 s behind writes: the cursor comes from what the search
+    # showed, so a change it did not show yet is still after the cursor next time
+    fake = FakeIntercom(search_lag=timedelta(seconds=30))
+    ids = [fake.add_conversation(created_at=fake.now() - 3600) for _ in range(3)]
+    fake.clock.advance(seconds=60)
+    with fake.api:
+        connector = IntercomConnector(fake.config(app_id="abc123de"), source="support")
+        cursor = max(connector.cursor_value(r) or "" for r in connector.fetch_backlog())
+        fake.update(ids[0], state="closed")
+
+        first = {r["id"]: r for r in connector.fetch_changes(cursor)}
+        assert ids[0] not in first or first[ids[0]]["state"] == "open"  # not shown yet
+
+        fake.clock.advance(seconds=31)
+        second = {r["id"]: r for r in connector.fetch_changes(cursor)}
+        assert second[ids[0]]["state"] == "closed"
+        assert not connector.is_open(second[ids[0]])
+    assert not fake.invalid_requests

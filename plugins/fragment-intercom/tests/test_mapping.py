@@ -165,3 +165,34 @@ def test_region_picks_the_api_host_and_base_url_overrides_it() -> None:
 def test_a_bad_stored_cursor_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="not a unix time"):
         list(_connector().fetch_changes("2025-05-01T00:00:00Z"))
+
+
+FINGERPRINT = """
+import hashlib
+from fragment_intercom import IntercomConnector
+from fragment_intercom.testing import FakeIntercom
+fake = FakeIntercom(validate=False)
+fake.add_conversations(2, tags=["1"], team_assignee_id=77)
+with fake.api:
+    connector = IntercomConnector(fake.config(app_id="abc123de"))
+    for record in connector.fetch_backlog():
+        print(hashlib.sha256(connector.fingerprint(record)).hexdigest())
+"""
+
+
+def test_a_conversations_fingerprint_is_the_same_in_every_process() -> None:
+    # the runner skips mapping a record whose fingerprint it saw last run: the bytes must
+    # not depend on the process (string hashing differs between processes)
+    import os
+    import subprocess
+    import sys
+
+    outputs = set()
+    for seed in ("1", "2"):
+        proc = subprocess.run(
+            [sys.executable, "-c", FINGERPRINT], capture_output=True, text=True, timeout=60,
+            env={**os.environ, "PYTHONHASHSEED": seed}, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outputs.add(proc.stdout)
+    assert len(outputs) == 1 and len(outputs.pop().split()) == 2

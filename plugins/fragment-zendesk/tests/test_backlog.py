@@ -92,3 +92,22 @@ def test_a_429_with_retry_after_is_waited_out() -> None:
         assert len(list(connector.fetch_backlog())) == 450
         assert fake.export_limit.over >= 1  # some 429s were answered, and waited out
         assert not fake.invalid_requests
+
+
+def test_a_view_narrows_the_backlog_and_its_count_checks_the_listing(
+    zendesk: FakeZendesk,
+) -> None:
+    vip = zendesk.add_tickets(130, tags=["vip"])
+    zendesk.add_ticket(tags=["vip"], status="solved")  # in the view, but not work
+    zendesk.add_tickets(4)
+    zendesk.views[77] = "tags:vip"
+    connector = ZendeskConnector(zendesk.config(view_id=77), source="support")
+    assert [r["id"] for r in connector.fetch_backlog()] == vip
+    assert "incremental" not in connector.capabilities()
+
+    zendesk.short_page_next(1, drop=2, path="/api/v2/views/77/tickets")
+    with pytest.raises(IncompleteFetchError, match="129 of the 131"):
+        list(connector.fetch_backlog())
+    zendesk.view_counts_fresh = False  # a stale count checks nothing: the cursor's end rules
+    zendesk.short_page_next(1, drop=2, path="/api/v2/views/77/tickets")
+    assert len(list(connector.fetch_backlog())) == 128

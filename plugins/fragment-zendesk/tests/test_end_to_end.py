@@ -121,3 +121,21 @@ def test_a_failing_fetch_closes_nothing(zendesk: FakeZendesk, sandbox: Any, tmp_
     assert all(
         client.get_task(task_uid("support", str(i))).status != TaskStatus.DONE for i in ids
     )
+
+
+def test_closes_the_incremental_export_reports_count_against_the_blast_radius_cap(
+    zendesk: FakeZendesk, sandbox: Any, tmp_path: Path
+) -> None:
+    ids = zendesk.add_tickets(30)
+    config = _write_config(tmp_path, sandbox, zendesk)
+    env = {"FRAGMENT_TOKEN": sandbox.token, "ZENDESK_TOKEN": zendesk.api_token}
+    assert _sync(config, env)["created"] == 30
+    for solved in ids[:25]:
+        zendesk.change(solved, status="solved")
+    zendesk.clock.advance(minutes=2)
+    zendesk.api.reset()
+    capped = _sync(config, env, code=3)
+    assert capped["closed"] == 0
+    assert any("25 reported closed by the source" in m for m in capped["messages"])
+    assert zendesk.api.requests_to("GET", "/api/v2/incremental/tickets/cursor.json")
+    assert not zendesk.api.requests_to("GET", "/api/v2/search/export.json")  # incremental

@@ -1,4 +1,5 @@
-"""The operator page at ``/``: tasks by status, with Start and Complete buttons.
+"""The operator page at ``/`` (see :mod:`.operator_view`): tasks with Start and
+Complete buttons, counts per status, filters, search and paging.
 
 Server-rendered HTML and plain forms, no JavaScript; the outcome typed when completing
 a task lands in the task's ``form_data.outcome``. Completing a task triggers a real
@@ -31,6 +32,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from fragment_core.sandbox import tasks
+from fragment_core.sandbox.operator_view import LOGOUT_PATH, STYLE, PageRequest, render_page
 from fragment_core.sandbox.schemas import TaskPatch
 from fragment_core.sandbox.settings import SandboxSettings
 from fragment_core.sandbox.store import TaskStore
@@ -40,82 +42,10 @@ from fragment_core.task import TaskStatus
 SESSION_COOKIE = "fragment_sandbox_operator"
 #: Path of the sign-in route (``?token=...``).
 LOGIN_PATH = "/operator/login"
-#: Path of the sign-out route (a POST carrying the CSRF token).
-LOGOUT_PATH = "/operator/logout"
-
-PAGE_LIMIT = 200
-
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:2rem;color:#222}
-section{margin-bottom:2rem}table{border-collapse:collapse;width:100%}
-td,th{border-bottom:1px solid #ddd;padding:.4rem;text-align:left;vertical-align:top}
-form{display:inline}input[type=text]{width:14rem}small{color:#666}
-"""
-
-
-def _row(task: dict[str, object], csrf: str) -> str:
-    uid = html.escape(str(task["uid"]))
-    fields = task["fields"] if isinstance(task["fields"], dict) else {}
-    title = html.escape(str(fields.get("title", "")))
-    url = fields.get("url")
-    if isinstance(url, str) and url.startswith(("http://", "https://")):
-        title = f'<a href="{html.escape(url)}" target="_blank" rel="noopener">{title}</a>'
-    source = html.escape(str(fields.get("sync_source", "")))
-    due = html.escape(str(task.get("due_at", "")))
-    actions = ""
-    if task["status"] == TaskStatus.TODO.value:
-        actions += (
-            f'<form method="post" action="/operator/tasks/{uid}/start">{csrf}'
-            '<button type="submit">Start</button></form> '
-        )
-    if task["status"] != TaskStatus.DONE.value:
-        actions += (
-            f'<form method="post" action="/operator/tasks/{uid}/complete">{csrf}'
-            '<input type="text" name="outcome" placeholder="outcome (optional)"> '
-            '<button type="submit">Complete</button></form>'
-        )
-    else:
-        form_data = task.get("form_data") or {}
-        outcome = form_data.get("outcome") if isinstance(form_data, dict) else None
-        actions = html.escape(str(outcome)) if outcome else "<small>done</small>"
-    return (
-        f"<tr><td>{title}<br><small>{uid}</small></td><td>{source}</td>"
-        f"<td>{due}</td><td>{actions}</td></tr>"
-    )
-
-
-def render_page(store: TaskStore, csrf_token: str = "") -> str:
-    """The whole operator page (its forms carry ``csrf_token``)."""
-    csrf = (
-        f'<input type="hidden" name="csrf" value="{html.escape(csrf_token)}">' if csrf_token else ""
-    )
-    sections = []
-    for status in TaskStatus:
-        rows = store.by_status(status.value, PAGE_LIMIT)
-        body = "".join(_row(task, csrf) for task in rows) or '<tr><td colspan="4">none</td></tr>'
-        sections.append(
-            f"<section><h2>{status.value}</h2><table><tr><th>Task</th><th>Source</th>"
-            f"<th>Due</th><th></th></tr>{body}</table></section>"
-        )
-    sign_out = (
-        f'<form method="post" action="{LOGOUT_PATH}">{csrf}'
-        '<button type="submit">Sign out</button></form>'
-        if csrf_token
-        else ""
-    )
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>Fragment sandbox</title>"
-        f"<style>{_STYLE}</style></head><body><h1>Fragment sandbox: operator view</h1>"
-        f"{sign_out}"
-        f"<p><small>Showing up to {PAGE_LIMIT} unarchived tasks per status.</small></p>"
-        + "".join(sections)
-        + "</body></html>"
-    )
-
 
 _SIGN_IN_PAGE = (
     "<!doctype html><html><head><meta charset='utf-8'><title>Fragment sandbox</title>"
-    f"<style>{_STYLE}</style></head><body><h1>Fragment sandbox: sign in</h1>"
+    f"<style>{STYLE}</style></head><body><h1>Fragment sandbox: sign in</h1>"
     "<p>{message}</p><p>Open the operator URL the sandbox printed when it started "
     f"(<code>{LOGIN_PATH}?token=...</code>), or run <code>fragment demo --keep-running</code>."
     "</p></body></html>"
@@ -259,26 +189,29 @@ def build_operator_router(store: TaskStore, settings: SandboxSettings) -> APIRou
         if csrf is None:
             return _sign_in_page("Sign in to see the tasks.", 401)
         headers = {"X-Frame-Options": "DENY", "Cache-Control": "no-store"}
-        return HTMLResponse(render_page(store, csrf), headers=headers)
+        wanted = PageRequest.from_query(request.query_params)
+        return HTMLResponse(render_page(store, wanted, csrf), headers=headers)
 
     async def form_of(request: Request) -> dict[str, list[str]]:
         form = parse_qs((await request.body()).decode(errors="replace"))
         guard.check_post(request, form)
         return form
 
-    async def change(uid: uuid.UUID, body: TaskPatch) -> RedirectResponse:
+    async def change(
+        uid: uuid.UUID, body: TaskPatch, form: dict[str, list[str]]
+    ) -> RedirectResponse:
         old = store.get(str(uid))
         if old is None:
             raise HTTPException(404, f"no task with uid {uid}")
         task = tasks.patch(old, body, tasks.now_text())
         if task is not old:
-            store.save_many([task])
-        return RedirectResponse("/", status_code=303)
+            store.save_many([task], closed_by="operator")
+        return RedirectResponse(_back_to(form), status_code=303)
 
     @router.post("/operator/tasks/{uid}/start")
     async def start(uid: uuid.UUID, request: Request) -> RedirectResponse:
-        await form_of(request)
-        return await change(uid, TaskPatch(status=TaskStatus.STARTED))
+        form = await form_of(request)
+        return await change(uid, TaskPatch(status=TaskStatus.STARTED), form)
 
     @router.post("/operator/tasks/{uid}/complete")
     async def complete(uid: uuid.UUID, request: Request) -> RedirectResponse:
@@ -291,6 +224,13 @@ def build_operator_router(store: TaskStore, settings: SandboxSettings) -> APIRou
         patch = TaskPatch(status=TaskStatus.DONE)
         if outcome:
             patch = TaskPatch(status=TaskStatus.DONE, form_data=form_data)
-        return await change(uid, patch)
+        return await change(uid, patch, form)
 
     return router
+
+
+def _back_to(form: dict[str, list[str]]) -> str:
+    """Where a form's POST redirects: the page it came from (``/`` or ``/?...`` of this
+    site only, never another one), else ``/``."""
+    target = (form.get("next") or ["/"])[0]
+    return target if target == "/" or (target.startswith("/?") and "\\" not in target) else "/"

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from fragment_core.task import SOURCE_FIELD
+
 OrderBy = Literal["created_at", "updated_at"]
 
 _SCHEMA = """
@@ -28,18 +30,46 @@ CREATE TABLE IF NOT EXISTS tasks (
     updated_at TEXT NOT NULL,
     body TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_at, uid);
-CREATE INDEX IF NOT EXISTS tasks_updated ON tasks (updated_at, uid);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+#: Columns the operator page filters, searches and sorts on (copies of the body's values),
+#: and who closed a DONE task: ``api`` (a client of the API: the sync) or ``operator``.
+_PAGE_COLUMNS = {
+    "source": "json_extract(body, '$.fields.sync_source')",
+    "external_id": "json_extract(body, '$.fields.external_id')",
+    "title": "json_extract(body, '$.fields.title')",
+    "due_at": "json_extract(body, '$.due_at')",
+    "closed_by": "CASE WHEN status = 'DONE' THEN 'api' END",
+}
+
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS tasks_created ON tasks (created_at, uid);
+CREATE INDEX IF NOT EXISTS tasks_updated ON tasks (updated_at, uid);
+CREATE INDEX IF NOT EXISTS tasks_due ON tasks (archived, due_at, uid);
+CREATE INDEX IF NOT EXISTS tasks_status_due ON tasks (archived, status, due_at, uid);
+CREATE INDEX IF NOT EXISTS tasks_source_due ON tasks (archived, source, status, due_at, uid);
+"""
+
 _UPSERT = """
-INSERT INTO tasks (uid, status, archived, created_at, updated_at, body)
-VALUES (?, ?, ?, ?, ?, ?)
+INSERT INTO tasks (uid, status, archived, created_at, updated_at, body,
+                   source, external_id, title, due_at, closed_by)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (uid) DO UPDATE SET
     status = excluded.status, archived = excluded.archived,
-    updated_at = excluded.updated_at, body = excluded.body
+    updated_at = excluded.updated_at, body = excluded.body,
+    source = excluded.source, external_id = excluded.external_id,
+    title = excluded.title, due_at = excluded.due_at,
+    closed_by = CASE
+        WHEN excluded.status != 'DONE' THEN NULL
+        WHEN tasks.status = 'DONE' THEN tasks.closed_by
+        ELSE excluded.closed_by
+    END
 """
+
+#: Who closed a task, as the store records it.
+ClosedBy = Literal["api", "operator"]
+
 
 #: Custom-field keys a list filter may name (``fields.<key>=<value>``).
 FIELD_KEY = re.compile(r"^[A-Za-z0-9_\-]{1,100}$")
@@ -108,6 +138,8 @@ class TaskStore:
             self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
+        self._add_page_columns()
+        self._conn.executescript(_INDEXES)
         self._conn.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('account_uid', ?)",
             (str(uuid.uuid4()),),
@@ -116,6 +148,14 @@ class TaskStore:
         self.account_uid = uuid.UUID(row[0])
         """The account this sandbox's ``GET /accounts/me`` names: made with its database
         (a sandbox in memory is a new account each start, as a new Tasks API would be)."""
+
+    def _add_page_columns(self) -> None:
+        """Add (and fill) the operator page's columns to a database made before them."""
+        have = {row[1] for row in self._conn.execute("PRAGMA table_info(tasks)")}
+        for name, value in _PAGE_COLUMNS.items():
+            if name not in have:
+                self._conn.execute(f"ALTER TABLE tasks ADD COLUMN {name} TEXT")
+                self._conn.execute(f"UPDATE tasks SET {name} = {value}")
 
     def close(self) -> None:
         with self._lock:
@@ -139,8 +179,12 @@ class TaskStore:
                     found[uid] = json.loads(body)
         return found
 
-    def save_many(self, tasks: Sequence[dict[str, Any]]) -> None:
-        """Insert or replace ``tasks`` in one transaction."""
+    def save_many(self, tasks: Sequence[dict[str, Any]], *, closed_by: ClosedBy = "api") -> None:
+        """Insert or replace ``tasks`` in one transaction.
+
+        ``closed_by`` is who writes them: a task that becomes DONE records it (the
+        operator page shows a task the sync closed apart from one an operator completed).
+        """
         rows = [
             (
                 task["uid"],
@@ -149,6 +193,11 @@ class TaskStore:
                 task["created_at"],
                 task["updated_at"],
                 json.dumps(task, separators=(",", ":")),
+                _text(task["fields"].get(SOURCE_FIELD)),
+                _text(task["fields"].get("external_id")),
+                _text(task["fields"].get("title")),
+                task.get("due_at"),
+                closed_by if task["status"] == "DONE" else None,
             )
             for task in tasks
         ]
@@ -197,12 +246,76 @@ class TaskStore:
         cursor = encode_cursor(order_by, rows[-1][0], rows[-1][1]) if more else None
         return [row[2] for row in rows], cursor
 
-    def by_status(self, status: str, limit: int) -> list[dict[str, Any]]:
-        """Unarchived tasks in ``status``, most urgent (earliest due) first."""
+    def closed_by(self, uid: str) -> ClosedBy | None:
+        """Who closed the task ``uid`` (None unless it is DONE)."""
+        with self._lock:
+            row = self._conn.execute("SELECT closed_by FROM tasks WHERE uid = ?", (uid,)).fetchone()
+        return None if row is None else row[0]
+
+    def operator_page(
+        self, view: OperatorQuery, *, offset: int, limit: int
+    ) -> tuple[list[tuple[dict[str, Any], ClosedBy | None]], int]:
+        """One page of unarchived tasks matching ``view``, earliest due first, each with
+        who closed it; and how many match in all."""
+        where, params = view.where()
+        with self._lock:
+            total = self._conn.execute(
+                f"SELECT count(*) FROM tasks WHERE {where}", params
+            ).fetchone()[0]
+            rows = self._conn.execute(
+                f"SELECT body, closed_by FROM tasks WHERE {where}"
+                " ORDER BY due_at, uid LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            ).fetchall()
+        return [(json.loads(body), closed_by) for body, closed_by in rows], int(total)
+
+    def status_counts(self, source: str | None = None) -> dict[str, int]:
+        """Unarchived tasks per status (of ``source`` when given)."""
+        sql = "SELECT status, count(*) FROM tasks WHERE archived = 0"
+        params: list[Any] = []
+        if source:
+            sql += " AND source = ?"
+            params.append(source)
+        with self._lock:
+            rows = self._conn.execute(sql + " GROUP BY status", params).fetchall()
+        return {status: int(count) for status, count in rows}
+
+    def sources(self) -> list[str]:
+        """The sources (``fields.sync_source``) of the unarchived tasks."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT body FROM tasks WHERE status = ? AND archived = 0"
-                " ORDER BY json_extract(body, '$.due_at'), uid LIMIT ?",
-                (status, limit),
+                "SELECT DISTINCT source FROM tasks WHERE archived = 0 AND source IS NOT NULL"
+                " ORDER BY source"
             ).fetchall()
-        return [json.loads(row[0]) for row in rows]
+        return [row[0] for row in rows]
+
+
+@dataclass(frozen=True)
+class OperatorQuery:
+    """The operator page's filters: statuses, one source, a search text."""
+
+    statuses: tuple[str, ...] = ()
+    source: str | None = None
+    search: str = ""
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = ["archived = 0"]
+        params: list[Any] = []
+        if self.statuses:
+            clauses.append(f"status IN ({','.join('?' * len(self.statuses))})")
+            params.extend(self.statuses)
+        if self.source:
+            clauses.append("source = ?")
+            params.append(self.source)
+        text = self.search.strip()
+        if text:
+            pattern = "%" + re.sub(r"([\\%_])", r"\\\1", text) + "%"
+            clauses.append(
+                "(title LIKE ? ESCAPE '\\' OR external_id LIKE ? ESCAPE '\\' OR uid = ?)"
+            )
+            params.extend([pattern, pattern, text.lower()])
+        return " AND ".join(clauses), params
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)

@@ -37,9 +37,13 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from fragment_core.testing.fakeapi import FakeAPI, FakeRequest, FakeResponse, _render
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 #: ``effect_count``'s default: count effects whatever their idempotency key.
 ANY_KEY: Any = object()
@@ -361,6 +365,23 @@ class FakeVendor:
         with self._lock:
             self.invalid_requests.append(message)
         return self.error_response(400, "invalid_request", message)
+
+    def parse_body(self, req: FakeRequest, model: type[ModelT]) -> ModelT | FakeResponse:
+        """``req``'s JSON body validated by the pydantic ``model``; else the vendor's 400
+        (:meth:`invalid`, so logged in ``invalid_requests``) naming the first problem.
+
+        A strict model with ``extra="forbid"`` checks a body as a vendor does::
+
+            body = vendor.parse_body(req, CloseTicket)
+            if isinstance(body, FakeResponse):
+                return body
+        """
+        try:
+            return model.model_validate_json(req.body or b"")
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(map(str, first["loc"])) or "(body)"
+            return self.invalid(f"{req.method} {req.path}: body {where}: {first['msg']}")
 
     def not_found(self) -> FakeResponse:
         """A plain 404."""

@@ -1,10 +1,10 @@
 """HubSpot through its official SDK, on the kit's :class:`~fragment_core.transport.Transport`.
 
 Every SDK call goes through :meth:`Transport.call` (pacer, retries by error class, errors
-named and redacted); urllib3's own retries are off. Calls pass ``_preload_content=False``
-so results stay plain dicts (one malformed task then fails alone in mapping, not the whole
-page in the SDK's model layer); request bodies are plain JSON dicts, which the SDK
-serializes as given.
+named and redacted, connection failures retried); urllib3's own retries are off. Calls
+pass ``_preload_content=False`` so results stay plain dicts (one malformed task fails
+alone in mapping, not the whole page in the SDK's model layer); request bodies are plain
+JSON dicts, which the SDK serializes as given.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import hubspot
-import urllib3
 from hubspot.crm.associations.v4 import ApiException as AssociationsApiException
 from hubspot.crm.objects.tasks import ApiException as TasksApiException
 
@@ -149,11 +148,6 @@ class HubSpotClient:
                     return TransientError(f"could not reach HubSpot to {action}")
                 response = sdk_response(exc.status, exc.headers, exc.body)
                 return self.transport.error_for(response, action, translate_error)
-            if isinstance(exc, urllib3.exceptions.HTTPError):
-                return TransientError(
-                    f"could not reach HubSpot to {action}: {type(exc).__name__}; check "
-                    f"base_url ({self.config.base_url}) and the network"
-                )
             # On a TLS failure the SDK raises ApiException(status=0, body=None) and then
             # trips over that body itself (``e.body.decode``): report the TLS failure.
             cause = exc.__context__ if isinstance(exc, AttributeError) else None

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from typing import Annotated
 
-from fragment_core.connector import ConnectorConfig
+from pydantic import Field, SecretStr, StringConstraints, field_validator
+
+from fragment_core.connector import BaseUrl, ConnectorConfig
+
+#: An option value compared in upper case (HubSpot's enumerations: CALL, HIGH...).
+Upper = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True)]
 
 #: HubSpot's API base. Tests point the SDK elsewhere through ``base_url``.
 DEFAULT_BASE_URL = "https://api.hubapi.com"
@@ -31,17 +36,17 @@ class HubSpotConfig(ConnectorConfig):
         default=DEFAULT_URL_TEMPLATE,
         description="Task link; placeholders {app_host}, {portal_id}, {task_id}.",
     )
-    base_url: str = Field(default=DEFAULT_BASE_URL, description="HubSpot API base URL.")
+    base_url: BaseUrl = Field(default=DEFAULT_BASE_URL, description="HubSpot API base URL.")
     owner_ids: list[str] = Field(
         default_factory=list, description="Only tasks of these owners (hubspot_owner_id)."
     )
     queue_ids: list[str] = Field(
         default_factory=list, description="Only tasks in one of these task queues."
     )
-    task_types: list[str] = Field(
+    task_types: list[Upper] = Field(
         default_factory=list, description="Only these hs_task_type values (EMAIL, CALL, TODO)."
     )
-    priorities: list[str] = Field(
+    priorities: list[Upper] = Field(
         default_factory=list, description="Only these hs_task_priority values (LOW, MEDIUM, HIGH)."
     )
     extra_properties: list[str] = Field(
@@ -79,18 +84,6 @@ class HubSpotConfig(ConnectorConfig):
         "{done_at}, {uid}, {source}.",
     )
     timeout: float = Field(default=30.0, gt=0, description="Seconds per HTTP request.")
-
-    @field_validator("task_types", "priorities")
-    @classmethod
-    def _upper(cls, values: list[str]) -> list[str]:
-        return [value.strip().upper() for value in values]
-
-    @field_validator("base_url")
-    @classmethod
-    def _no_trailing_slash(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("base_url must start with http:// or https://")
-        return value.rstrip("/")
 
     @field_validator("url_template")
     @classmethod

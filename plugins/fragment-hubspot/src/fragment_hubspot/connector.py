@@ -49,8 +49,8 @@ def _has_id(item: Any) -> bool:
 
 
 def _split(value: Any) -> list[str]:
-    """A multi-value HubSpot property ("a;b") as a list."""
-    return [part for part in str(value or "").split(";") if part]
+    """A (multi-value: "a;b") HubSpot property as a list of its values, upper case."""
+    return [part for part in str(value or "").upper().split(";") if part]
 
 
 class HubSpotConnector(Connector[HubSpotConfig]):
@@ -108,21 +108,25 @@ class HubSpotConnector(Connector[HubSpotConfig]):
             ) from None
         return portal_id, app_host or str(details.get("uiDomain") or DEFAULT_APP_HOST)
 
-    def _open_filters(self) -> list[dict[str, Any]]:
-        """Not COMPLETED, and the configured owners/queues/types/priorities."""
+    def _filtered(self) -> list[tuple[str, list[str]]]:
+        """(property, the values a task must have one of) of the owner/queue/type/priority
+        options; an empty list filters nothing."""
         config = self.config
-        filters: list[dict[str, Any]] = [
-            {"propertyName": "hs_task_status", "operator": "NEQ", "value": COMPLETED}
-        ]
-        for prop, values in (
+        return [
             ("hubspot_owner_id", config.owner_ids),
             ("hs_queue_membership_ids", config.queue_ids),
             ("hs_task_type", config.task_types),
             ("hs_task_priority", config.priorities),
-        ):
-            if values:
-                filters.append({"propertyName": prop, "operator": "IN", "values": list(values)})
-        return filters
+        ]
+
+    def _open_filters(self) -> list[dict[str, Any]]:
+        """Not COMPLETED, and the configured owners/queues/types/priorities."""
+        not_done = {"propertyName": "hs_task_status", "operator": "NEQ", "value": COMPLETED}
+        return [not_done] + [
+            {"propertyName": prop, "operator": "IN", "values": list(values)}
+            for prop, values in self._filtered()
+            if values
+        ]
 
     def _search(self) -> WindowedSearch:
         return WindowedSearch(
@@ -179,16 +183,12 @@ class HubSpotConnector(Connector[HubSpotConfig]):
         properties = record.get("properties") if isinstance(record, Mapping) else None
         if not isinstance(properties, Mapping):
             return True  # let to_task report it
-        config = self.config
         if str(properties.get("hs_task_status") or "").upper() == COMPLETED:
             return False
-        checks = (
-            (config.owner_ids, [str(properties.get("hubspot_owner_id") or "")]),
-            (config.queue_ids, _split(properties.get("hs_queue_membership_ids"))),
-            (config.task_types, [str(properties.get("hs_task_type") or "").upper()]),
-            (config.priorities, [str(properties.get("hs_task_priority") or "").upper()]),
+        return all(
+            not wanted or {w.upper() for w in wanted} & set(_split(properties.get(prop)))
+            for prop, wanted in self._filtered()
         )
-        return all(not wanted or set(wanted) & set(have) for wanted, have in checks)
 
     def cursor_value(self, record: Record) -> str | None:
         """hs_lastmodifieddate, normalized (UTC, milliseconds) so strings sort as times."""

@@ -95,7 +95,6 @@ class WindowedSearch:
         self.properties = properties
         self.page_size = page_size
         self.cap = cap
-        self.queries = 0
 
     def fetch(self, filters: Filters, *, since_ms: int | None = None) -> Iterator[Any]:
         """Yield each matching result once (by id); raw items, malformed ones included."""
@@ -147,7 +146,6 @@ class Query:
     """
 
     def __init__(self, search: WindowedSearch, filters: Filters, sort: str, key: Key) -> None:
-        search.queries += 1
         self.search = search
         self.key = key
         self.body: dict[str, Any] = {

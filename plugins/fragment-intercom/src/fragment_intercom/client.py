@@ -92,10 +92,11 @@ def _as_data(item: Any) -> Any:
     warns about them); anything the SDK built no model of (a dict, a string) as it came."""
     if isinstance(item, pydantic.BaseModel):
         fields = type(item).model_fields
-        data = {
-            (fields[name].alias or name): _as_data(getattr(item, name))
-            for name in item.model_fields_set
-            if name in fields
+        given = item.model_fields_set
+        data = {  # in the model's field order: the same bytes in every process
+            (field.alias or name): _as_data(getattr(item, name))
+            for name, field in fields.items()
+            if name in given
         }
         data.update((key, _as_data(value)) for key, value in (item.model_extra or {}).items())
         return data

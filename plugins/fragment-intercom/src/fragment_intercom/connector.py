@@ -38,6 +38,20 @@ def _id(value: Any) -> str | None:
     return None if text in ("", "0") else text
 
 
+def _region_code(region: str) -> str | None:
+    """``us``, ``eu`` or ``au`` for /me's ``app.region`` ("US", "Europe"...); ``None``
+    when it names none of them (then nothing is checked)."""
+    text = region.strip().lower()
+    for code, names in (
+        ("us", ("us", "united states", "america")),
+        ("eu", ("eu", "europe")),
+        ("au", ("au", "australia")),
+    ):
+        if text.startswith(names):
+            return code
+    return None
+
+
 class IntercomConnector(Connector[IntercomConfig]):
     """Open Intercom conversations; completing one in Fragment closes it in Intercom.
 
@@ -329,8 +343,8 @@ class IntercomConnector(Connector[IntercomConfig]):
             found = None
         app: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
         region = str(app.get("region") or "").strip()
-        if region and not region.lower().startswith(self.config.region):
-            wanted = region.lower()[:2]
+        wanted = _region_code(region)
+        if wanted is not None and wanted != self.config.region:
             raise ConfigurationError(
                 f"the Intercom workspace {app.get('name') or app.get('id_code')!r} is hosted "
                 f'in the {region} region, but this source has region = "{self.config.region}"'

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from fragment_core.testing import FakeRequest, FakeResponse
@@ -192,7 +193,7 @@ class FakeIntercom(FakeVendor):
             "intercom",
             token=token,
             scopes=permissions,
-            openapi=json.loads(openapi_path().read_text()) if validate else None,
+            openapi=Path(str(openapi_path())) if validate else None,  # parsed once a process
             clock=clock or Clock(datetime(2025, 5, 1, tzinfo=UTC)),
             search_lag=search_lag,
             rate_limit=limit,
@@ -239,13 +240,11 @@ class FakeIntercom(FakeVendor):
                 "X-RateLimit-Reset": str(math.ceil(time.time() + 10)),
             }
         with self._lock:
-            now = time.monotonic()
-            seen = list(limit._seen)
-        oldest = seen[0] if seen else now
+            left, reset_in = limit.remaining(), limit.reset_in()
         return {
             "X-RateLimit-Limit": str(limit.requests),
-            "X-RateLimit-Remaining": str(max(0, limit.requests - len(seen))),
-            "X-RateLimit-Reset": str(math.ceil(time.time() + limit.window - (now - oldest))),
+            "X-RateLimit-Remaining": str(left),
+            "X-RateLimit-Reset": str(math.ceil(time.time() + reset_in)),
         }
 
     def answer(self, payload: Any, status: int = 200) -> FakeResponse:

@@ -196,6 +196,16 @@ class ZendeskClient:
         for ticket in pages:
             yield ticket.to_dict()
 
+    def view(self, view_id: int) -> Iterator[dict[str, Any]]:
+        """Every ticket of a view (cursor-paged, 100 a page)."""
+        for ticket in self.zenpy.views.tickets(view_id):
+            yield ticket.to_dict()
+
+    def view_count(self, view_id: int) -> int | None:
+        """How many tickets the view holds, or ``None`` while Zendesk's count is not fresh."""
+        count = self.zenpy.views.count(view_id)
+        return int(count.value) if count.fresh and count.value is not None else None
+
     def incremental(self, start_time: int) -> Iterator[dict[str, Any]]:
         """Tickets changed at or after ``start_time`` (unix), any status, deleted included."""
         pages = self.zenpy.tickets.incremental(

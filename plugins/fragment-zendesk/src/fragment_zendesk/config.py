@@ -51,6 +51,11 @@ class ZendeskConfig(ConnectorConfig):
         description="Extra Zendesk search terms narrowing the backlog (e.g. 'group:Billing "
         "tags:vip'). With a query the source has no incremental fetch.",
     )
+    view_id: int | None = Field(
+        default=None,
+        description="Take the backlog from this Zendesk view (its unsolved tickets) instead "
+        "of a search. With a view the source has no incremental fetch.",
+    )
     page_size: int = Field(
         default=100,
         ge=1,
@@ -157,6 +162,8 @@ class ZendeskConfig(ConnectorConfig):
     def _credentials(self) -> ZendeskConfig:
         if self.oauth_token is None and (self.token is None or not self.email):
             raise ValueError("give email and token (an API token), or oauth_token")
+        if self.view_id is not None and self.query:
+            raise ValueError("give view_id or query, not both")
         if self.oauth_token is not None and self.token is not None:
             raise ValueError("give either email + token or oauth_token, not both")
         return self

@@ -157,6 +157,10 @@ class FakeZendesk(FakeVendor):
             20978392: {"id": 20978392, "name": "Carl Customer", "email": "carl@example.org",
                        "role": "end-user"},
         }  # fmt: skip
+        #: View id -> the search terms its conditions amount to (e.g. "tags:vip").
+        self.views: dict[int, str] = {}
+        #: Whether view counts are fresh (Zendesk computes them lazily: "fresh": false).
+        self.view_counts_fresh = True
         self._next_id = 1000
         self._malformed: list[str] = []
         self._routes()
@@ -307,6 +311,10 @@ class FakeZendesk(FakeVendor):
         self.route("GET", "/api/v2/search/export.json", items="results")(self._serve_export)
         incremental = "/api/v2/incremental/tickets/cursor.json"
         self.route("GET", incremental, items="tickets")(self._serve_incremental)
+        self.route("GET", "/api/v2/views/{view_id}/tickets", items="tickets")(self._serve_view)
+        self.route("GET", "/api/v2/views/{view_id}/count.json", openapi=False)(
+            self._serve_view_count
+        )
         self.route("GET", "/api/v2/tickets/{ticket_id}.json")(self._serve_show)
         self.route("PUT", "/api/v2/tickets/{ticket_id}.json")(self._serve_update)
         self.route("GET", "/api/v2/ticket_fields.json", openapi=False)(self._serve_fields)
@@ -404,6 +412,47 @@ class FakeZendesk(FakeVendor):
             "before_url": None,
             "end_of_stream": end,
         }
+
+    def _view_hits(self, req: FakeRequest) -> list[dict[str, Any]] | FakeResponse:
+        terms = self.views.get(int(req.path_params["view_id"]))
+        if terms is None:
+            return FakeResponse(404, json={"error": "RecordNotFound", "description": "Not found"})
+        hits: list[dict[str, Any]] = []
+        for _, ticket in sorted(self.store.records.items(), key=lambda kv: int(kv[0])):
+            verdict = self._matches(ticket, terms)
+            if isinstance(verdict, FakeResponse):
+                return verdict
+            if verdict:
+                hits.append(ticket)
+        return hits
+
+    def _serve_view(self, req: FakeRequest) -> Any:
+        hits = self._view_hits(req)
+        if isinstance(hits, FakeResponse):
+            return hits
+        size = min(int(req.query.get("page[size]", 100)), 100)
+        after = req.query.get("page[after]")
+        last = _uncursor(after)[0] if after else 0
+        rest = [t for t in hits if int(t["id"]) > last]
+        chunk, more = rest[:size], len(rest) > size
+        cursor = _cursor(int(chunk[-1]["id"])) if chunk else None
+        next_url = (
+            self.api.url_for(req.path, **{"page[size]": size, "page[after]": cursor})
+            if more else None
+        )  # fmt: skip
+        return {
+            "tickets": [self._visible(t) for t in chunk],
+            "meta": {"has_more": more, "after_cursor": cursor, "before_cursor": None},
+            "links": {"next": next_url, "prev": None},
+        }
+
+    def _serve_view_count(self, req: FakeRequest) -> Any:
+        hits = self._view_hits(req)
+        if isinstance(hits, FakeResponse):
+            return hits
+        view_id = int(req.path_params["view_id"])
+        count = {"view_id": view_id, "url": "", "value": len(hits), "pretty": str(len(hits))}
+        return {"view_count": {**count, "fresh": self.view_counts_fresh}}
 
     def _serve_show(self, req: FakeRequest) -> Any:
         ticket = self.tickets.get(req.path_params["ticket_id"])

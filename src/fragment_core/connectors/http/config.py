@@ -8,7 +8,6 @@ example of the part that is wrong; :func:`parse_options` turns them into one
 from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal, Union
-from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -20,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from fragment_core.connector import ConnectorConfig
+from fragment_core.connector import BaseUrl, ConnectorConfig
 from fragment_core.connectors.http.paths import placeholders
 from fragment_core.errors import ConfigurationError
 from fragment_core.validation import explained_error, loc_text
@@ -392,7 +391,7 @@ class WriteBack(_Options):
 class HttpConfig(ConnectorConfig):
     """``[sources.options]`` of the ``http`` connector."""
 
-    base_url: str = Field(
+    base_url: BaseUrl = Field(
         description="Root of the API; paths are appended to it.",
         examples=["https://backoffice.example.com"],
     )
@@ -427,16 +426,6 @@ class HttpConfig(ConnectorConfig):
         'base_url = "https://backoffice.example.com", backlog = {path = "/api/tickets"}, '
         'mapping = {external_id = "id", title = "subject"}'
     )
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        if parts.query or parts.fragment:
-            raise ValueError(f"{value!r} must not have a query or fragment")
-        return value.rstrip("/")
 
     _check = field_validator("check_path")(
         classmethod(lambda cls, v: _check_template(v, url_path=True))
