@@ -31,8 +31,9 @@ from fragment_core.tasks_api import TasksClient
 class CountingClient:
     """A :class:`TasksClient` that tells list requests from write requests (public API only).
 
-    Listing (completions) runs before the applier, one request at a time, so its requests
-    are counted exactly; every other request of a sync is a write.
+    Reads (listing completions, asking the account the state's destination is checked
+    against) run before the applier, one request at a time, so their requests are
+    counted exactly (as ``list_requests``); every other request of a sync is a write.
     """
 
     def __init__(self, client: TasksClient) -> None:
@@ -51,6 +52,13 @@ class CountingClient:
         before = self.client.requests_made
         yield from self.client.list_tasks(**filters)
         self.list_requests += self.client.requests_made - before
+
+    def account(self) -> Any:
+        before = self.client.requests_made
+        try:
+            return self.client.account()
+        finally:
+            self.list_requests += self.client.requests_made - before
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client, name)

@@ -147,3 +147,30 @@ def test_the_file_check_counts_rows_that_would_not_map(sandbox: Any, tmp_path: P
         "✓ kyc (file): b.csv: 3 open rows; 1 would not become tasks (bad records, reported "
         "by each sync; the first: line 3: the title column is empty)"
     ) in result.output
+
+
+def test_the_state_probe_on_postgres_changes_nothing_and_hides_the_password(
+    postgres_url: str,
+) -> None:
+    import sqlalchemy as sa
+
+    from fragment_core.state import StateStore
+    from fragment_core.state.probe import probe_state
+
+    autocommit = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with autocommit.connect() as conn:
+        conn.exec_driver_sql("DROP DATABASE IF EXISTS probe_check")
+        conn.exec_driver_sql("CREATE DATABASE probe_check")
+    autocommit.dispose()
+    url = postgres_url.rsplit("/", 1)[0] + "/probe_check"
+    empty = probe_state(url)
+    assert empty.ok and "holds no state yet" in empty.message
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        assert sa.inspect(conn).get_table_names() == []  # the probe created nothing
+    engine.dispose()
+    StateStore(url).close()
+    assert probe_state(url).message == "reachable and writable (schema version 4)"
+    wrong = url.replace("fragment@", "fragment:s3cret-pw@").replace("probe_check", "nosuch")
+    refused = probe_state(wrong)
+    assert not refused.ok and "s3cret-pw" not in refused.message + refused.url

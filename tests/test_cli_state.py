@@ -133,6 +133,8 @@ def test_state_reset_asks_then_forgets_and_the_next_run_rebuilds(
     reset = _fragment(synced, "state", "reset", "kyc", input="y\n")
     assert reset.exit_code == 0, reset.output
     assert "5 records and 3 write-backs forgotten" in reset.stdout  # done ones too
+    again_reset = json.loads(_fragment(synced, "state", "reset", "kyc", "--yes", "--json").stdout)
+    assert again_reset == {"source": "kyc", "records": 0, "source_row": 0, "write_backs": 0}
     store = _store(tmp_path)
     assert store.records("kyc") == [] and store.write_backs("kyc") == []
     assert store.run_count("kyc") == 2  # the history is kept

@@ -1,4 +1,5 @@
-"""Logging of the ``fragment`` CLI: rich on a terminal, plain text otherwise, or JSON lines."""
+"""Logging of the ``fragment`` CLI: rich on a terminal, plain text otherwise, or JSON lines;
+and the source context the engine sets (light: rich is imported only for a terminal)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,6 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import IO, Literal
-
-from rich.console import Console
-from rich.logging import RichHandler
 
 LogFormat = Literal["text", "json"]
 
@@ -123,6 +121,9 @@ def configure_logging(
     log_retries()
     handler: logging.Handler
     if log_format == "text" and (stream or sys.stderr).isatty():
+        from rich.console import Console  # here: the engine imports this module, not rich
+        from rich.logging import RichHandler
+
         handler = RichHandler(console=Console(file=stream or sys.stderr), show_path=False)
         handler.setFormatter(TextFormatter("%(message)s"))
     else:

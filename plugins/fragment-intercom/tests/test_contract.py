@@ -11,7 +11,7 @@ from fragment_intercom.testing import FakeIntercom
 
 from fragment_core.testing import ConnectorContract
 
-BACKLOG = 320  # > two pages of 150
+BACKLOG = 120  # > two pages of 50
 
 
 class TestIntercomContract(ConnectorContract):
@@ -26,7 +26,7 @@ class TestIntercomContract(ConnectorContract):
 
     @pytest.fixture
     def connector(self, fake: FakeIntercom) -> IntercomConnector:
-        return IntercomConnector(fake.config(), source="support-inbox")
+        return IntercomConnector(fake.config(page_size=50), source="support-inbox")
 
     @pytest.fixture
     def bad_connector(self, fake: FakeIntercom) -> IntercomConnector:

@@ -108,15 +108,16 @@ def test_sync_complete_in_fragment_closes_in_intercom_once_and_no_echo(
 def test_a_5xx_storm_or_a_truncated_page_fails_the_run_with_nothing_closed(
     intercom: FakeIntercom, sandbox: Any, tmp_path: Path
 ) -> None:
-    intercom.add_conversations(320)  # three pages
-    config = _write_config(tmp_path, sandbox, intercom, extra="max_attempts = 2")
+    intercom.add_conversations(120)  # three pages
+    extra = "max_attempts = 2\npage_size = 50"
+    config = _write_config(tmp_path, sandbox, intercom, extra=extra)
     env = {"FRAGMENT_TOKEN": sandbox.token, "INTERCOM_TOKEN": intercom.token}
-    assert _sync(config, env, expect=0)["created"] == 320
+    assert _sync(config, env, expect=0)["created"] == 120
     client = sandbox.client()
 
     for fault in ({"status": 503}, {"kind": "truncate"}):
         # page 1 answers (a zero-second "timeout" fault passes it through), every later
-        # search fails: a full fetch cut short after 150 of the 320 conversations
+        # search fails: a full fetch cut short after 50 of the 120 conversations
         intercom.fail_next(1, kind="timeout", seconds=0, path=SEARCH_PATH)
         intercom.fail_next(20, path=SEARCH_PATH, **fault)
         result = CliRunner().invoke(
@@ -126,5 +127,5 @@ def test_a_5xx_storm_or_a_truncated_page_fails_the_run_with_nothing_closed(
         assert intercom.token not in result.output
         report = json.loads(result.stdout[result.stdout.index("{") :])
         assert report["outcome"] == "failed" and report["closed"] == 0
-        assert len(list(client.list_tasks(status=TaskStatus.TODO))) == 320  # none closed
+        assert len(list(client.list_tasks(status=TaskStatus.TODO))) == 120  # none closed
         intercom.api.reset()

@@ -23,16 +23,16 @@ def _searches(fake: FakeIntercom) -> int:
 
 
 def test_an_intercom_429_is_waited_out_until_its_reset(intercom: FakeIntercom) -> None:
-    intercom.add_conversations(320)  # three pages
-    connector = IntercomConnector(intercom.config(app_id="abc123de"))
-    intercom.rate_limit_next(2, wait=1)  # X-RateLimit-Reset: a unix time ~1 s ahead
+    intercom.add_conversations(30)  # three pages
+    connector = IntercomConnector(intercom.config(app_id="abc123de", page_size=10))
+    intercom.rate_limit_next(1, wait=1)  # X-RateLimit-Reset: a unix time ~1 s ahead
 
     started = time.monotonic()
     records = list(connector.fetch_backlog())
 
-    assert len(records) == 320
+    assert len(records) == 30
     assert time.monotonic() - started >= 0.9  # the reset was waited for
-    assert _searches(intercom) == 3 + 2
+    assert _searches(intercom) == 3 + 1
 
 
 def test_a_429_on_write_back_is_waited_out(intercom: FakeIntercom) -> None:
@@ -48,10 +48,10 @@ def test_x_ratelimit_remaining_paces_requests_before_any_429() -> None:
     # 3 requests a second, announced in X-RateLimit-Remaining/Reset: the client holds the
     # fourth until the reset instead of tripping the limit
     fake = FakeIntercom(rate_limit_per_minute=180, rate_window=1.0)
-    fake.add_conversations(7)
+    fake.add_conversations(5)
     with fake.api:
         connector = IntercomConnector(fake.config(page_size=1, app_id="abc123de"))
-        assert len(list(connector.fetch_backlog())) == 7
+        assert len(list(connector.fetch_backlog())) == 5
         assert fake.rate_limit is not None and fake.rate_limit.over == 0  # no 429 at all
         assert connector.client.rate_limit.waits >= 1
     assert not fake.invalid_requests
@@ -79,10 +79,11 @@ def test_one_retry_loop_a_429_is_one_request_per_attempt(intercom: FakeIntercom)
 
 
 def test_a_truncated_page_is_retried_and_a_storm_of_them_fails(intercom: FakeIntercom) -> None:
-    intercom.add_conversations(320)
-    connector = IntercomConnector(intercom.config(app_id="abc123de", max_attempts=2))
+    intercom.add_conversations(30)
+    config = intercom.config(app_id="abc123de", max_attempts=2, page_size=10)
+    connector = IntercomConnector(config)
     intercom.fail_next(1, kind="truncate", path=SEARCH_PATH)
-    assert len(list(connector.fetch_backlog())) == 320
+    assert len(list(connector.fetch_backlog())) == 30
 
     intercom.api.reset()
     records = connector.fetch_backlog()
@@ -198,3 +199,16 @@ def test_check_without_read_admins_passes_when_app_and_admin_are_configured(
     assert "2 open conversations match" in configured.check()
     with pytest.raises(AuthenticationError, match="'Read admins' permission"):
         IntercomConnector(intercom.config(app_id="abc123de")).check()
+
+
+def test_the_sdk_goes_through_our_origin_guard(intercom: FakeIntercom) -> None:
+    # the SDK holds a placeholder token; a redirect to another origin is refused before
+    # anything is sent there, so the real token never leaves Intercom's base URL
+    intercom.add_conversations(1)
+    connector = IntercomConnector(intercom.config(app_id="abc123de"))
+    intercom.fail_next(
+        1, status=302, path=SEARCH_PATH, headers={"Location": "http://127.0.0.2:9/x"}
+    )
+    with pytest.raises(ConfigurationError, match="redirecting to another origin") as info:
+        list(connector.fetch_backlog())
+    assert intercom.token not in str(info.value)

@@ -188,7 +188,7 @@ def test_a_conversations_fingerprint_is_the_same_in_every_process() -> None:
     import sys
 
     outputs = set()
-    for seed in ("1", "2", "3"):
+    for seed in ("1", "2"):
         proc = subprocess.run(
             [sys.executable, "-c", FINGERPRINT], capture_output=True, text=True, timeout=60,
             env={**os.environ, "PYTHONHASHSEED": seed}, check=False,

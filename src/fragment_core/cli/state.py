@@ -69,7 +69,10 @@ def source_summary(settings: Settings, store: StateStore, name: str) -> dict[str
     counts = store.status_counts(name)
     destination = Destination.recorded(state)
     holder = store.lease_holder(name)
-    waiting = [e for e in store.write_backs(name) if e.state != OutboxState.DONE]
+    waiting = [  # not the done ones: a source's outbox keeps every write-back made
+        *store.write_backs(name, OutboxState.PENDING),
+        *store.write_backs(name, OutboxState.FAILED),
+    ]
     last = store.last_runs(name, limit=1)
     every = getattr(configured, "verify_every", None)
     return {
@@ -247,8 +250,9 @@ HISTORY_LEGEND = f"counts: {COUNTS_LEGEND}  wb written back"
 @state_group.command("reset", epilog="\b\nExamples:\n  fragment state reset support --yes")
 @click.argument("source")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@json_option
 @click.pass_context
-def reset_command(ctx: click.Context, source: str, yes: bool) -> None:
+def reset_command(ctx: click.Context, source: str, yes: bool, as_json: bool) -> None:
     """Forget what the state knows of SOURCE: records, cursor, destination and the
     write-backs not done yet (the run history is kept). The next run rebuilds it from
     the Tasks API, as after a lost state; write-backs still pending are not made."""
@@ -272,6 +276,9 @@ def reset_command(ctx: click.Context, source: str, yes: bool) -> None:
             deleted = store.forget_source(source, write_backs=True)
     finally:
         store.close()
+    if as_json:
+        echo_json({"source": source, **deleted})
+        return
     stdout_console().print(
         f"[green]✓[/] state of {escape(source)} reset: {deleted['records']} records and "
         f"{deleted.get('write_backs', 0)} write-backs forgotten; the next run rebuilds it "

@@ -58,6 +58,9 @@ def print_report(console: Console, report: SyncReport) -> None:
         ("written back", report.written_back),
         ("write-backs failed", report.write_back_failed),
         ("closes withheld", report.withheld_closes),
+        ("verified in the Tasks API", report.verified),
+        ("  created again", report.recreated),
+        ("  written again", report.rewritten),
         ("requests", report.requests),
     ]
     for label, value in rows:

@@ -412,7 +412,10 @@ def status_rows(settings: Settings, store: StateStore) -> list[dict[str, Any]]:
         lag = (
             (now - state.last_complete_fetch).total_seconds() if state.last_complete_fetch else None
         )
-        waiting = [e for e in store.write_backs(name) if e.state != OutboxState.DONE]
+        waiting = [  # not the done ones: a source's outbox keeps every write-back made
+            *store.write_backs(name, OutboxState.PENDING),
+            *store.write_backs(name, OutboxState.FAILED),
+        ]
         failed = [e for e in waiting if e.state == OutboxState.FAILED]
         rows.append(
             {
@@ -426,9 +429,7 @@ def status_rows(settings: Settings, store: StateStore) -> list[dict[str, Any]]:
                 "cursor": state.cursor,
                 "write_backs": store.write_back_counts(name),
                 "pending_write_backs": [
-                    describe_write_back(e, now)
-                    for e in waiting
-                    if e.state == OutboxState.PENDING
+                    describe_write_back(e, now) for e in waiting if e.state == OutboxState.PENDING
                 ],
                 "failed_write_backs": [describe_write_back(e, now) for e in failed],
             }

@@ -328,7 +328,7 @@ class StateStore:
             deleted["records"] = conn.execute(
                 records.delete().where(records.c.source == name)
             ).rowcount
-            deleted["source"] = conn.execute(
+            deleted["source_row"] = conn.execute(
                 sources.delete().where(sources.c.name == name)
             ).rowcount
             if write_backs:

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from fragment_core.testing import FakeRequest, FakeResponse
@@ -192,7 +193,7 @@ class FakeIntercom(FakeVendor):
             "intercom",
             token=token,
             scopes=permissions,
-            openapi=json.loads(openapi_path().read_text()) if validate else None,
+            openapi=Path(str(openapi_path())) if validate else None,  # parsed once a process
             clock=clock or Clock(datetime(2025, 5, 1, tzinfo=UTC)),
             search_lag=search_lag,
             rate_limit=limit,

@@ -145,8 +145,10 @@ class StripeConnector(Connector[ConfigT]):
         return item_id
 
     def _refund(self, item: Mapping[str, Any], completion: Completion, what: str) -> str:
-        reader = ItemReader(item, self.kind, self.where)
-        payment = reader.payment()
+        try:
+            payment = ItemReader(item, self.kind, self.where).payment()
+        except BadRecordError as exc:
+            raise WriteBackError(f"cannot refund {what}: {exc.message}", where=self.where) from None
         try:
             refund = self.client.refund(
                 charge=payment.charge,
@@ -317,10 +319,7 @@ class WarningsConnector(StripeConnector[WarningsConfig]):
                 f"early fraud warning {warning_id} is no longer actionable (its charge was "
                 "refunded or disputed); nothing sent"
             )
-        try:
-            return self._refund(warning, completion, f"early fraud warning {warning_id}")
-        except BadRecordError as exc:
-            raise WriteBackError(exc.message, where=self.where) from None
+        return self._refund(warning, completion, f"early fraud warning {warning_id}")
 
     def _first_page(self) -> dict[str, Any]:
         return self.client.first_page("warnings", self._list_params(None))
