@@ -60,6 +60,57 @@ def test_hook_fragment_register_connectors() -> None:
     assert registry.entry("tickets").capabilities == []
 
 
+def test_register_connectors_goes_through_the_hook_caller() -> None:
+    """A ``wrapper=True`` registration runs around the others, ``tryfirst`` orders them,
+    tracing sees the call, each class is attributed to its plugin, and a failing one is
+    named."""
+    seen: list[str] = []
+
+    class Desk(Tickets):
+        name = "desk"
+
+    class First:
+        @hookimpl(tryfirst=True)
+        def fragment_register_connectors(self, register: Callable[[type[Connector]], None]):
+            seen.append("first")
+            register(Tickets)
+
+    class Second:
+        @hookimpl
+        def fragment_register_connectors(self, register: Callable[[type[Connector]], None]):
+            seen.append("second")
+
+    class Around:
+        @hookimpl(wrapper=True)
+        def fragment_register_connectors(self, register: Callable[[type[Connector]], None]):
+            seen.append("before")
+            result = yield
+            register(Desk)  # a wrapper may register too, after the others
+            seen.append("after")
+            return result
+
+    first, around = First(), Around()
+    pm = manager(Second(), first, around)  # Second registered first: it runs last anyway
+    traced: list[str] = []
+    undo = pm.add_hookcall_monitoring(lambda name, impls, kw: traced.append(name), lambda *a: None)
+    registry = get_registry(pm)
+    undo()
+    assert seen == ["before", "first", "second", "after"]
+    assert traced == ["fragment_register_connectors"]
+    assert registry.entry("tickets").plugin.name == pm.get_name(first)
+    assert registry.entry("desk").plugin.name == pm.get_name(around)
+
+    class Broken:
+        def fragment_register_connectors(self, register: Callable[[type[Connector]], None]):
+            raise KeyError("tickets")
+
+    broken = Broken()
+    with_broken = manager(first, broken)
+    name = with_broken.get_name(broken)
+    with pytest.raises(PluginError, match=rf"plugin '{name}' .* KeyError: 'tickets'"):
+        get_registry(with_broken)
+
+
 def test_hook_fragment_transform_task() -> None:
     task = Tickets(ConnectorConfig()).to_task(RECORD)
 

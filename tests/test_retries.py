@@ -105,3 +105,27 @@ def test_retry_policy_bounds_attempts_in_its_context() -> None:
     ):
         call_with_retries(down)
     assert len(calls) == 2
+
+
+def test_one_rate_budget_class_paces_counts_and_heeds_the_servers_budget() -> None:
+    """Pacer is a RateBudget spacing calls from their send; a RateBudget counts a place
+    from the answer; both hold the next request back when an answer said the server's
+    own budget is spent (Remaining 0) until the reset it announced."""
+    import time
+
+    import httpx
+
+    from fragment_core.retries import Pacer, RateBudget
+
+    assert isinstance(Pacer.per_second(4), RateBudget)
+    for budget in (RateBudget(100, period=60), Pacer(None)):
+        spent = httpx.Response(200, headers={"RateLimit-Remaining": "0", "RateLimit-Reset": "0.3"})
+        budget.observe(spent)
+        started = time.monotonic()
+        with budget.place():
+            pass
+        assert time.monotonic() - started >= 0.28 and budget.waits == 1
+        budget.observe(httpx.Response(200, headers={"X-RateLimit-Remaining": "5"}))
+        started = time.monotonic()
+        budget.wait()  # budget left, reset passed: at once
+        assert time.monotonic() - started < 0.1

@@ -20,11 +20,13 @@ import inspect
 import logging
 import os
 import re
+import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import import_module
 from importlib.metadata import EntryPoint, entry_points
+from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 import pluggy
@@ -320,24 +322,31 @@ class ConnectorRegistry:
 
     @classmethod
     def from_plugin_manager(cls, pm: FragmentPluginManager) -> ConnectorRegistry:
-        """Call every ``fragment_register_connectors`` implementation, in hook call order."""
+        """Call ``fragment_register_connectors`` through the plugin manager's hook caller.
+
+        pluggy orders the implementations (``tryfirst``/``trylast``, last registered
+        first), runs ``wrapper=True`` ones around them and traces the call. Each class is
+        attributed to the plugin whose code called ``register`` (found on the call stack),
+        and an implementation that fails is a :class:`PluginError` naming its plugin.
+        """
         registry = cls()
-        caller = pm.hook.fragment_register_connectors
-        for impl in _call_order(caller.get_hookimpls()):
-            info = pm.info(impl.plugin)
+        plugins = {id(plugin): plugin for plugin in pm.get_plugins()}
 
-            def register(connector_cls: type[Connector[Any]], _info: PluginInfo = info) -> None:
-                registry.add(connector_cls, _info)
+        def register(connector_cls: type[Connector[Any]]) -> None:
+            plugin = _plugin_on_stack(_frames(sys._getframe(1)), plugins)
+            registry.add(connector_cls, pm.info(plugin) if plugin is not None else _UNKNOWN)
 
-            try:
-                impl.function(**_hook_kwargs(impl, register=register))
-            except FragmentError:
-                raise
-            except Exception as exc:
-                raise PluginError(
-                    f"plugin {info.name!r} ({info.package}) failed in "
-                    f"fragment_register_connectors: {type(exc).__name__}: {exc}"
-                ) from exc
+        try:
+            pm.hook.fragment_register_connectors(register=register)
+        except FragmentError:
+            raise
+        except Exception as exc:
+            plugin = _plugin_on_stack(_traceback_frames(exc.__traceback__), plugins)
+            info = pm.info(plugin) if plugin is not None else _UNKNOWN
+            raise PluginError(
+                f"plugin {info.name!r} ({info.package}) failed in "
+                f"fragment_register_connectors: {type(exc).__name__}: {exc}"
+            ) from exc
         return registry
 
     def add(self, connector_cls: type[Connector[Any]], plugin: PluginInfo) -> None:
@@ -447,6 +456,37 @@ def _call_order(impls: Iterable[HookImpl]) -> list[HookImpl]:
 
 def _hook_kwargs(impl: HookImpl, **available: Any) -> dict[str, Any]:
     return {name: available[name] for name in impl.argnames}
+
+
+#: Who registered a class when no plugin's code is on the stack (a lambda passed around).
+_UNKNOWN = PluginInfo(name="unknown", module="unknown")
+
+
+def _frames(frame: FrameType | None) -> Iterator[FrameType]:
+    """``frame`` and its callers, innermost first."""
+    while frame is not None:
+        yield frame
+        frame = frame.f_back
+
+
+def _traceback_frames(tb: TracebackType | None) -> Iterator[FrameType]:
+    """The frames of a traceback, innermost first."""
+    frames = []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    return reversed(frames)
+
+
+def _plugin_on_stack(frames: Iterable[FrameType], plugins: Mapping[int, object]) -> object | None:
+    """The registered plugin whose code runs in the innermost of ``frames``: a plugin
+    module's function, or a method of a plugin object."""
+    for frame in frames:
+        module = sys.modules.get(str(frame.f_globals.get("__name__")))
+        for candidate in (module, frame.f_locals.get("self")):
+            if candidate is not None and id(candidate) in plugins:
+                return plugins[id(candidate)]
+    return None
 
 
 def _qualname(obj: type) -> str:

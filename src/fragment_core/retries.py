@@ -244,70 +244,52 @@ def transport_error(exc: httpx.TransportError, *, where: str) -> TransientError:
     return TransientError(f"{type(exc).__name__}: {exc}", where=where)
 
 
-class Pacer:
-    """Spaces calls evenly: at most one every ``60 / per_minute`` seconds (thread-safe).
-
-    The proactive side of rate budgets, for vendor limits stated as a rate (HubSpot's
-    search API: 4 requests a second; a back-office API's ``rate_limit`` option).
-    ``per_minute`` of ``None`` or 0 turns it off.
-    """
-
-    def __init__(self, per_minute: float | None) -> None:
-        self.interval = 60.0 / per_minute if per_minute else 0.0
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    @classmethod
-    def per_second(cls, rate: float | None) -> Pacer:
-        """A pacer allowing ``rate`` calls a second."""
-        return cls(rate * 60 if rate else None)
-
-    @contextmanager
-    def place(self) -> Iterator[None]:
-        """Wait for the next slot, then run the request made inside."""
-        self.wait()
-        yield
-
-    def wait(self) -> None:
-        """Block until the next call may go."""
-        if not self.interval:
-            return
-        with self._lock:
-            now = time.monotonic()
-            slot = max(now, self._next)
-            self._next = slot + self.interval
-        if slot > now:
-            time.sleep(slot - now)
-
-
 class RateBudget:
-    """At most ``limit`` requests in any ``period`` seconds, shared by all threads.
+    """The one rate budget: at most ``limit`` requests in any ``period`` seconds, shared by
+    all threads, that also heeds what the server says of its own budget.
 
-    A request's place in the window starts when its answer arrives (:meth:`settle`), not
+    A request's place in the window starts when its answer arrives (:meth:`place`), not
     when it was sent: the server counted it somewhere in between, and requests in flight
     are not all equally late, so counting from the send could overrun the server's
-    window now and then (a 429) when the budget equals the server's.
+    window now and then (a 429) when the budget equals the server's. :meth:`wait` takes a
+    place that starts at once (for a call made outside :meth:`place`).
+
+    :meth:`observe` reads an answer's ``X-RateLimit-Remaining`` / ``RateLimit-Remaining``:
+    at 0, the next request waits for the reset it announced (``X-RateLimit-Reset``, a unix
+    time or seconds; ``RateLimit-Reset``, seconds), so a vendor's window is not tripped.
+    A :class:`~fragment_core.transport.Transport` gives it every answer.
+
+    ``limit`` of ``None`` counts nothing (only :meth:`observe` holds requests back).
+    The Tasks API client holds one (60 a minute by default); :class:`Pacer` is the same
+    class spacing calls evenly, for vendor limits stated as a rate.
     """
 
     #: How often a caller re-checks a budget whose every place is held by a request in flight.
     POLL = 0.01
 
-    def __init__(self, limit: int, period: float = 60.0) -> None:
-        if limit < 1:
+    def __init__(self, limit: int | None, period: float = 60.0) -> None:
+        if limit is not None and limit < 1:
             raise ValueError("a rate budget needs a limit of at least 1 request")
-        self.limit = limit
+        self.limit: float | None = limit
         self.period = period
+        self._capacity = limit  # what acquire() counts against (``limit`` is informative)
+        self.waits = 0
+        """How many times :meth:`observe`'s hold made a request wait."""
         self._slots: list[list[float]] = []  # [start]; inf while the request is in flight
+        self._server_reset_at = 0.0  # monotonic; set by observe()
         self._lock = threading.Lock()
 
     def acquire(self) -> list[float]:
         """Block until one more request fits in the budget, count it, and return its place
         (give it to :meth:`settle` once the request is answered or failed)."""
+        self._wait_for_reset()
         while True:
             with self._lock:
                 now = time.monotonic()
+                if self._capacity is None:
+                    return [now]
                 self._slots = [s for s in self._slots if s[0] > now - self.period]
-                if len(self._slots) < self.limit:
+                if len(self._slots) < self._capacity:
                     slot = [math.inf]
                     self._slots.append(slot)
                     return slot
@@ -327,3 +309,57 @@ class RateBudget:
             yield
         finally:
             self.settle(slot)
+
+    def wait(self) -> None:
+        """Block until the next call may go; its place starts now."""
+        self.settle(self.acquire())
+
+    def observe(self, response: httpx.Response) -> None:
+        """Read the server's own budget from an answer (see the class docstring)."""
+        headers = response.headers
+        remaining = headers.get("x-ratelimit-remaining", headers.get("ratelimit-remaining"))
+        try:
+            spent = remaining is not None and float(remaining) <= 0
+        except ValueError:
+            return
+        reset = retry_after_from_headers(
+            {k: v for k, v in headers.items() if k.lower().endswith("ratelimit-reset")}
+        )
+        if spent and reset:
+            with self._lock:
+                hold = time.monotonic() + min(reset, MAX_HINTED_WAIT)
+                self._server_reset_at = max(self._server_reset_at, hold)
+
+    def _wait_for_reset(self) -> None:
+        with self._lock:
+            delay = self._server_reset_at - time.monotonic()
+            if delay > 0:
+                self.waits += 1
+        if delay > 0:
+            time.sleep(delay)
+
+
+class Pacer(RateBudget):
+    """Spaces calls evenly: at most one every ``60 / per_minute`` seconds (thread-safe).
+
+    A :class:`RateBudget` of one request per interval whose place starts when the call is
+    sent (:meth:`place` is :meth:`wait`), so calls go at a steady rate whatever their
+    latency: for vendor limits stated as a rate (HubSpot's search API: 4 requests a
+    second; a back-office API's ``rate_limit`` option). ``per_minute`` of ``None`` or 0
+    turns the spacing off (:meth:`observe` still holds requests back).
+    """
+
+    def __init__(self, per_minute: float | None) -> None:
+        self.interval = 60.0 / per_minute if per_minute else 0.0
+        super().__init__(1 if per_minute else None, self.interval or 60.0)
+
+    @classmethod
+    def per_second(cls, rate: float | None) -> Pacer:
+        """A pacer allowing ``rate`` calls a second."""
+        return cls(rate * 60 if rate else None)
+
+    @contextmanager
+    def place(self) -> Iterator[None]:
+        """Wait for the next slot, then run the request made inside."""
+        self.wait()
+        yield

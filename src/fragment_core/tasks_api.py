@@ -429,26 +429,26 @@ class TasksClient:
             return
         pending = {uid: index for index, uid in enumerate(sent)}
         for error in errors:
-            uid = error.get("uid") if isinstance(error, dict) else None
             if not isinstance(error, dict):
                 continue
-            index = error.get("index")
-            if uid is None and isinstance(index, int) and 0 <= index < len(sent):
-                uid = sent[index]
-            if uid is not None:
-                pending.pop(str(uid), None)
+            failed: Any = error.get("uid")
+            position: Any = error.get("index")
+            if failed is None and isinstance(position, int) and 0 <= position < len(sent):
+                failed = sent[position]
+            if failed is not None:
+                pending.pop(str(failed), None)
             result.errors.append(
                 ItemError(
-                    uid=uuid.UUID(uid) if uid else None,
+                    uid=uuid.UUID(str(failed)) if failed else None,
                     status=int(error.get("status", 422)),
                     message=self._redact(str(error.get("detail", ""))),
-                    index=start + int(index if isinstance(index, int) else 0),
+                    index=start + (position if isinstance(position, int) else 0),
                 )
             )
         for item in items:
-            uid = item.get("uid") if isinstance(item, dict) else None
-            if uid is not None and str(uid) in pending:
-                pending.pop(str(uid))
+            written = item.get("uid") if isinstance(item, dict) else None
+            if written is not None and str(written) in pending:
+                pending.pop(str(written))
                 result.raw_items.append(item)
         for uid, index in pending.items():
             result.errors.append(
@@ -486,7 +486,7 @@ class TasksClient:
                 f"{what}: the task (external_id {task.external_id!r}) has no uid;"
                 " derive it with Task.for_source(source)"
             )
-        return task.uid
+        return task.uid if isinstance(task.uid, uuid.UUID) else uuid.UUID(str(task.uid))
 
 
 def _task_path(uid: uuid.UUID | str) -> str:

@@ -331,7 +331,7 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
-        pacer: Pacer | RateBudget | None = None,
+        pacer: RateBudget | None = None,
         rate_limit_hook: Callable[[httpx.Response], float | None] | None = None,
         translate_error: Callable[[httpx.Response], FragmentError | None] | None = None,
         name: str = "",
@@ -341,7 +341,7 @@ class Transport:
         self.name = name
         self.where = name or origin_of(base_url)
         self.retry = retry
-        self.pacer: Pacer | RateBudget = pacer or Pacer(None)
+        self.pacer: RateBudget = pacer or Pacer(None)
         self.requests_made = 0
         self._count_lock = threading.Lock()
         self._rate_limit_hook = rate_limit_hook
@@ -352,6 +352,8 @@ class Transport:
         self.httpx_client = guarded_client(
             base_url, auth=auth, headers=headers, timeout=timeout, where=self.where, verify=verify
         )
+        # the pacer reads every answer's X-RateLimit-Remaining / -Reset (RateBudget.observe)
+        self.httpx_client.event_hooks["response"].append(self.pacer.observe)
 
     def __repr__(self) -> str:
         return f"Transport({redact_url(self.base_url)!r}, name={self.name!r})"
@@ -413,7 +415,7 @@ class Transport:
         accept: Collection[int] = (),
         translate_error: Callable[[httpx.Response], FragmentError | None] | None = None,
         translate_exception: Callable[[httpx.TransportError], FragmentError | None] | None = None,
-        pacer: Pacer | RateBudget | None = None,
+        pacer: RateBudget | None = None,
     ) -> httpx.Response:
         """Send one request (paced; retried when ``retry``); raise the mapped error.
 
@@ -470,7 +472,7 @@ class Transport:
         *args: Any,
         operation: str = "",
         translate_exception: Callable[[BaseException], FragmentError | None] | None = None,
-        pacer: Pacer | RateBudget | None = None,
+        pacer: RateBudget | None = None,
         **kwargs: Any,
     ) -> T:
         """Run an SDK call under the same pacer and retry policy; ``translate_exception``

@@ -284,75 +284,74 @@ class FakeHubSpot(FakeVendor):
         return {**task, "properties": {p: props.get(p) for p in wanted if p in props}}
 
     # -- routes ---------------------------------------------------------------------------
-    def _routes(self) -> None:  # noqa: C901
+    def _routes(self) -> None:
+        self.route("POST", SEARCH_PATH, scope=READ_SCOPE, items="results")(self._search)
+        self.route("GET", TASK_PATH, scope=READ_SCOPE)(self._get_task)
+        self.route("PATCH", TASK_PATH, scope=WRITE_SCOPE)(self._update_task)
+        self.route("POST", ASSOCIATIONS_PATH, scope=READ_SCOPE)(self._associations)
+        self.route("GET", ACCOUNT_PATH, scope="oauth")(self._account)
 
-        @self.route("POST", SEARCH_PATH, scope=READ_SCOPE, items="results")
-        def search(req: FakeRequest) -> Any:
-            body = self.parse_body(req, SearchBody)
-            if isinstance(body, FakeResponse):
-                return body
-            after, limit = int(body.after or 0), body.limit
-            if after >= self.result_cap:
-                message = f"Search results are limited to {self.result_cap} per query."
-                return FakeResponse(status=400, json=error_body(message, "VALIDATION_ERROR"))
-            with self._lock:
-                found = self._found(body)
-                page = found[after : min(after + limit, self.result_cap)]
-                result: dict[str, Any] = {
-                    "total": len(found),
-                    "results": [self._view(t, body.properties) for t in page],
-                }
-            if after + limit < len(found):
-                nxt = str(after + limit)
-                result["paging"] = {"next": {"after": nxt, "link": f"?after={nxt}"}}
-            return result
+    def _search(self, req: FakeRequest) -> Any:
+        body = self.parse_body(req, SearchBody)
+        if isinstance(body, FakeResponse):
+            return body
+        after, limit = int(body.after or 0), body.limit
+        if after >= self.result_cap:
+            message = f"Search results are limited to {self.result_cap} per query."
+            return FakeResponse(status=400, json=error_body(message, "VALIDATION_ERROR"))
+        with self._lock:
+            found = self._found(body)
+            page = found[after : min(after + limit, self.result_cap)]
+            result: dict[str, Any] = {
+                "total": len(found),
+                "results": [self._view(t, body.properties) for t in page],
+            }
+        if after + limit < len(found):
+            nxt = str(after + limit)
+            result["paging"] = {"next": {"after": nxt, "link": f"?after={nxt}"}}
+        return result
 
-        @self.route("GET", TASK_PATH, scope=READ_SCOPE)
-        def get_task(req: FakeRequest) -> Any:
+    def _get_task(self, req: FakeRequest) -> Any:
+        task = self.tasks.get(req.path_params["task_id"])
+        if task is None:
+            return self.not_found()
+        wanted = [n for k, v in req.query_list if k == "properties" for n in v.split(",")]
+        return self._view(task, [name for name in wanted if name])
+
+    def _update_task(self, req: FakeRequest) -> Any:
+        body = self.parse_body(req, _Update)
+        if isinstance(body, FakeResponse):
+            return body
+        with self._lock:
             task = self.tasks.get(req.path_params["task_id"])
             if task is None:
                 return self.not_found()
-            wanted = [n for k, v in req.query_list if k == "properties" for n in v.split(",")]
-            return self._view(task, [name for name in wanted if name])
+            was = task["properties"]["hs_task_status"]
+            self.update(task["id"], **body.properties)
+            if body.properties.get("hs_task_status") == COMPLETED != was:
+                self.effect("complete", task["id"], body.objectWriteTraceId)
+            return self._view(task, list(body.properties))
 
-        @self.route("PATCH", TASK_PATH, scope=WRITE_SCOPE)
-        def update_task(req: FakeRequest) -> Any:
-            body = self.parse_body(req, _Update)
-            if isinstance(body, FakeResponse):
-                return body
-            with self._lock:
-                task = self.tasks.get(req.path_params["task_id"])
-                if task is None:
-                    return self.not_found()
-                was = task["properties"]["hs_task_status"]
-                self.update(task["id"], **body.properties)
-                if body.properties.get("hs_task_status") == COMPLETED != was:
-                    self.effect("complete", task["id"], body.objectWriteTraceId)
-                return self._view(task, list(body.properties))
+    def _associations(self, req: FakeRequest) -> Any:
+        body = self.parse_body(req, _BatchRead)
+        if isinstance(body, FakeResponse):
+            return body
+        by_task = self.associations.get(req.path_params["to_type"], {})
+        kind = [{"category": "HUBSPOT_DEFINED", "typeId": 204, "label": None}]
+        stamp = iso(datetime.now(UTC))
+        results = [
+            {"from": {"id": i.id},
+             "to": [{"toObjectId": int(other), "associationTypes": kind}
+                    for other in by_task.get(i.id, [])]}
+            for i in body.inputs
+        ]  # fmt: skip
+        return {"status": "COMPLETE", "results": results, "startedAt": stamp,
+                "completedAt": stamp}  # fmt: skip
 
-        @self.route("POST", ASSOCIATIONS_PATH, scope=READ_SCOPE)
-        def associations(req: FakeRequest) -> Any:
-            body = self.parse_body(req, _BatchRead)
-            if isinstance(body, FakeResponse):
-                return body
-            by_task = self.associations.get(req.path_params["to_type"], {})
-            kind = [{"category": "HUBSPOT_DEFINED", "typeId": 204, "label": None}]
-            stamp = iso(datetime.now(UTC))
-            results = [
-                {"from": {"id": i.id},
-                 "to": [{"toObjectId": int(other), "associationTypes": kind}
-                        for other in by_task.get(i.id, [])]}
-                for i in body.inputs
-            ]  # fmt: skip
-            return {"status": "COMPLETE", "results": results, "startedAt": stamp,
-                    "completedAt": stamp}  # fmt: skip
-
-        @self.route("GET", ACCOUNT_PATH, scope="oauth")
-        def account(req: FakeRequest) -> Any:
-            return {
-                "portalId": self.portal_id, "accountType": "STANDARD", "timeZone": "US/Eastern",
-                "companyCurrency": "USD", "additionalCurrencies": [], "utcOffset": "-05:00",
-                "utcOffsetMilliseconds": -18_000_000, "uiDomain": self.ui_domain,
-                "dataHostingLocation": "na1",
-            }  # fmt: skip
-
+    def _account(self, req: FakeRequest) -> Any:
+        return {
+            "portalId": self.portal_id, "accountType": "STANDARD", "timeZone": "US/Eastern",
+            "companyCurrency": "USD", "additionalCurrencies": [], "utcOffset": "-05:00",
+            "utcOffsetMilliseconds": -18_000_000, "uiDomain": self.ui_domain,
+            "dataHostingLocation": "na1",
+        }  # fmt: skip

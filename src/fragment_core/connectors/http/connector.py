@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -209,7 +209,7 @@ class HttpConnector(Connector[HttpConfig]):
         value = lookup(record, incremental.open_field)
         return any(_same(value, open_value) for open_value in incremental.open_values)
 
-    def to_task(self, record: Record) -> Task:  # noqa: C901
+    def to_task(self, record: Record) -> Task:
         """Map a record with the ``mapping`` options; BadRecordError names the field."""
         mapping = self.config.mapping
         where = f"source {self.source!r}"
@@ -235,15 +235,7 @@ class HttpConnector(Connector[HttpConfig]):
                 raise bad("is an object or list, not a value for a template", path)
             return value
 
-        if mapping.title is not None:
-            title = lookup(record, mapping.title)
-            if title is MISSING or title is None or str(title).strip() == "":
-                raise bad("the title is missing or empty (options.mapping.title)", mapping.title)
-            if isinstance(title, (dict, list)):
-                raise bad("the title is an object or list, not text", mapping.title)
-            title = str(title)
-        else:
-            title = render(mapping.title_template or "", resolve)
+        title = self._title(record, resolve, bad)
         url = render(mapping.url, resolve, quote=_quote) if mapping.url else None
         custom: dict[str, Any] = dict(mapping.defaults)
         for name, path in mapping.custom.items():
@@ -264,6 +256,23 @@ class HttpConnector(Connector[HttpConfig]):
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"] if p != "fields")
             raise bad(first["msg"], field) from None
+
+    def _title(
+        self,
+        record: Record,
+        resolve: Callable[[str], Any],
+        bad: Callable[[str, str], BadRecordError],
+    ) -> str:
+        """The title at ``mapping.title``, or ``mapping.title_template`` rendered."""
+        mapping = self.config.mapping
+        if mapping.title is None:
+            return render(mapping.title_template or "", resolve)
+        title = lookup(record, mapping.title)
+        if title is MISSING or title is None or str(title).strip() == "":
+            raise bad("the title is missing or empty (options.mapping.title)", mapping.title)
+        if isinstance(title, (dict, list)):
+            raise bad("the title is an object or list, not text", mapping.title)
+        return str(title)
 
     @staticmethod
     def _datetime(record: Record, path: str | None, bad: Any) -> datetime | None:
