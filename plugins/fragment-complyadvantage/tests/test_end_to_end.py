@@ -4,7 +4,6 @@ its task with no write-back; `fragment check` says what is wrong without the sec
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from fragment_complyadvantage.testing import FakeComplyAdvantage, FakeMesh
 
 from fragment_core.cli import cli
 from fragment_core.task import TaskStatus, task_uid
+from fragment_core.testing.cli import sync_json
 
 CONFIG = """\
 [tasks_api]
@@ -65,13 +65,8 @@ def _env(sandbox: Any, ca: FakeComplyAdvantage, mesh: FakeMesh) -> dict[str, str
 
 
 def _sync(config: Path, env: dict[str, str], source: str, code: int) -> dict[str, Any]:
-    result = CliRunner().invoke(
-        cli, ["--config", str(config), "sync", source, "--json"], env=env, catch_exceptions=False
-    )
-    for secret in (env["CA_API_KEY"], env["MESH_PASSWORD"]):
-        assert secret not in result.output
-    assert result.exit_code == code, result.output
-    return json.loads(result.stdout[result.stdout.index("{") :])
+    secrets = [env["CA_API_KEY"], env["MESH_PASSWORD"]]
+    return sync_json(config, env, source, code=code, secrets=secrets)
 
 
 def test_searches_sync_complete_write_back_once_and_no_echo(

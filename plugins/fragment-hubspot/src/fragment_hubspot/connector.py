@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from fragment_core.connector import Completion, Connector, Record
 from fragment_core.errors import BadRecordError, ConfigurationError, WriteBackError
-from fragment_core.mapping import html_to_text, truncate
+from fragment_core.mapping import html_to_text, shorten
 from fragment_core.paging import batched
 from fragment_core.task import RemoteTask, Task, TaskStatus, format_datetime
 from fragment_hubspot.client import HubSpotClient, MissingScopeError, TaskNotFoundError
@@ -225,7 +225,7 @@ class HubSpotConnector(Connector[HubSpotConfig]):
         subject = str(properties.get("hs_task_subject") or "").strip()
         portal_id, app_host = self.portal
         body = html_to_text(str(properties.get("hs_task_body") or ""))
-        body = truncate(body, self.config.body_max_chars)
+        body = shorten(body, self.config.body_max_chars)
 
         custom: dict[str, Any] = {
             "priority": properties.get("hs_task_priority") or None,

@@ -13,9 +13,9 @@ from fragment_core.errors import (
     ConfigurationError,
     WriteBackError,
 )
+from fragment_core.mapping import html_to_text, one_line, shorten
 from fragment_core.paging import Page, paginate
 from fragment_core.task import RemoteTask, Task, TaskStatus, format_datetime
-from fragment_core.text import html_to_text, one_line, shorten
 from fragment_intercom.client import ConversationNotFoundError, Filter, IntercomClient
 from fragment_intercom.config import IntercomConfig
 
