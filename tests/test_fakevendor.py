@@ -332,3 +332,67 @@ def test_a_short_page_also_cuts_a_page_answered_with_headers() -> None:
         assert short.json() == {"tickets": [{"id": "1"}], "total": 2}
         assert short.headers["x-page"] == "1"  # the headers are kept
         assert len(httpx.get(url, headers=AUTH).json()["tickets"]) == 2
+
+
+def test_openapi_path_maps_suffixed_paths_and_undeclared_errors_are_not_flagged() -> None:
+    vendor = FakeVendor(
+        "tickets", token="t-1", scopes={"read"}, openapi=SPEC,
+        openapi_path=lambda path: path.removesuffix(".json"),
+    )  # fmt: skip
+    answer: dict[str, Any] = {"body": {"tickets": [{"id": "1"}]}}
+
+    @vendor.route("GET", "/v2/tickets.json", scope="read")
+    def tickets(req: FakeRequest) -> Any:
+        return answer["body"]
+
+    with vendor.api:
+        url = vendor.api.url_for("/v2/tickets.json")
+        assert httpx.get(url, headers=AUTH).status_code == 200
+        answer["body"] = FakeResponse(404, json={"error": "RecordNotFound"})
+        assert httpx.get(url, headers=AUTH).status_code == 404  # the spec declares only 200
+        assert vendor.invalid_requests == []
+        answer["body"] = {"tickets": [{"id": 7}]}
+        httpx.get(url, headers=AUTH)
+        assert len(vendor.invalid_requests) == 1 and "response 200" in vendor.invalid_requests[0]
+
+
+def test_rate_limits_per_route_group() -> None:
+    health = RateLimit(1, window=5.0, paths=frozenset({"/v2/health"}))
+    vendor = make_vendor(rate_limits=[health])
+    with vendor.api:
+        assert [httpx.get(vendor.api.url_for("/v2/health")).status_code for _ in range(2)] == [
+            200,
+            429,
+        ]
+        assert httpx.get(vendor.api.url_for("/v2/tickets"), headers=AUTH).status_code == 200
+        assert health.over == 1
+
+
+def test_authorized_can_be_overridden_for_issued_tokens() -> None:
+    class Issuing(FakeVendor):
+        issued = {"tok-a"}
+
+        def authorized(self, req: FakeRequest) -> bool:
+            return req.headers.get("authorization", "").removeprefix("Bearer ") in self.issued
+
+    vendor = Issuing("issuing")
+
+    @vendor.route("GET", "/me")
+    def me(req: FakeRequest) -> Any:
+        return {"ok": True}
+
+    with vendor.api:
+        url = vendor.api.url_for("/me")
+        assert httpx.get(url, headers={"Authorization": "Bearer tok-a"}).status_code == 200
+        assert httpx.get(url, headers={"Authorization": "Bearer fake-token"}).status_code == 401
+
+
+def test_rate_limit_remaining_and_reset_for_ratelimit_headers() -> None:
+    limit = RateLimit(2, window=0.5)
+    assert limit.remaining() == 2 and limit.reset_in() == 0.0
+    assert limit.check("/x") is None and limit.remaining() == 1
+    assert 0 < limit.reset_in() <= 0.5
+    assert limit.check("/x") is None and limit.remaining() == 0
+    assert limit.check("/x") is not None  # refused: not counted
+    time.sleep(0.55)
+    assert limit.remaining() == 2 and limit.reset_in() == 0.0

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,10 @@ from fragment_core.config import Settings, load_settings
 from fragment_core.plugins import get_registry
 from fragment_core.sandbox.runner import run_sandbox
 from fragment_core.state import StateStore
-from fragment_core.task import SOURCE_FIELD
+from fragment_core.task import SOURCE_FIELD, task_uid
 from fragment_core.temporal.client import resolve
 from fragment_core.temporal.fleet import apply_schedules, list_schedules, start_run
-from fragment_core.temporal.types import workflow_id
+from fragment_core.temporal.types import WORKFLOW_NAME, RunInput, RunSummary, workflow_id
 from fragment_core.temporal.worker import run_worker
 from fragment_core.testing.backoffice import FakeBackoffice
 
@@ -221,3 +222,35 @@ def test_schedules_commands_apply_and_list(
     assert [c["action"] for c in applied] == ["created", "created"]
     assert {row["source"]: row["every"] for row in listed} == {"small": 3600, "large": 3600}
     assert all(row["last_result"] is None and row["next_run"] for row in listed)
+
+
+def test_many_write_backs_continue_as_new_and_each_runs_once(
+    tmp_path: Path, temporal_address: str, offices: dict[str, FakeBackoffice]
+) -> None:
+    with run_sandbox() as sandbox:
+        settings = _settings(tmp_path, sandbox, offices, temporal_address)
+        queue = settings.fleet.task_queue
+        office = offices["small"]
+        api = sandbox.client()
+
+        async def body(client: Client) -> Any:
+            first = await start_run(client, "small", queue)
+            assert first[1].outcome == "ok"
+            done = office.open_ids()[:21]
+            api.patch_tasks([{"uid": str(task_uid("small", e)), "status": "DONE"} for e in done])
+            handle = await client.start_workflow(
+                WORKFLOW_NAME,
+                RunInput("small", write_back_batch=4, batches_per_run=2),
+                id=workflow_id("small"),
+                task_queue=queue,
+                result_type=RunSummary,
+            )
+            summary = await handle.result()  # follows the runs continued as new
+            run = client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
+            return done, summary, (await run.describe()).status
+
+        done, summary, first_status = _with_worker(settings, body)
+        api.close()
+    assert first_status == WorkflowExecutionStatus.CONTINUED_AS_NEW
+    assert summary.outcome == "ok" and summary.counts["written_back"] == 21
+    assert office.effects == Counter({eid: 1 for eid in done})

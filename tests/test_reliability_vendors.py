@@ -25,6 +25,8 @@ from fragment_hubspot.connector import HubSpotConnector
 from fragment_hubspot.testing import SEARCH_PATH, FakeHubSpot
 from fragment_stripe.connector import ReviewsConnector
 from fragment_stripe.testing import RATE_LIMIT_BODY, FakeStripe
+from fragment_zendesk.connector import ZendeskConnector
+from fragment_zendesk.testing import FakeZendesk
 
 from fragment_core.config import SourceSettings
 from fragment_core.connector import Connector
@@ -499,6 +501,101 @@ def test_stripe_fault_outlasting_retries_fails_cleanly(
             api.fail_next(1000, path=REVIEWS, **fault)
 
     exercise(sandbox, stripe_radar, inject, RunOutcome.FAILED)
+
+
+# -- zendesk ------------------------------------------------------------------------------
+ZENDESK_EXPORT = "/api/v2/search/export.json"
+ZENDESK_429 = {"error": "APIRateLimitExceeded", "description": "Rate limit exceeded"}
+
+
+@dataclass
+class ZendeskVendor(Vendor):
+    """The harness's view, plus the fake itself (for its short pages)."""
+
+    fake: FakeZendesk | None = None
+
+
+@pytest.fixture
+def zendesk(request: pytest.FixtureRequest) -> Iterator[ZendeskVendor]:
+    fake = FakeZendesk(api_token="zd-reliability-token-not-for-logs")
+    ids = [str(i) for i in fake.add_tickets(RECORDS)]
+    with fake.api:
+        config = fake.config(page_size=PAGE, timeout=0.5, retry_attempts=3)
+        connector = ZendeskConnector(config, source=f"zd-{_name(request)}")
+        yield ZendeskVendor(
+            fake.api,
+            connector,
+            lambda: {i for i in ids if fake.tickets[i]["status"] in ("new", "open", "pending")},
+            lambda eid: fake.change(int(eid), status="solved"),
+            lambda: Counter({k.split(":", 1)[1]: v for k, v in fake.api.effects.items() if v}),
+            fake,
+        )
+        connector.close()
+    assert not fake.unexpected_invalid(), fake.unexpected_invalid()
+
+
+def test_zendesk_429_storm_is_waited_out(sandbox: Any, zendesk: ZendeskVendor) -> None:
+    def inject() -> None:  # Zendesk's signal: 429 with Retry-After in whole seconds
+        zendesk.api.rate_limit_next(
+            2, scheme="retry-after", wait=1, body=ZENDESK_429, path=ZENDESK_EXPORT
+        )
+
+    started = time.monotonic()
+    exercise(sandbox, zendesk, inject, RunOutcome.OK)
+    assert time.monotonic() - started >= 2 * 1
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"status": 502},
+        {"status": 503},
+        {"kind": "timeout", "seconds": 2.0},
+        {"kind": "drop"},
+        {"kind": "truncate"},
+    ],
+    ids=["502", "503", "timeout", "drop", "truncated-json"],
+)
+def test_zendesk_transient_fault_is_retried(
+    sandbox: Any, zendesk: Vendor, fault: dict[str, Any]
+) -> None:
+    def inject() -> None:
+        zendesk.api.fail_next(2, path=ZENDESK_EXPORT, **fault)
+
+    exercise(sandbox, zendesk, inject, RunOutcome.OK)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [{"status": 503}, {"kind": "drop"}, {"kind": "truncate"}, "429"],
+    ids=["503", "drop", "truncated-json", "429-storm"],
+)
+def test_zendesk_fault_outlasting_retries_fails_cleanly(
+    sandbox: Any, zendesk: Vendor, persistent: None, fault: Any
+) -> None:
+    api = zendesk.api
+
+    def inject() -> None:
+        api.fail_next(1, kind="timeout", seconds=0.0, path=ZENDESK_EXPORT)  # page 1 answers
+        if fault == "429":
+            api.rate_limit_next(1000, scheme="retry-after", wait=1, path=ZENDESK_EXPORT)
+        else:
+            api.fail_next(1000, path=ZENDESK_EXPORT, **fault)
+
+    exercise(sandbox, zendesk, inject, RunOutcome.FAILED)
+
+
+def test_zendesk_short_page_is_not_taken_for_the_end(
+    sandbox: Any, zendesk: ZendeskVendor
+) -> None:
+    fake = zendesk.fake
+    assert fake is not None
+
+    def inject() -> None:  # one export page loses a ticket; the search count says 26
+        fake.short_page_next(1, drop=1, path=ZENDESK_EXPORT)
+
+    report = exercise(sandbox, zendesk, inject, RunOutcome.FAILED)
+    assert any("is incomplete" in m and "of the 26 items" in m for m in report.messages)
 
 
 # -- file ---------------------------------------------------------------------------------

@@ -354,6 +354,24 @@ def test_transport_call_retries_an_sdks_connection_failures() -> None:
     assert str(info.value).startswith("source 's': list tickets: could not reach")
 
 
+def test_transport_verifies_tls_with_a_given_ca_bundle(tmp_path: Any) -> None:
+    import trustme
+
+    ca = trustme.CA()
+    server_pem, bundle = tmp_path / "server.pem", tmp_path / "ca.pem"
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(server_pem))
+    ca.cert_pem.write_to_path(str(bundle))
+    api = FakeAPI(name="tls", tls_cert=server_pem, shutdown_timeout=0.3)
+    api.add_route("GET", "/ping", lambda req: {"ok": True})
+    with api:
+        assert api.base_url.startswith("https://127.0.0.1:")
+        with Transport(api.base_url, verify=str(bundle)) as trusted:
+            assert trusted.get_json("/ping") == {"ok": True}
+        untrusted = Transport(api.base_url, retry=RetryPolicy(attempts=1))
+        with untrusted, pytest.raises(TransientError, match="CERTIFICATE_VERIFY_FAILED"):
+            untrusted.get_json("/ping")
+
+
 def test_transport_gives_every_answer_to_its_rate_budget() -> None:
     """An answer saying the vendor's budget is spent (``X-RateLimit-Remaining: 0``) holds
     the next request until ``X-RateLimit-Reset``, with no 429 and no hand-written gate."""

@@ -189,3 +189,27 @@ def test_the_operators_outcome_chooses_the_decision_and_the_alerts_end_state(
     bad = MeshConnector(mesh.config(outcomes={"x": {"decision_stage": "Closed"}}), source="c")
     with pytest.raises(ConfigurationError, match=r"outcomes.x.decision_stage 'Closed'"):
         bad.check()
+
+
+def test_an_alert_identifier_unfit_for_a_path_stops_the_write_back(mesh: FakeMesh) -> None:
+    case_id = mesh.add_case(alerts=1)
+    (alert,) = mesh.alerts_of(case_id)
+    alert["identifier"] = "../../cases/other/transition"
+    connector = MeshConnector(mesh.config(), source="c")
+    task = connector.to_task(next(iter(connector.fetch_backlog())))
+    with pytest.raises(WriteBackError, match="not an identifier"):
+        connector.on_complete(*completion_for(connector, task))
+    assert not [r for r in mesh.api.requests if r.method == "POST" and "transition" in r.path]
+
+
+def test_config_errors_name_the_option() -> None:
+    from fragment_complyadvantage import MeshConfig
+    from pydantic import ValidationError
+
+    base = {"username": "u", "password": "p", "realm": "r"}
+    with pytest.raises(ValidationError, match="transition_note"):
+        MeshConfig(**base, transition_note="Done by {who}")
+    with pytest.raises(ValidationError, match="case_url_template"):
+        MeshConfig(**base, case_url_template="https://x/{case}")
+    with pytest.raises(ValidationError, match="alert_end_state"):
+        MeshConfig(**base, alert_end_state="CLOSED")

@@ -6,7 +6,7 @@ import pytest
 from fragment_zendesk import ZendeskConnector
 from fragment_zendesk.testing import FakeZendesk
 
-from fragment_core.errors import BadRecordError
+from fragment_core.errors import ConfigurationError
 from fragment_core.testing.fakevendor import RateLimit
 
 INCREMENTAL = "/api/v2/incremental/tickets/cursor.json"
@@ -66,5 +66,5 @@ def test_the_export_rate_limit_429_is_waited_out() -> None:
 
 def test_a_cursor_that_is_not_a_time_says_how_to_reset(zendesk: FakeZendesk) -> None:
     connector = ZendeskConnector(zendesk.config(), source="support")
-    with pytest.raises(BadRecordError, match="run a full sync"):
+    with pytest.raises(ConfigurationError, match="run a full sync"):
         list(connector.fetch_changes("MTU4MDc1Mzc5OC4wfHw0MzJ8"))

@@ -1,7 +1,7 @@
 """Fleet mode commands: ``fragment worker``, ``fragment schedules apply|list`` and the
 Temporal side of ``fragment sync SOURCE --on-temporal`` (see docs/fleet.md).
 
-They need the ``temporal`` extra (``pip install "fragment-core[temporal,postgres]"``);
+They need the ``temporal`` extra of fragment-core (with ``postgres`` for the state);
 without it they say so and exit 2.
 """
 
@@ -77,7 +77,8 @@ def require_temporal() -> None:
     """Raise a clear error when the ``temporal`` extra is not installed."""
     if importlib.util.find_spec("temporalio") is None:
         raise ConfigurationError(
-            'fleet mode needs the temporal extra: pip install "fragment-core[temporal,postgres]"'
+            "fleet mode needs the temporal extra of fragment-core (temporalio): install "
+            "fragment-core with its temporal and postgres extras"
         )
 
 

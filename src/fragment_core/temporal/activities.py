@@ -28,7 +28,6 @@ from fragment_core.connector import Connector
 from fragment_core.errors import (
     AuthenticationError,
     ConfigurationError,
-    FragmentError,
     PluginError,
     RateLimitedError,
     TransientError,
@@ -50,7 +49,6 @@ from fragment_core.sync.plan import Plan
 from fragment_core.sync.ports import TasksApi
 from fragment_core.temporal.types import (
     MESSAGES,
-    WRITE_BACK_BATCH,
     Applied,
     RunRef,
     RunSummary,
@@ -315,11 +313,11 @@ class FleetActivities:
     @activity.defn(name="fragment.write_backs")
     @_translated
     def write_backs(self, ref: RunRef) -> WroteBack:
-        """Run up to :data:`WRITE_BACK_BATCH` due write-backs."""
+        """Run up to ``ref.write_back_batch`` due write-backs."""
         stop = threading.Event()
         with self._held(ref, stop) as run, _Beat(stop):
             before = (run.report.written_back, run.report.write_back_failed)
-            more = write_back(run, stop=stop, limit=WRITE_BACK_BATCH)
+            more = write_back(run, stop=stop, limit=ref.write_back_batch)
             self._save(ref, run)
             if stop.is_set() and (activity.is_worker_shutdown() or activity.is_cancelled()):
                 raise ApplicationError("the worker is shutting down: retried on another")
@@ -394,4 +392,4 @@ def _summary(ref: RunRef, run: SyncRun) -> RunSummary:
     )
 
 
-__all__ = ["FleetActivities", "FragmentError", "to_application_error"]
+__all__ = ["FleetActivities", "to_application_error"]

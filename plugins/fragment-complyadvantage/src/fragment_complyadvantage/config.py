@@ -254,6 +254,15 @@ class MeshConfig(ConnectorConfig):
             raise ValueError(f"use one of {', '.join(ALERT_END_STATES)}")
         return value
 
+    @field_validator("transition_note")
+    @classmethod
+    def _note(cls, value: str) -> str:
+        try:
+            value.format(uid="u", done_at="d")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"transition_note may use only {{uid}}, {{done_at}}: {exc}") from None
+        return value
+
     @field_validator("case_url_template")
     @classmethod
     def _template(cls, value: str) -> str:

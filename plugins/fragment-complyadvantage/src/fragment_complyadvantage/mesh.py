@@ -30,6 +30,11 @@ class Stage:
     case_type: str
 
 
+def is_identifier(value: str) -> bool:
+    """Whether ``value`` is safe in a path: ASCII letters, digits and dashes (a UUID)."""
+    return value.isascii() and value.replace("-", "").isalnum()
+
+
 def stages_of(workflows: list[Mapping[str, Any]]) -> list[Stage]:
     """Every stage of every workflow."""
     found = []
@@ -235,13 +240,15 @@ class MeshConnector(Connector[MeshConfig]):
         )
 
     def on_complete(self, task: RemoteTask, completion: Completion) -> str | None:
-        """Move the open alerts to ``alert_end_state``, then the case to ``decision_stage``.
+        """Move the open alerts to the decision's end state, then the case to its DECISION
+        stage (the decision: ``outcomes`` by the operator's outcome, else
+        ``decision_stage`` and ``alert_end_state``).
 
         Idempotent: alerts already in an end state are left, and a case already in a
         DECISION stage is done (whoever decided it).
         """
         case_id = completion.external_id
-        if not case_id.isascii() or not case_id.replace("-", "").isalnum():
+        if not is_identifier(case_id):
             raise WriteBackError(
                 f"{case_id[:80]!r} is not a Mesh case identifier; nothing sent",
                 where=self.where,
@@ -265,6 +272,12 @@ class MeshConnector(Connector[MeshConfig]):
             if not isinstance(alert, Mapping) or not isinstance(alert.get("identifier"), str):
                 continue
             if str(alert.get("state") or "").upper() not in ALERT_END_STATES:
+                if not is_identifier(alert["identifier"]):
+                    raise WriteBackError(
+                        f"case {case_id} lists an alert {alert['identifier'][:80]!r} that is "
+                        "not an identifier; nothing more sent",
+                        where=self.where,
+                    )
                 self.client.transition_alert(alert["identifier"], decision.alert_end_state)
                 moved += 1
         if moved and self.config.alert_transition_pause:

@@ -8,7 +8,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from fragment_core.connector import Capability, Completion, Connector, Record
-from fragment_core.errors import BadRecordError, IncompleteFetchError, WriteBackError
+from fragment_core.errors import (
+    AuthenticationError,
+    BadRecordError,
+    ConfigurationError,
+    IncompleteFetchError,
+    WriteBackError,
+)
 from fragment_core.task import RemoteTask, Task, TaskStatus, format_datetime
 from fragment_zendesk.client import RecordInvalidError, TicketNotFoundError, ZendeskClient
 from fragment_zendesk.config import ZendeskConfig
@@ -191,7 +197,7 @@ class ZendeskConnector(Connector[ZendeskConfig]):
         try:
             since = int(float(cursor))
         except ValueError:
-            raise BadRecordError(
+            raise ConfigurationError(
                 f"stored cursor {cursor!r} is not a unix time; run a full sync to reset it",
                 where=self.where,
             ) from None
@@ -325,8 +331,6 @@ class ZendeskConnector(Connector[ZendeskConfig]):
         me = self.client.me()
         role = me.get("role")
         if me.get("id") is None or role == "end-user":
-            from fragment_core.errors import AuthenticationError
-
             raise AuthenticationError(
                 f"Zendesk at {self.client.base_url} takes these credentials for "
                 f"{'an anonymous user' if me.get('id') is None else 'an end user'}; the "
