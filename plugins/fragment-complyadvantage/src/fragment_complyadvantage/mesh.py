@@ -282,10 +282,7 @@ class MeshConnector(Connector[MeshConfig]):
                 moved += 1
         if moved and self.config.alert_transition_pause:
             time.sleep(self.config.alert_transition_pause)
-        note = self.config.transition_note.format(
-            uid=completion.uid,
-            done_at=format_datetime(completion.done_at) if completion.done_at else "",
-        )
+        note = completion.fill(self.config.transition_note)
         self.client.transition_case(case_id, target.identifier, note)
         return f"Mesh case {case_id}: {moved} alerts to {decision.alert_end_state}, " + (
             f"case to {target.name}"

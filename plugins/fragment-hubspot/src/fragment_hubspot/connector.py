@@ -269,11 +269,7 @@ class HubSpotConnector(Connector[HubSpotConfig]):
                 return f"HubSpot task {task_id} was already completed"
             update = {"hs_task_status": COMPLETED}
             if self.config.completion_note:
-                note = self.config.completion_note.format(
-                    done_at=format_datetime(completion.done_at) if completion.done_at else "",
-                    uid=completion.uid,
-                    source=completion.source,
-                )
+                note = completion.fill(self.config.completion_note)
                 existing = str(properties.get("hs_task_body") or "")
                 update["hs_task_body"] = f"{existing}<p>{note}</p>"
             self.client.update_task(task_id, update)
