@@ -12,16 +12,9 @@ from fragment_complyadvantage.testing import FakeComplyAdvantage, FakeMesh
 
 from fragment_core.cli import cli
 from fragment_core.task import TaskStatus, task_uid
-from fragment_core.testing.cli import sync_json
+from fragment_core.testing.cli import sync_json, write_config
 
-CONFIG = """\
-[tasks_api]
-url = "{tasks_url}"
-token = "${{FRAGMENT_TOKEN}}"
-
-[state]
-url = "sqlite:///{state}"
-
+SOURCES = """\
 [[sources]]
 name = "screening"
 connector = "complyadvantage"
@@ -46,18 +39,16 @@ alert_transition_pause = 0
 
 
 def _write_config(tmp_path: Path, sandbox: Any, ca: FakeComplyAdvantage, mesh: FakeMesh) -> Path:
-    config = tmp_path / "fragment.toml"
-    config.write_text(
-        CONFIG.format(
-            tasks_url=sandbox.url,
-            state=(tmp_path / "state.db").as_posix(),
+    return write_config(
+        tmp_path,
+        sandbox.url,
+        SOURCES.format(
             ca_url=ca.api.base_url,
             mesh_url=mesh.api.base_url,
             mesh_user=mesh.username,
             mesh_realm=mesh.realm,
-        )
+        ),
     )
-    return config
 
 
 def _env(sandbox: Any, ca: FakeComplyAdvantage, mesh: FakeMesh) -> dict[str, str]:

@@ -10,16 +10,9 @@ from fragment_hubspot.testing import FakeHubSpot
 
 from fragment_core.cli import cli
 from fragment_core.task import TaskStatus, task_uid
-from fragment_core.testing.cli import sync_json
+from fragment_core.testing.cli import sync_json, write_config
 
-CONFIG = """\
-[tasks_api]
-url = "{tasks_url}"
-token = "${{FRAGMENT_TOKEN}}"
-
-[state]
-url = "sqlite:///{state}"
-
+SOURCES = """\
 [[sources]]
 name = "crm"
 connector = "hubspot"
@@ -33,15 +26,7 @@ completion_note = "Completed in Fragment."
 
 
 def _write_config(tmp_path: Path, sandbox: Any, hubspot: FakeHubSpot) -> Path:
-    config = tmp_path / "fragment.toml"
-    config.write_text(
-        CONFIG.format(
-            tasks_url=sandbox.url,
-            state=(tmp_path / "state.db").as_posix(),
-            hubspot_url=hubspot.api.base_url,
-        )
-    )
-    return config
+    return write_config(tmp_path, sandbox.url, SOURCES.format(hubspot_url=hubspot.api.base_url))
 
 
 def _sync(config: Path, env: dict[str, str]) -> dict[str, Any]:

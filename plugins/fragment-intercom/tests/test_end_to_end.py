@@ -8,16 +8,9 @@ from typing import Any
 from fragment_intercom.testing import PARTS_PATH, SEARCH_PATH, FakeIntercom
 
 from fragment_core.task import TaskStatus, task_uid
-from fragment_core.testing.cli import sync_json
+from fragment_core.testing.cli import sync_json, write_config
 
-CONFIG = """\
-[tasks_api]
-url = "{tasks_url}"
-token = "${{FRAGMENT_TOKEN}}"
-
-[state]
-url = "sqlite:///{state}"
-
+SOURCES = """\
 [[sources]]
 name = "support"
 connector = "intercom"
@@ -32,16 +25,8 @@ default_sla = "4h"
 
 
 def _write_config(tmp_path: Path, sandbox: Any, intercom: FakeIntercom, extra: str = "") -> Path:
-    config = tmp_path / "fragment.toml"
-    config.write_text(
-        CONFIG.format(
-            tasks_url=sandbox.url,
-            state=(tmp_path / "state.db").as_posix(),
-            intercom_url=intercom.api.base_url,
-            extra=extra,
-        )
-    )
-    return config
+    sources = SOURCES.format(intercom_url=intercom.api.base_url, extra=extra)
+    return write_config(tmp_path, sandbox.url, sources)
 
 
 def _sync(config: Path, env: dict[str, str], expect: int) -> dict[str, Any]:

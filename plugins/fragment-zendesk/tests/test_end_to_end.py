@@ -9,16 +9,9 @@ from typing import Any
 from fragment_zendesk.testing import FakeZendesk
 
 from fragment_core.task import TaskStatus, task_uid
-from fragment_core.testing.cli import sync_json
+from fragment_core.testing.cli import sync_json, write_config
 
-CONFIG = """\
-[tasks_api]
-url = "{tasks_url}"
-token = "${{FRAGMENT_TOKEN}}"
-
-[state]
-url = "sqlite:///{state}"
-
+SOURCES = """\
 [[sources]]
 name = "support"
 connector = "zendesk"
@@ -37,17 +30,12 @@ completion_note = "Solved in Fragment."
 
 
 def _write_config(tmp_path: Path, sandbox: Any, zendesk: FakeZendesk) -> Path:
-    config = tmp_path / "fragment.toml"
-    config.write_text(
-        CONFIG.format(
-            tasks_url=sandbox.url,
-            state=(tmp_path / "state.db").as_posix(),
-            email=zendesk.email,
-            base_url=zendesk.api.base_url,
-            ca_bundle=Path(zendesk.ca_bundle).as_posix(),
-        )
+    sources = SOURCES.format(
+        email=zendesk.email,
+        base_url=zendesk.api.base_url,
+        ca_bundle=Path(zendesk.ca_bundle).as_posix(),
     )
-    return config
+    return write_config(tmp_path, sandbox.url, sources)
 
 
 def _sync(config: Path, env: dict[str, str], *flags: str, code: int = 0) -> dict[str, Any]:

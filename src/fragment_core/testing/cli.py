@@ -1,8 +1,10 @@
 """Run ``fragment`` commands in a test, in-process, the way an operator types them.
 
-An end-to-end test of a connector package writes a ``fragment.toml`` pointing at its fake
-vendor and at the ``sandbox`` fixture, then::
+An end-to-end test of a connector package writes a ``fragment.toml`` pointing at the
+``sandbox`` fixture and at its fake vendor, then runs ``fragment sync``::
 
+    config = write_config(tmp_path, sandbox.url, SOURCES.format(base_url=fake.base_url))
+    env = {"FRAGMENT_TOKEN": sandbox.token, "VENDOR_TOKEN": fake.token}
     report = sync_json(config, env, "support", code=0, secrets=[env["VENDOR_TOKEN"]])
     assert report["created"] == 3
 
@@ -20,7 +22,25 @@ from typing import Any
 
 from click.testing import CliRunner, Result
 
-__all__ = ["fragment_cli", "sync_json"]
+__all__ = ["fragment_cli", "fragment_toml", "sync_json", "write_config"]
+
+
+def fragment_toml(tasks_url: str, state: str | Path, sources: str = "") -> str:
+    """The text of a ``fragment.toml``: the Tasks API at ``tasks_url`` (its token read from
+    ``${FRAGMENT_TOKEN}``), SQLite state in the file ``state``, then ``sources`` (the
+    ``[[sources]]`` tables) as given."""
+    header = (
+        f'[tasks_api]\nurl = "{tasks_url}"\ntoken = "${{FRAGMENT_TOKEN}}"\n\n'
+        f'[state]\nurl = "sqlite:///{Path(state).as_posix()}"\n'
+    )
+    return header + ("\n" + sources if sources else "")
+
+
+def write_config(directory: Path, tasks_url: str, sources: str) -> Path:
+    """``directory/fragment.toml`` of :func:`fragment_toml`, state in ``directory/state.db``."""
+    config = directory / "fragment.toml"
+    config.write_text(fragment_toml(tasks_url, directory / "state.db", sources))
+    return config
 
 
 def fragment_cli(
