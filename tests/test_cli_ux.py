@@ -131,3 +131,23 @@ def test_examples_only_use_connectors_and_packages_that_exist() -> None:
             if re.search(r"(?<![./\w-])fragment-[a-z]", line.split("#")[0]):
                 wrong.append(f"{where}: {line.strip()!r} (not published: install from plugins/)")
     assert wrong == []
+
+
+def test_the_upgrade_step_points_to_the_changelog() -> None:
+    operating = (REPO / "docs" / "operating.md").read_text()
+    upgrades = operating.split("## Upgrades", 1)[1]
+    assert "[changelog](changelog.md)" in upgrades
+    changelog = (REPO / "CHANGELOG.md").read_text()
+    assert changelog.startswith("# Changelog") and "## Unreleased" in changelog
+    assert (REPO / "docs" / "changelog.md").read_text() == changelog  # the docs site's copy
+
+
+def test_the_file_connector_page_covers_columns_write_back_encodings_and_locking() -> None:
+    page = (REPO / "docs" / "connectors" / "file.md").read_text()
+    for heading in ("## Columns", "## Write-back", "## Encodings", "## Sharing the file"):
+        assert heading in page
+    from fragment_core.connectors.file import FileConfig
+
+    assert [n for n in FileConfig.model_fields if f"`{n}`" not in page] == []
+    nav = (REPO / "mkdocs.yml").read_text()
+    assert "connectors/file.md" in nav and "connectors/http.md" in nav

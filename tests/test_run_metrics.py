@@ -83,3 +83,37 @@ def test_run_serves_metrics_per_source_and_a_health_check(tmp_path: Path) -> Non
             out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
         assert sandbox.token not in out + err
+
+
+def test_a_failed_run_counts_and_an_unhealthy_runner_answers_503() -> None:
+    from datetime import UTC, datetime
+
+    from fragment_core.metrics import RunMetrics, serve_metrics
+    from fragment_core.reports import RunOutcome, SyncReport
+
+    metrics = RunMetrics()
+    metrics.add_sources(["crm"])
+    now = datetime.now(UTC)
+    metrics.observe(
+        SyncReport(source="crm", connector="x", outcome=RunOutcome.FAILED, started_at=now,
+                   finished_at=now, fetched=3, write_back_failed=2)
+    )  # fmt: skip
+    healthy = {"ok": True}
+    server = serve_metrics(
+        metrics, lambda: (healthy["ok"], {"sources": {"crm": "failed"}}), port=0,
+        host="127.0.0.1",
+    )  # fmt: skip
+    try:
+        samples = _samples(httpx.get(f"{server.url}/metrics").text)
+        assert _value(samples, "fragment_runs_total", source="crm", outcome="failed") == 1
+        assert _value(samples, "fragment_failures_total", source="crm", kind="run") == 1
+        assert _value(samples, "fragment_failures_total", source="crm", kind="write_back") == 2
+        assert _value(samples, "fragment_write_backs_total", source="crm", result="failed") == 2
+        lag = _value(samples, "fragment_lag_seconds", source="crm")
+        assert lag != lag  # NaN: no complete fetch yet
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+        healthy["ok"] = False
+        answer = httpx.get(f"{server.url}/healthz")
+        assert answer.status_code == 503 and answer.json()["status"] == "unhealthy"
+    finally:
+        server.close()
