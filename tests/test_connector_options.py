@@ -1,5 +1,5 @@
 """What vendor connectors share from fragment_core.connector: ``BaseUrl``, ``placeholders``
-for template options, ``Completion.fill`` for write-back notes, ``unix_cursor``."""
+for template options, ``Completion.fill`` for write-back notes, stored cursors, ids."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from fragment_core.connector import (
     ConfigurationError,
     Connector,
     ConnectorConfig,
+    WriteBackError,
     placeholders,
 )
 
@@ -73,4 +74,23 @@ def test_a_stored_unix_cursor_is_read_or_named_as_wrong() -> None:
     for bad in ("2025-05-01T00:00:00Z", "inf", ""):
         with pytest.raises(ConfigurationError, match="run a full sync") as caught:
             connector.unix_cursor(bad)
+        assert "crm" in str(caught.value)
+
+
+def test_a_stored_time_cursor_is_read_or_named_as_wrong() -> None:
+    connector = _Incremental(VendorConfig(), source="crm")
+    moment = datetime(2025, 5, 6, 15, 0, tzinfo=UTC)
+    assert connector.time_cursor("2025-05-06T15:00:00.000Z") == moment
+    assert connector.time_cursor("2025-05-06T15:00:00") == moment  # naive: UTC
+    for bad in ("page-7", "", "yesterday"):
+        with pytest.raises(ConfigurationError, match="is not a time; run a full sync"):
+            connector.time_cursor(bad)
+
+
+def test_only_a_digits_id_reaches_a_write_back_path() -> None:
+    connector = _Incremental(VendorConfig(), source="crm")
+    assert connector.digits_id("12345", "a ticket") == "12345"
+    for bad in ("../admins", "12/34", "١٢", "", "12?x=1"):
+        with pytest.raises(WriteBackError, match=r"is not a ticket id .*nothing sent") as caught:
+            connector.digits_id(bad, "a ticket")
         assert "crm" in str(caught.value)

@@ -27,7 +27,7 @@ import marshal
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Generic, TypeAlias, TypeVar, get_args, get_origin
 from urllib.parse import urlsplit
@@ -318,6 +318,32 @@ class Connector(Generic[ConfigT]):
         safe: an unchanged record makes no write.
         """
         raise NotImplementedError(f"{type(self).__name__} does not support incremental fetch")
+
+    def digits_id(self, external_id: str, what: str) -> str:
+        """``external_id`` if it is ASCII digits (the vendor's numeric id), for a write-back
+        that puts it in a request path; else a :class:`WriteBackError` ("'../x' is not
+        ``what`` id ...; nothing sent"), so no id can reach another path."""
+        if not external_id.isascii() or not external_id.isdigit():
+            raise WriteBackError(
+                f"{external_id[:80]!r} is not {what} id (they are digits); nothing sent, "
+                "so no id can reach another path",
+                where=self.where,
+            )
+        return external_id
+
+    def time_cursor(self, cursor: str) -> datetime:
+        """A stored cursor of an ISO 8601 time (what :meth:`cursor_value` gave, e.g.
+        :func:`fragment_core.task.format_datetime`) as an aware datetime (naive: UTC); a
+        :class:`ConfigurationError` naming the source and saying how to reset it when the
+        stored text is not one."""
+        try:
+            since = datetime.fromisoformat(cursor.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigurationError(
+                f"stored cursor {cursor!r} is not a time; run a full sync to reset it",
+                where=self.where,
+            ) from None
+        return since if since.tzinfo else since.replace(tzinfo=UTC)
 
     def unix_cursor(self, cursor: str) -> int:
         """A stored cursor of unix seconds (what :meth:`cursor_value` gave) as an ``int``,

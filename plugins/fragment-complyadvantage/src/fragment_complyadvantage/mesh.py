@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from fragment_complyadvantage.config import ALERT_END_STATES, MeshConfig, MeshOutcome
 from fragment_complyadvantage.http import NotFoundError, newest_since
 from fragment_complyadvantage.mesh_client import MeshClient
-from fragment_complyadvantage.searches import parse_time, since_cursor, updated_at
+from fragment_complyadvantage.searches import parse_time, updated_at
 from fragment_core.connector import Capability, Completion, Connector, Record
 from fragment_core.errors import BadRecordError, ConfigurationError, WriteBackError
 from fragment_core.task import RemoteTask, Task, TaskStatus, format_datetime
@@ -120,7 +120,7 @@ class MeshConnector(Connector[MeshConfig]):
         if cursor is None or not self.config.incremental_sort:
             yield from self.fetch_backlog()
             return
-        since = since_cursor(cursor, self.where)
+        since = self.time_cursor(cursor)
         cases = self.client.changed_cases(self.config.incremental_sort, self.config.case_types)
         yield from newest_since(cases, since, updated_at)
 

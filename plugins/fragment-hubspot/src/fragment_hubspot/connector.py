@@ -256,12 +256,7 @@ class HubSpotConnector(Connector[HubSpotConfig]):
 
     def on_complete(self, task: RemoteTask, completion: Completion) -> str | None:
         """Set hs_task_status = COMPLETED (and append the note); a no-op if already done."""
-        task_id = completion.external_id
-        if not task_id.isascii() or not task_id.isdigit():
-            raise WriteBackError(
-                f"{task_id[:80]!r} is not a HubSpot task id (HubSpot ids are digits); "
-                "nothing sent, so no id can reach another path"
-            )
+        task_id = self.digits_id(completion.external_id, "a HubSpot task")
         try:
             current = self.client.get_task(task_id, ["hs_task_status", "hs_task_body"])
             properties = current.get("properties") or {}

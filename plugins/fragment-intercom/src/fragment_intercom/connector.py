@@ -300,13 +300,7 @@ class IntercomConnector(Connector[IntercomConfig]):
     def on_complete(self, task: RemoteTask, completion: Completion) -> str | None:
         """Close the conversation as the configured admin (with the note); a conversation
         already closed is done, with nothing sent."""
-        conversation_id = completion.external_id
-        if not conversation_id.isascii() or not conversation_id.isdigit():
-            raise WriteBackError(
-                f"{conversation_id[:80]!r} is not an Intercom conversation id (they are "
-                "digits); nothing sent, so no id can reach another path",
-                where=self.where,
-            )
+        conversation_id = self.digits_id(completion.external_id, "an Intercom conversation")
         try:
             if self.client.state_of(conversation_id) == "closed":
                 return f"Intercom conversation {conversation_id} was already closed"

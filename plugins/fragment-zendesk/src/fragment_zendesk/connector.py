@@ -285,12 +285,7 @@ class ZendeskConnector(Connector[ZendeskConfig]):
     def on_complete(self, task: RemoteTask, completion: Completion) -> str | None:
         """Set the ticket to ``solve_status`` with the optional internal note; a ticket
         already solved or closed (Zendesk's 422 for a closed one) counts as done."""
-        ticket_id = completion.external_id
-        if not ticket_id.isascii() or not ticket_id.isdigit():
-            raise WriteBackError(
-                f"{ticket_id[:80]!r} is not a Zendesk ticket id (ids are digits); nothing sent",
-                where=self.where,
-            )
+        ticket_id = self.digits_id(completion.external_id, "a Zendesk ticket")
         target = self.config.solve_status
         try:
             current = self.client.ticket(int(ticket_id))
