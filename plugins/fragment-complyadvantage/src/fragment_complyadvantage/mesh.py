@@ -10,10 +10,10 @@ from typing import Any, ClassVar
 from fragment_complyadvantage.config import ALERT_END_STATES, MeshConfig, MeshOutcome
 from fragment_complyadvantage.http import NotFoundError, newest_since
 from fragment_complyadvantage.mesh_client import MeshClient
-from fragment_complyadvantage.searches import parse_time, updated_at
+from fragment_complyadvantage.searches import parse_time, updated_at, updated_cursor
 from fragment_core.connector import Capability, Completion, Connector, Record
 from fragment_core.errors import BadRecordError, ConfigurationError, WriteBackError
-from fragment_core.task import RemoteTask, Task, TaskStatus, format_datetime
+from fragment_core.task import RemoteTask, Task, TaskStatus
 
 DECISION = "DECISION"
 #: stage_type -> the task's external status.
@@ -141,8 +141,7 @@ class MeshConnector(Connector[MeshConfig]):
 
     def cursor_value(self, record: Record) -> str | None:
         """updated_at, normalized (UTC ISO 8601) so cursors compare as times."""
-        at = updated_at(record)
-        return None if at is None else format_datetime(at)
+        return updated_cursor(record)
 
     def to_task(self, record: Record) -> Task:
         """Title from customer name and case type; url = the case in the Mesh app."""

@@ -24,6 +24,12 @@ def parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def updated_cursor(record: Any) -> str | None:
+    """A record's ``updated_at`` as a cursor (UTC ISO 8601, so cursors compare as times)."""
+    at = updated_at(record)
+    return None if at is None else format_datetime(at)
+
+
 def updated_at(record: Any) -> datetime | None:
     """A record's ``updated_at`` as a time (``None`` when absent or unreadable)."""
     try:
@@ -87,8 +93,7 @@ class SearchesConnector(Connector[SearchesConfig]):
 
     def cursor_value(self, record: Record) -> str | None:
         """updated_at, normalized (UTC ISO 8601) so cursors compare as times."""
-        at = updated_at(record)
-        return None if at is None else format_datetime(at)
+        return updated_cursor(record)
 
     def to_task(self, record: Record) -> Task:
         """Title from the search term and hit count, url = share_url, review fields."""
