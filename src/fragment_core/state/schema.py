@@ -146,6 +146,7 @@ rate_slots = sa.Table(
     sa.Column("destination", sa.String(500), primary_key=True),
     sa.Column("slot", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("started", sa.Float, nullable=False),
+    sa.Index("ix_fragment_rate_slots_started", "destination", "started"),
 )
 
 
