@@ -8,7 +8,6 @@ A check used to pass with a wrong Tasks API token (it only asked the connectors)
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,14 +97,18 @@ def test_the_state_store_is_checked_reachable_writable_and_bound(
     )
     assert "fragment sync kyc --rebind" in moved.output
 
-    if os.geteuid() != 0:  # root writes through file permissions
-        state.chmod(0o444)
-        try:
-            read_only = _check(config, sandbox.token)
-        finally:
-            state.chmod(0o644)
-        assert read_only.exit_code == 1
-        assert "✗ state sqlite:///" in read_only.output and "read-only" in read_only.output
+    # read-only: opened so by SQLite (a file mode would not stop root, who runs CI)
+    read_only_config = tmp_path / "read-only.toml"
+    read_only_config.write_text(
+        config.read_text().replace(
+            f"sqlite:///{state.as_posix()}", f"sqlite:///file:{state.as_posix()}?mode=ro&uri=true"
+        )
+    )
+    before = state.read_bytes()
+    read_only = _check(read_only_config, sandbox.token)
+    assert read_only.exit_code == 1, read_only.output
+    assert "✗ state sqlite:///" in read_only.output and "read-only" in read_only.output
+    assert state.read_bytes() == before
 
 
 @pytest.mark.parametrize(

@@ -165,7 +165,8 @@ def test_connectors_list(invoke: Callable[..., Result]) -> None:
         "version": None,
         "capabilities": [],
         "installed": False,
-        "install": "pip install fragment-zendesk",
+        "install": "pip install ./plugins/fragment-zendesk"
+        " (from a clone of the fragment-core repository)",
     }
     text = invoke("connectors", "list", "--all", env={"COLUMNS": "200"}).output
     assert "desk" in text and "write_back" in text and "not installed" in text
@@ -194,7 +195,8 @@ def test_connectors_show_not_installed(invoke: Callable[..., Result]) -> None:
     assert result.exit_code == 2
     assert result.stderr == (
         "error: connector 'zendesk' is not installed; it is provided by the package "
-        "fragment-zendesk: pip install fragment-zendesk\n"
+        "fragment-zendesk: pip install ./plugins/fragment-zendesk"
+        " (from a clone of the fragment-core repository)\n"
     )
     assert "Traceback" not in result.output
 

@@ -135,7 +135,7 @@ def test_default_path_comes_from_env_then_cwd(
             TASKS_API + SOURCE.format(name="support", connector="zendesk"),
             'fragment.toml: sources[0] "support" (zendesk): connector: connector \'zendesk\' is '
             "not installed; it is provided by the package fragment-zendesk: "
-            "pip install fragment-zendesk",
+            "pip install ./plugins/fragment-zendesk (from a clone of the fragment-core repository)",
         ),
         (
             TASKS_API + SOURCE.format(name="support", connector="dsk"),
@@ -200,7 +200,8 @@ def test_every_broken_source_is_reported_at_once(
     assert error_of(write(tmp_path, text), registry).splitlines() == [
         'fragment.toml: sources[0] "support" (desk): options.subdomain: field required',
         "fragment.toml: sources[2] \"kyc\" (zendesk): connector: connector 'zendesk' is not "
-        "installed; it is provided by the package fragment-zendesk: pip install fragment-zendesk",
+        "installed; it is provided by the package fragment-zendesk: "
+        "pip install ./plugins/fragment-zendesk (from a clone of the fragment-core repository)",
     ]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -17,9 +16,7 @@ from fragment_core.task import TaskStatus
 
 def test_demo_shows_the_whole_loop(tmp_path: Path) -> None:
     out = io.StringIO()
-    started = time.monotonic()
     facts = run_demo(tmp_path / "demo", rows=12, console=Console(file=out, width=120))
-    assert time.monotonic() - started < 60
     assert facts["created"] == 12 and facts["written_back"] == 3 and facts["closed"] == 2
     assert facts["final_written_back"] == 0 and facts["final_unchanged"] == 7
     status = {t.external_id: t.status for t in facts["tasks"]}

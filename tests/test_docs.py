@@ -50,7 +50,11 @@ def undocumented(names: list[str], text: str) -> list[str]:
 # Each public module and the API reference page that documents it, with names its page
 # must render (mkdocstrings gives every documented object an anchor of its dotted path).
 API_PAGES = {
-    "fragment_core.connector": ("reference/connector", ["Connector", "Completion"]),
+    "fragment_core.connector": (
+        "reference/connector",
+        ["Connector", "Completion", "Completion.fill", "Connector.unix_cursor", "placeholders"],
+    ),
+    "fragment_core.mapping": ("reference/mapping", ["html_to_text", "shorten", "parse_datetime"]),
     "fragment_core.errors": ("reference/errors", ["FragmentError", "TransientError"]),
     "fragment_core.task": ("reference/task", ["Task"]),
     "fragment_core.transport": ("reference/transport", ["Transport", "BearerAuth"]),
@@ -63,6 +67,8 @@ API_PAGES = {
     "fragment_core.testing.fakevendor": ("reference/testing", ["FakeVendor"]),
     "fragment_core.testing.contract": ("reference/testing", ["ConnectorContract"]),
     "fragment_core.testing.pytest_plugin": ("reference/testing", ["fake_api"]),
+    "fragment_core.testing.install": ("reference/testing", ["install_package", "InstalledPackage"]),
+    "fragment_core.testing.cli": ("reference/testing", ["sync_json", "fragment_cli"]),
     "fragment_core.hookspecs": ("reference/hookspecs", hook_names()),
 }
 

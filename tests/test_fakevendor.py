@@ -196,6 +196,24 @@ def test_fake_vendor_clean_fixture_fails_on_an_invalid_request(pytester: pytest.
     result.stdout.fnmatch_lines(["*fake 'dirty' saw invalid requests*limit must be 1..200*"])
 
 
+def test_checked_serves_the_block_then_fails_on_what_the_fake_refused() -> None:
+    with FakeVendor("ok").checked() as clean:
+        url = f"{clean.api.base_url}/nowhere"
+        assert httpx.get(url).status_code == 404
+    with pytest.raises(httpx.TransportError):  # stopped after the block
+        httpx.get(url, timeout=2)
+
+    class Provoking(FakeVendor):
+        def refusals(self) -> list[str]:
+            return [m for m in self.invalid_requests if "on purpose" not in m]
+
+    with Provoking("provoked").checked() as provoked:
+        provoked.invalid("refused on purpose")
+    refused = pytest.raises(AssertionError, match=r"'dirty' refused requests.*limit must be 1")
+    with refused, FakeVendor("dirty").checked() as dirty:
+        dirty.invalid("limit must be 1..200")
+
+
 def test_clock_and_versioned_store_updated_since_and_search_lag() -> None:
     clock = Clock(step=timedelta(seconds=1))
     vendor = FakeVendor("crm", clock=clock, search_lag=timedelta(seconds=30))

@@ -37,7 +37,7 @@ from fragment_core.testing.backoffice import FakeBackoffice
 
 TOKEN = "backoffice-token-fleet-5a9e-secret"
 SOURCES = ("alpha", "beta", "gamma")
-RECORDS = 600
+RECORDS = 400
 ENV = {"BACKOFFICE_TOKEN": TOKEN}
 
 

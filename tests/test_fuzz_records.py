@@ -82,8 +82,8 @@ def _mapped(connector: Connector, record: Any) -> None:
     try:
         task = connector.to_task(record)
     except BadRecordError as exc:
-        # a connector may leave the source and record out: the engine names them
-        # (tests/test_sync_engine.py, and the sync-level fuzz below)
+        # the engine names the source of a mapping error (the sync plan tests below); a
+        # connector that names it itself must name the right one
         assert exc.where is None or connector.source in exc.where, exc
         assert exc.record_id is not None or exc.field is not None or exc.message, exc
         named = exc.attribute(connector.where, connector.record_id(record))
@@ -174,13 +174,25 @@ STORE = StateStore("sqlite://")
     ]
 )
 def test_a_sync_plan_of_fuzzed_records_names_every_bad_one(served: list[Any]) -> None:
-    connector = Replay(HTTP, served)
-    source = SourceSettings(name=HTTP.source, connector="replay")
+    _plan_names_every_bad_one(HTTP, served)
+
+
+@FUZZ
+@given(served=st.lists(hubspot_records(), max_size=6))
+@example(served=[None, {"properties": {}}, {"id": "1", "properties": {"hs_timestamp": []}}])
+def test_a_sync_plan_of_fuzzed_hubspot_records_names_every_bad_one(served: list[Any]) -> None:
+    _plan_names_every_bad_one(HUBSPOT, served)
+
+
+def _plan_names_every_bad_one(inner: Connector, served: list[Any]) -> None:
+    """Every record is planned or a RecordError naming the source: the engine names it."""
+    connector = Replay(inner, served)
+    source = SourceSettings(name=inner.source, connector="replay")
     plan, _ = plan_source(source, connector, STORE)
     assert plan.complete and plan.fetched == len(served)
     for error in plan.record_errors:
-        assert error.source == HTTP.source
-        assert str(error).startswith(f"source {HTTP.source!r}")
+        assert error.source == inner.source
+        assert str(error).startswith(f"source {inner.source!r}")
     good = len(plan.create) + plan.dropped
     assert good + len(plan.record_errors) >= len(served)
 

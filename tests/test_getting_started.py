@@ -16,7 +16,6 @@ import re
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -85,7 +84,6 @@ def test_every_command_of_getting_started_runs_in_order(tmp_path: Path) -> None:
     home.mkdir()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("FRAGMENT", "HUBSPOT"))}
     env = offline_env(venv, {**base, "HOME": str(home), "COLUMNS": "120"})
-    started = time.monotonic()
     proc = subprocess.Popen(
         ["bash", "-c", _script(commands, port)], env=env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True,
@@ -95,7 +93,6 @@ def test_every_command_of_getting_started_runs_in_order(tmp_path: Path) -> None:
     finally:  # the background sandbox is in the session too: never leave it running
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-    took = time.monotonic() - started
     ran = [line[2:] for line in err.splitlines() if line.startswith("$ ")]
     assert proc.returncode == 0, f"failed after: {ran[-1] if ran else '-'}\n{out}\n{err}"
     assert len(ran) == len(commands)
@@ -104,4 +101,3 @@ def test_every_command_of_getting_started_runs_in_order(tmp_path: Path) -> None:
     assert "backlog (file, full): ok" in out
     assert re.search(r"^  created +5 *$", out, re.M) and re.search(r"^  closed +1 *$", out, re.M)
     assert (trial / "crm.toml").is_file()
-    assert took < 90, f"the page took {took:.0f}s"

@@ -194,7 +194,8 @@ def test_official_connector_not_installed_gives_pip_command() -> None:
         registry.get("zendesk")
     assert str(excinfo.value) == (
         "connector 'zendesk' is not installed; it is provided by the package "
-        "fragment-zendesk: pip install fragment-zendesk"
+        "fragment-zendesk: pip install ./plugins/fragment-zendesk"
+        " (from a clone of the fragment-core repository)"
     )
     assert registry.not_installed()["complyadvantage"] == "fragment-complyadvantage"
 

@@ -80,7 +80,7 @@ def test_sigterm_during_long_write_backs_ends_in_bounded_time(tmp_path: Path) ->
         config = _config(tmp_path, sandbox, office)
         done = subprocess.run(_command(config, "sync", SOURCE), env=ENV, capture_output=True)
         assert done.returncode == 0, done.stdout + done.stderr
-        completed = sorted(office.tickets)[:40]  # 40 x 0.25 s = 10 s of write-backs
+        completed = sorted(office.tickets)[:12]  # 12 x 0.25 s = 3 s of write-backs
         with sandbox.client() as client:
             client.patch_tasks(
                 [{"uid": str(task_uid(SOURCE, eid)), "status": "DONE"} for eid in completed]
@@ -93,12 +93,13 @@ def test_sigterm_during_long_write_backs_ends_in_bounded_time(tmp_path: Path) ->
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, "no write-back started"
             time.sleep(0.01)
-        sent = time.monotonic()
         process.send_signal(signal.SIGTERM)
+        at_signal = office.write_backs()
         out, err = process.communicate(timeout=30)
-        took = time.monotonic() - sent
         assert process.returncode == 0, (out + err).decode()
-        assert took < 3.0, f"SIGTERM took {took:.1f}s to end the write-backs"
+        # bounded by what it does, not by the clock: at most the write-back being sent
+        # when the signal came starts after it (each one takes 0.25 s)
+        assert office.write_backs() <= at_signal + 1, "write-backs went on after SIGTERM"
         assert office.write_backs() < len(completed)  # stopped early...
         for _ in range(3):  # ...and the rest are written back by the next runs
             again = subprocess.run(_command(config, "sync", SOURCE), env=ENV, capture_output=True)

@@ -139,6 +139,7 @@ def _downgrade_to_schema_3(path: Path) -> None:
             "last_verified",
         ):
             db.execute(f"ALTER TABLE fragment_sources DROP COLUMN {column}")
+        db.execute("DROP TABLE IF EXISTS fragment_rate_slots")  # schema version 5
         db.execute("UPDATE fragment_schema_version SET version = 3")
 
 
@@ -157,7 +158,7 @@ def test_a_schema_3_state_is_migrated_and_bound_or_refused(
 
     # version 3, pointed at a Tasks API that has none of its tasks: refused
     store = StateStore(f"sqlite:///{path.as_posix()}")
-    assert store.schema_version == SCHEMA_VERSION == 4
+    assert store.schema_version == SCHEMA_VERSION == 5
     assert store.source_state("kyc").destination_url is None
     assert len(store.records("kyc")) == 4  # nothing lost by the migration
     with (

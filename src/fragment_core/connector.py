@@ -27,12 +27,12 @@ import marshal
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Generic, TypeAlias, TypeVar, get_args, get_origin
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
 
 from fragment_core.errors import (
     AuthenticationError,
@@ -43,9 +43,10 @@ from fragment_core.errors import (
     TransientError,
     WriteBackError,
 )
-from fragment_core.task import RemoteTask, Task
+from fragment_core.task import RemoteTask, Task, format_datetime
 
 __all__ = [
+    "COMPLETION_PLACEHOLDERS",
     "AuthenticationError",
     "BadRecordError",
     "BaseUrl",
@@ -59,6 +60,7 @@ __all__ = [
     "Record",
     "TransientError",
     "WriteBackError",
+    "placeholders",
 ]
 
 #: A raw record from a source, as the connector fetched it (usually decoded JSON).
@@ -102,6 +104,28 @@ def http_base_url(value: str) -> str:
 BaseUrl = Annotated[str, AfterValidator(http_base_url)]
 
 
+def placeholders(*names: str) -> AfterValidator:
+    """A validator for a text option filled in with :meth:`str.format` (a link template,
+    a note): it may use only the ``{name}`` placeholders given, else a ``ValueError``
+    naming the option and the placeholders it may use::
+
+        url_template: Annotated[str, placeholders("app_id", "item_id")] = Field(...)
+        note: Annotated[str, placeholders("done_at", "uid", "source")] | None = None
+    """
+    sample = dict.fromkeys(names, 1)
+    allowed = ", ".join(f"{{{name}}}" for name in names)
+
+    def check(value: str, info: ValidationInfo) -> str:
+        try:
+            value.format(**sample)
+        except (KeyError, IndexError, ValueError, AttributeError) as exc:
+            option = info.field_name or "the template"
+            raise ValueError(f"{option} may use only {allowed}: {exc}") from None
+        return value
+
+    return AfterValidator(check)
+
+
 @dataclass(frozen=True)
 class Completion:
     """An operator completed a task; :meth:`Connector.on_complete` writes that back.
@@ -125,6 +149,17 @@ class Completion:
     done_at: datetime | None
     outcome: Mapping[str, Any] = field(default_factory=dict)
     idempotency_key: str = ""
+
+    def fill(self, template: str) -> str:
+        """``template`` (a note option) with ``{done_at}`` (ISO 8601, empty when
+        unknown), ``{uid}`` and ``{source}`` filled in; validate such an option with
+        ``placeholders(*COMPLETION_PLACEHOLDERS)``."""
+        done_at = format_datetime(self.done_at) if self.done_at else ""
+        return template.format(done_at=done_at, uid=self.uid, source=self.source)
+
+
+#: The placeholders :meth:`Completion.fill` fills in.
+COMPLETION_PLACEHOLDERS = ("done_at", "uid", "source")
 
 
 class _Capabilities:
@@ -283,6 +318,44 @@ class Connector(Generic[ConfigT]):
         safe: an unchanged record makes no write.
         """
         raise NotImplementedError(f"{type(self).__name__} does not support incremental fetch")
+
+    def digits_id(self, external_id: str, what: str) -> str:
+        """``external_id`` if it is ASCII digits (the vendor's numeric id), for a write-back
+        that puts it in a request path; else a :class:`WriteBackError` ("'../x' is not
+        ``what`` id ...; nothing sent"), so no id can reach another path."""
+        if not external_id.isascii() or not external_id.isdigit():
+            raise WriteBackError(
+                f"{external_id[:80]!r} is not {what} id (they are digits); nothing sent, "
+                "so no id can reach another path",
+                where=self.where,
+            )
+        return external_id
+
+    def time_cursor(self, cursor: str) -> datetime:
+        """A stored cursor of an ISO 8601 time (what :meth:`cursor_value` gave, e.g.
+        :func:`fragment_core.task.format_datetime`) as an aware datetime (naive: UTC); a
+        :class:`ConfigurationError` naming the source and saying how to reset it when the
+        stored text is not one."""
+        try:
+            since = datetime.fromisoformat(cursor.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigurationError(
+                f"stored cursor {cursor!r} is not a time; run a full sync to reset it",
+                where=self.where,
+            ) from None
+        return since if since.tzinfo else since.replace(tzinfo=UTC)
+
+    def unix_cursor(self, cursor: str) -> int:
+        """A stored cursor of unix seconds (what :meth:`cursor_value` gave) as an ``int``,
+        for :meth:`fetch_changes`; a :class:`ConfigurationError` naming the source and
+        saying how to reset it when the stored text is not one."""
+        try:
+            return int(float(cursor))
+        except (ValueError, OverflowError):
+            raise ConfigurationError(
+                f"stored cursor {cursor!r} is not a unix time; run a full sync to reset it",
+                where=self.where,
+            ) from None
 
     def to_task(self, record: Record) -> Task:
         """Map one record to a :class:`Task`. Raise :class:`BadRecordError` if it cannot."""

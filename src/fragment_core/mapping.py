@@ -1,10 +1,19 @@
 """Helpers for ``to_task``: what the vendors' mappings have in common.
 
 - :func:`html_to_text`: a rich-text body (HubSpot task bodies, Zendesk comments,
-  Intercom conversation parts) as plain text, paragraphs kept as single newlines;
-- :func:`truncate`: a text cut to a length, an ellipsis marking the cut;
+  Intercom conversation parts) as plain text, paragraphs kept as single newlines,
+  script/style content dropped;
+- :func:`one_line`: a text with every run of whitespace made one space (titles);
+- :func:`shorten`: a text cut to a length, an ellipsis marking the cut;
 - :func:`parse_datetime`: ISO 8601 or epoch seconds / milliseconds, as the vendors send
   times, to an aware UTC datetime (``ValueError`` for anything else).
+
+::
+
+    >>> html_to_text("<p>My invoice is <b>wrong</b> &amp; late</p><p>Help</p>")
+    'My invoice is wrong & late\\nHelp'
+    >>> shorten("a long title that goes on", 12)
+    'a long titl…'
 """
 
 from __future__ import annotations
@@ -14,45 +23,64 @@ from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Any, Literal
 
-__all__ = ["html_to_text", "parse_datetime", "truncate"]
+__all__ = ["html_to_text", "one_line", "parse_datetime", "shorten"]
 
-_BLOCKS = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol"}
+_BLOCKS = {
+    "p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol",
+    "blockquote", "pre", "table", "hr",
+}  # fmt: skip
+_SKIPPED = {"script", "style", "head", "title"}
+_SPACES = re.compile(r"[ \t\u00a0\u200b]+")
 
 
 class _TextCollector(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
+        self._skipping = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _BLOCKS:
+        if tag in _SKIPPED:
+            self._skipping += 1
+        elif tag in _BLOCKS:
             self.parts.append("\n")
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in _BLOCKS:
+        if tag in _SKIPPED:
+            self._skipping = max(0, self._skipping - 1)
+        elif tag in _BLOCKS:
             self.parts.append("\n")
 
     def handle_data(self, data: str) -> None:
-        self.parts.append(data)
+        if not self._skipping:
+            self.parts.append(data)
 
 
 def html_to_text(html: str) -> str:
-    """Strip tags, decode entities, keep paragraph breaks as single newlines."""
+    """Strip tags (and script/style content), decode entities, keep paragraph breaks as
+    single newlines; plain text comes back trimmed."""
     if "<" not in html and "&" not in html:
         return html.strip()
     collector = _TextCollector()
     collector.feed(html)
     collector.close()
-    text = "".join(collector.parts)
-    lines = [re.sub(r"[ \t\u00a0]+", " ", line).strip() for line in text.splitlines()]
+    lines = [_SPACES.sub(" ", line).strip() for line in "".join(collector.parts).splitlines()]
     return "\n".join(line for line in lines if line)
 
 
-def truncate(text: str, max_chars: int) -> str:
-    """``text`` if it fits in ``max_chars``, else cut to ``max_chars`` ending in ``…``."""
-    if len(text) <= max_chars:
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace (newlines included) made one space."""
+    return " ".join(text.split())
+
+
+def shorten(text: str, limit: int, *, ellipsis: str = "…") -> str:
+    """``text`` if it fits in ``limit`` characters, else cut to ``limit`` ending in
+    ``ellipsis``; ``""`` for a limit below 1."""
+    if limit < 1:
+        return ""
+    if len(text) <= limit:
         return text
-    return text[: max(max_chars - 1, 0)].rstrip() + "…"
+    return text[: max(limit - len(ellipsis), 0)].rstrip() + ellipsis[:limit]
 
 
 def parse_datetime(value: Any, *, epoch: Literal["s", "ms"] = "s") -> datetime | None:

@@ -57,6 +57,7 @@ __all__ = [
     "PluginLoadWarning",
     "get_plugin_manager",
     "get_registry",
+    "install_command",
     "new_plugin_manager",
     "notify_sync_finished",
     "notify_task_written_back",
@@ -88,6 +89,11 @@ OFFICIAL_CONNECTORS: Mapping[str, str] = {
 }
 _CORE_DISTRIBUTION = "fragment-core"
 _HOOK_PREFIX = "fragment_"
+
+
+def install_command(dist: str) -> str:
+    """How to install an official package: from the repository, until it is published."""
+    return f"pip install ./plugins/{dist} (from a clone of the fragment-core repository)"
 
 
 class PluginLoadWarning(UserWarning):
@@ -405,7 +411,7 @@ class ConnectorRegistry:
             dist = OFFICIAL_CONNECTORS[name]
             raise ConfigurationError(
                 f"connector {name!r} is not installed; it is provided by the package "
-                f"{dist}: pip install {dist}"
+                f"{dist}: {install_command(dist)}"
             )
         known = sorted(set(self.entries) | set(OFFICIAL_CONNECTORS))
         hint = difflib.get_close_matches(name, known, n=1)

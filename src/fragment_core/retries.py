@@ -50,6 +50,13 @@ MAX_HINTED_WAIT = 300.0
 _EPOCH_THRESHOLD = 10**9
 
 
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     lowered = name.lower()
     for key, value in headers.items():
@@ -81,14 +88,25 @@ def retry_after_from_headers(
         value = _header(headers, name)
         if value is None:
             continue
-        try:
-            number = float(value)
-        except ValueError:
-            continue
-        if number > _EPOCH_THRESHOLD:
-            return max(0.0, number - now)
-        return max(0.0, number)
+        wait = reset_delay(value, now=now)
+        if wait is not None:
+            return wait
     return None
+
+
+def reset_delay(value: str, *, now: float | None = None) -> float | None:
+    """Seconds until a rate-limit reset header's moment: the value is a unix time when it
+    is above 10^9 (``X-RateLimit-Reset`` of Intercom, GitHub) and seconds from now
+    otherwise (``RateLimit-Reset``); ``None`` when it is not a number."""
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    if not math.isfinite(number):
+        return None
+    if number > _EPOCH_THRESHOLD:
+        return max(0.0, number - (time.time() if now is None else now))
+    return max(0.0, number)
 
 
 def backoff_hook(exc: BaseException) -> bool | timedelta:
@@ -266,6 +284,12 @@ class RateBudget:
 
     #: How often a caller re-checks a budget whose every place is held by a request in flight.
     POLL = 0.01
+    #: The (remaining, reset) header pairs :meth:`observe` reads, the first present wins;
+    #: :class:`HeaderPacer` names a vendor's own.
+    _budget_headers: tuple[tuple[str, str], ...] = (
+        ("x-ratelimit-remaining", "x-ratelimit-reset"),
+        ("ratelimit-remaining", "ratelimit-reset"),
+    )
 
     def __init__(self, limit: int | None, period: float = 60.0) -> None:
         if limit is not None and limit < 1:
@@ -276,6 +300,8 @@ class RateBudget:
         self.waits = 0
         """How many times :meth:`observe`'s hold made a request wait."""
         self._slots: list[list[float]] = []  # [start]; inf while the request is in flight
+        self.remaining: float | None = None
+        """The server's remaining count as the last answer said it (``None``: not yet)."""
         self._server_reset_at = 0.0  # monotonic; set by observe()
         self._lock = threading.Lock()
 
@@ -316,19 +342,18 @@ class RateBudget:
 
     def observe(self, response: httpx.Response) -> None:
         """Read the server's own budget from an answer (see the class docstring)."""
-        headers = response.headers
-        remaining = headers.get("x-ratelimit-remaining", headers.get("ratelimit-remaining"))
-        try:
-            spent = remaining is not None and float(remaining) <= 0
-        except ValueError:
+        for remaining_name, reset_name in self._budget_headers:
+            remaining = _number(_header(response.headers, remaining_name))
+            if remaining is None:
+                continue
+            self.remaining = remaining
+            value = _header(response.headers, reset_name)
+            reset = reset_delay(value) if value is not None else None
+            if remaining <= 0 and reset:
+                with self._lock:
+                    hold = time.monotonic() + min(reset, MAX_HINTED_WAIT)
+                    self._server_reset_at = max(self._server_reset_at, hold)
             return
-        reset = retry_after_from_headers(
-            {k: v for k, v in headers.items() if k.lower().endswith("ratelimit-reset")}
-        )
-        if spent and reset:
-            with self._lock:
-                hold = time.monotonic() + min(reset, MAX_HINTED_WAIT)
-                self._server_reset_at = max(self._server_reset_at, hold)
 
     def _wait_for_reset(self) -> None:
         with self._lock:
@@ -363,3 +388,33 @@ class Pacer(RateBudget):
         """Wait for the next slot, then run the request made inside."""
         self.wait()
         yield
+
+
+class HeaderPacer(Pacer):
+    """A :class:`Pacer` fed by a vendor's rate-limit headers on every answer: once an
+    answer's ``remaining_header`` says 0, the next request waits until the moment its
+    ``reset_header`` announced (read by :func:`reset_delay`: a unix time or seconds from
+    now), so the vendor's window is never tripped into a 429.
+
+    ``HeaderPacer(per_minute, remaining_header="Ratelimit-Remaining",
+    reset_header="Ratelimit-Reset")``; names are case-insensitive, and headers other than
+    the named pair are ignored. Give it to ``Transport(pacer=...)``, which shows it every
+    answer (SDK calls through ``Transport.httpx_client`` included). ``per_minute`` spaces
+    calls as :class:`Pacer` does (``None`` or 0: no spacing). ``waits`` counts the requests
+    held back; ``remaining`` is the last count seen. A 429 that comes anyway is waited out
+    by the Transport's retries.
+    """
+
+    def __init__(
+        self,
+        per_minute: float | None = None,
+        *,
+        remaining_header: str = "X-RateLimit-Remaining",
+        reset_header: str = "X-RateLimit-Reset",
+    ) -> None:
+        super().__init__(per_minute)
+        if not remaining_header.strip() or not reset_header.strip():
+            raise ValueError("a HeaderPacer needs a remaining and a reset header name")
+        self.remaining_header = remaining_header
+        self.reset_header = reset_header
+        self._budget_headers = ((remaining_header, reset_header),)

@@ -31,17 +31,19 @@ log = logging.getLogger(__name__)
 JITTER = 0.1
 
 
-def open_tasks_client(settings: Settings) -> Any:
-    """A Tasks API client configured from ``[tasks_api]``."""
+def open_tasks_client(settings: Settings, store: StateStore | None = None) -> Any:
+    """A Tasks API client configured from ``[tasks_api]``; with a ``store``, its rate
+    budget is shared by every process using that store."""
     from fragment_core.tasks_api import TasksClient
 
-    return TasksClient.from_settings(settings.tasks_api)
+    return TasksClient.from_settings(settings.tasks_api, store=store)
 
 
 class Runner:
     """Schedules every enabled source of ``settings`` until ``stop`` is set.
 
-    One Tasks API client (one shared rate budget) and one state store serve all sources.
+    One Tasks API client and one state store serve all sources; the client's rate budget
+    is shared through the store with every other process using it.
     """
 
     def __init__(
@@ -59,12 +61,12 @@ class Runner:
         self.settings = settings
         self.pm = pm
         self.registry = registry
-        self.client = client if client is not None else open_tasks_client(settings)
         self.store = (
             store
             if store is not None
             else StateStore(settings.state.url, lease_ttl=settings.state.lease_ttl)
         )
+        self.client = client if client is not None else open_tasks_client(settings, self.store)
         self.jitter = jitter
         self.on_report = on_report
         self.wait = wait

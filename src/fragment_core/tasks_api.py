@@ -135,7 +135,9 @@ class TasksClient:
 
     ``rate_limit`` is requests per ``rate_period`` seconds (default per minute); ``None``
     or 0 turns the budget off. ``batch_size`` must not exceed the server's batch maximum
-    (the sandbox's default is 500). ``retry_*`` tune stamina's backoff.
+    (the sandbox's default is 500). ``retry_*`` tune stamina's backoff. ``budget``
+    replaces the in-memory budget, e.g. by one shared through the state store
+    (:meth:`~fragment_core.state.StateStore.rate_budget`; see :meth:`from_settings`).
     """
 
     def __init__(
@@ -151,6 +153,7 @@ class TasksClient:
         retry_timeout: float = 600.0,
         retry_wait_initial: float = 0.2,
         retry_wait_max: float = 30.0,
+        budget: RateBudget | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}: expected at least 1")
@@ -162,7 +165,9 @@ class TasksClient:
         self.batch_size = batch_size
         self._account: tuple[float, dict[str, Any]] | None = None
         self._account_lock = threading.Lock()
-        self.budget = RateBudget(rate_limit, rate_period) if rate_limit else None
+        if budget is None and rate_limit:
+            budget = RateBudget(rate_limit, rate_period)
+        self.budget = budget
         self.transport = Transport(
             self.url,
             auth=BearerAuth(self._token.get_secret_value()),
@@ -179,14 +184,22 @@ class TasksClient:
         )
 
     @classmethod
-    def from_settings(cls, settings: Any) -> TasksClient:
-        """A client configured by a :class:`~fragment_core.config.TasksApiSettings`."""
+    def from_settings(cls, settings: Any, *, store: Any = None) -> TasksClient:
+        """A client configured by a :class:`~fragment_core.config.TasksApiSettings`.
+
+        With a ``store`` (a :class:`~fragment_core.state.StateStore`) its rate budget is
+        the one shared by every process using that store (fleet workers, ``fragment run``
+        and ``fragment sync`` together stay within ``rate_limit``)."""
+        budget = None
+        if store is not None and settings.rate_limit:
+            budget = store.rate_budget(settings.url, settings.rate_limit)
         return cls(
             settings.url,
             settings.token,
             rate_limit=settings.rate_limit,
             batch_size=settings.batch_size,
             timeout=settings.timeout,
+            budget=budget,
         )
 
     def __repr__(self) -> str:

@@ -14,16 +14,12 @@ PASSWORD = "mesh-pw-Zq8!long-and-secret"
 @pytest.fixture
 def ca() -> Iterator[FakeComplyAdvantage]:
     """A started fake legacy API; every test also asserts it saw no malformed request."""
-    fake = FakeComplyAdvantage(api_key=API_KEY)
-    with fake.api:
+    with FakeComplyAdvantage(api_key=API_KEY).checked() as fake:
         yield fake
-    assert not fake.invalid_requests, f"the fake refused requests: {fake.invalid_requests}"
 
 
 @pytest.fixture
 def mesh() -> Iterator[FakeMesh]:
     """A started fake Mesh; every test also asserts it saw no malformed request."""
-    fake = FakeMesh(password=PASSWORD)
-    with fake.api:
+    with FakeMesh(password=PASSWORD).checked() as fake:
         yield fake
-    assert not fake.invalid_requests, f"the fake refused requests: {fake.invalid_requests}"

@@ -4,7 +4,6 @@ its task with no write-back; `fragment check` says what is wrong without the sec
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +12,9 @@ from fragment_complyadvantage.testing import FakeComplyAdvantage, FakeMesh
 
 from fragment_core.cli import cli
 from fragment_core.task import TaskStatus, task_uid
+from fragment_core.testing.cli import sync_json, write_config
 
-CONFIG = """\
-[tasks_api]
-url = "{tasks_url}"
-token = "${{FRAGMENT_TOKEN}}"
-
-[state]
-url = "sqlite:///{state}"
-
+SOURCES = """\
 [[sources]]
 name = "screening"
 connector = "complyadvantage"
@@ -46,18 +39,16 @@ alert_transition_pause = 0
 
 
 def _write_config(tmp_path: Path, sandbox: Any, ca: FakeComplyAdvantage, mesh: FakeMesh) -> Path:
-    config = tmp_path / "fragment.toml"
-    config.write_text(
-        CONFIG.format(
-            tasks_url=sandbox.url,
-            state=(tmp_path / "state.db").as_posix(),
+    return write_config(
+        tmp_path,
+        sandbox.url,
+        SOURCES.format(
             ca_url=ca.api.base_url,
             mesh_url=mesh.api.base_url,
             mesh_user=mesh.username,
             mesh_realm=mesh.realm,
-        )
+        ),
     )
-    return config
 
 
 def _env(sandbox: Any, ca: FakeComplyAdvantage, mesh: FakeMesh) -> dict[str, str]:
@@ -65,13 +56,8 @@ def _env(sandbox: Any, ca: FakeComplyAdvantage, mesh: FakeMesh) -> dict[str, str
 
 
 def _sync(config: Path, env: dict[str, str], source: str, code: int) -> dict[str, Any]:
-    result = CliRunner().invoke(
-        cli, ["--config", str(config), "sync", source, "--json"], env=env, catch_exceptions=False
-    )
-    for secret in (env["CA_API_KEY"], env["MESH_PASSWORD"]):
-        assert secret not in result.output
-    assert result.exit_code == code, result.output
-    return json.loads(result.stdout[result.stdout.index("{") :])
+    secrets = [env["CA_API_KEY"], env["MESH_PASSWORD"]]
+    return sync_json(config, env, source, code=code, secrets=secrets)
 
 
 def test_searches_sync_complete_write_back_once_and_no_echo(

@@ -13,7 +13,5 @@ TOKEN = "pat-na1-11111111-2222-3333-4444-555555555555"
 @pytest.fixture
 def hubspot() -> Iterator[FakeHubSpot]:
     """A started fake HubSpot; every test also asserts it saw no malformed request."""
-    fake = FakeHubSpot(token=TOKEN)
-    with fake.api:
+    with FakeHubSpot(token=TOKEN).checked() as fake:
         yield fake
-    assert not fake.invalid_requests, f"the fake refused requests: {fake.invalid_requests}"

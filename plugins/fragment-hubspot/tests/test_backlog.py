@@ -24,9 +24,7 @@ def test_25000_open_tasks_are_fetched_through_the_10000_cap(hubspot: FakeHubSpot
     hubspot.add_tasks(40, hs_task_status="COMPLETED")
     connector = HubSpotConnector(hubspot.config(), source="crm")
 
-    started = time.monotonic()
     ids = [record["id"] for record in connector.fetch_backlog()]
-    elapsed = time.monotonic() - started
 
     assert len(ids) == 25_000 and len(set(ids)) == 25_000
     assert set(ids) == hubspot.open_ids()
@@ -34,7 +32,6 @@ def test_25000_open_tasks_are_fetched_through_the_10000_cap(hubspot: FakeHubSpot
     assert max(int(b.get("after") or 0) for b in bodies) < 10_000  # never paged past the cap
     windows = [b for b in bodies if "after" not in b]
     assert len(windows) >= 3  # 25,000 needs at least three queries of 10,000
-    assert elapsed < 60
 
 
 def iso_from(seconds: float) -> str:

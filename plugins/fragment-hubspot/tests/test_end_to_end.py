@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +10,9 @@ from fragment_hubspot.testing import FakeHubSpot
 
 from fragment_core.cli import cli
 from fragment_core.task import TaskStatus, task_uid
+from fragment_core.testing.cli import sync_json, write_config
 
-CONFIG = """\
-[tasks_api]
-url = "{tasks_url}"
-token = "${{FRAGMENT_TOKEN}}"
-
-[state]
-url = "sqlite:///{state}"
-
+SOURCES = """\
 [[sources]]
 name = "crm"
 connector = "hubspot"
@@ -33,26 +26,12 @@ completion_note = "Completed in Fragment."
 
 
 def _write_config(tmp_path: Path, sandbox: Any, hubspot: FakeHubSpot) -> Path:
-    config = tmp_path / "fragment.toml"
-    config.write_text(
-        CONFIG.format(
-            tasks_url=sandbox.url,
-            state=(tmp_path / "state.db").as_posix(),
-            hubspot_url=hubspot.api.base_url,
-        )
-    )
-    return config
+    return write_config(tmp_path, sandbox.url, SOURCES.format(hubspot_url=hubspot.api.base_url))
 
 
 def _sync(config: Path, env: dict[str, str]) -> dict[str, Any]:
-    result = CliRunner().invoke(
-        cli, ["--config", str(config), "sync", "crm", "--json"], env=env, catch_exceptions=False
-    )
-    assert env["HUBSPOT_TOKEN"] not in result.output
     # exit 4 = partial: the one malformed HubSpot task is reported, the rest applied
-    assert result.exit_code == 4, result.output
-    start = result.stdout.index("{")
-    return json.loads(result.stdout[start:])
+    return sync_json(config, env, "crm", code=4, secrets=[env["HUBSPOT_TOKEN"]])
 
 
 def test_sync_then_complete_in_fragment_writes_back_once(

@@ -12,7 +12,5 @@ from fragment_intercom.testing import FakeIntercom
 def intercom() -> Iterator[FakeIntercom]:
     """A started fake Intercom; every test also asserts it saw no request or answer that
     Intercom's OpenAPI description (2.14) refuses."""
-    fake = FakeIntercom()
-    with fake.api:
+    with FakeIntercom().checked() as fake:
         yield fake
-    assert not fake.invalid_requests, f"the fake refused requests: {fake.invalid_requests}"

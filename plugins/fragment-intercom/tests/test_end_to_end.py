@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from click.testing import CliRunner
 from fragment_intercom.testing import PARTS_PATH, SEARCH_PATH, FakeIntercom
 
-from fragment_core.cli import cli
 from fragment_core.task import TaskStatus, task_uid
+from fragment_core.testing.cli import sync_json, write_config
 
-CONFIG = """\
-[tasks_api]
-url = "{tasks_url}"
-token = "${{FRAGMENT_TOKEN}}"
-
-[state]
-url = "sqlite:///{state}"
-
+SOURCES = """\
 [[sources]]
 name = "support"
 connector = "intercom"
@@ -34,27 +25,12 @@ default_sla = "4h"
 
 
 def _write_config(tmp_path: Path, sandbox: Any, intercom: FakeIntercom, extra: str = "") -> Path:
-    config = tmp_path / "fragment.toml"
-    config.write_text(
-        CONFIG.format(
-            tasks_url=sandbox.url,
-            state=(tmp_path / "state.db").as_posix(),
-            intercom_url=intercom.api.base_url,
-            extra=extra,
-        )
-    )
-    return config
+    sources = SOURCES.format(intercom_url=intercom.api.base_url, extra=extra)
+    return write_config(tmp_path, sandbox.url, sources)
 
 
 def _sync(config: Path, env: dict[str, str], expect: int) -> dict[str, Any]:
-    result = CliRunner().invoke(
-        cli, ["--config", str(config), "sync", "support", "--json"], env=env,
-        catch_exceptions=False,
-    )  # fmt: skip
-    assert env["INTERCOM_TOKEN"] not in result.output
-    assert result.exit_code == expect, result.output
-    start = result.stdout.index("{")
-    return json.loads(result.stdout[start:])
+    return sync_json(config, env, "support", code=expect, secrets=[env["INTERCOM_TOKEN"]])
 
 
 def _closes_sent(intercom: FakeIntercom, conversation_id: str) -> int:
@@ -120,12 +96,7 @@ def test_a_5xx_storm_or_a_truncated_page_fails_the_run_with_nothing_closed(
         # search fails: a full fetch cut short after 50 of the 120 conversations
         intercom.fail_next(1, kind="timeout", seconds=0, path=SEARCH_PATH)
         intercom.fail_next(20, path=SEARCH_PATH, **fault)
-        result = CliRunner().invoke(
-            cli, ["--config", str(config), "sync", "support", "--full", "--json"], env=env
-        )
-        assert result.exit_code == 1, result.output
-        assert intercom.token not in result.output
-        report = json.loads(result.stdout[result.stdout.index("{") :])
+        report = sync_json(config, env, "support", "--full", code=1, secrets=[intercom.token])
         assert report["outcome"] == "failed" and report["closed"] == 0
         assert len(list(client.list_tasks(status=TaskStatus.TODO))) == 120  # none closed
         intercom.api.reset()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -16,6 +15,7 @@ from fragment_stripe.testing import FakeStripe
 
 from fragment_core.cli import cli
 from fragment_core.task import TaskStatus, task_uid
+from fragment_core.testing.cli import sync_json
 
 #: Few, quick retries so a fault storm fails the run in seconds.
 RETRIES = "retry_attempts = 2\nrate_limit_wait_seconds = 0.2\n"
@@ -31,11 +31,8 @@ def _config(tmp_path: Path, sandbox: Any, fake: FakeStripe, extra: str = "", **s
 
 def _sync(config: Path, env: dict[str, str], source: str = "radar", *, code: int = 0,
           full: bool = False) -> dict[str, Any]:  # fmt: skip
-    args = ["--config", str(config), "sync", source, "--json", *(["--full"] if full else [])]
-    result = CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
-    assert env["STRIPE_API_KEY"] not in result.output
-    assert result.exit_code == code, result.output
-    return json.loads(result.stdout[result.stdout.index("{") :])
+    flags = ["--full"] if full else []
+    return sync_json(config, env, source, *flags, code=code, secrets=[env["STRIPE_API_KEY"]])
 
 
 def test_review_completed_in_fragment_is_approved_once_and_a_resolved_one_closes_silently(

@@ -11,7 +11,5 @@ from fragment_zendesk.testing import FakeZendesk
 @pytest.fixture
 def zendesk() -> Iterator[FakeZendesk]:
     """A started fake Zendesk; every test also asserts it saw no request off its spec."""
-    fake = FakeZendesk()
-    with fake.api:
+    with FakeZendesk().checked() as fake:
         yield fake
-    assert not fake.unexpected_invalid(), f"off the spec: {fake.unexpected_invalid()}"

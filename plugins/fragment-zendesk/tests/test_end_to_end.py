@@ -3,24 +3,15 @@ a ticket solved in Zendesk closes its task with no write-back echo; failures clo
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from click.testing import CliRunner
 from fragment_zendesk.testing import FakeZendesk
 
-from fragment_core.cli import cli
 from fragment_core.task import TaskStatus, task_uid
+from fragment_core.testing.cli import sync_json, write_config
 
-CONFIG = """\
-[tasks_api]
-url = "{tasks_url}"
-token = "${{FRAGMENT_TOKEN}}"
-
-[state]
-url = "sqlite:///{state}"
-
+SOURCES = """\
 [[sources]]
 name = "support"
 connector = "zendesk"
@@ -39,28 +30,16 @@ completion_note = "Solved in Fragment."
 
 
 def _write_config(tmp_path: Path, sandbox: Any, zendesk: FakeZendesk) -> Path:
-    config = tmp_path / "fragment.toml"
-    config.write_text(
-        CONFIG.format(
-            tasks_url=sandbox.url,
-            state=(tmp_path / "state.db").as_posix(),
-            email=zendesk.email,
-            base_url=zendesk.api.base_url,
-            ca_bundle=Path(zendesk.ca_bundle).as_posix(),
-        )
+    sources = SOURCES.format(
+        email=zendesk.email,
+        base_url=zendesk.api.base_url,
+        ca_bundle=Path(zendesk.ca_bundle).as_posix(),
     )
-    return config
+    return write_config(tmp_path, sandbox.url, sources)
 
 
 def _sync(config: Path, env: dict[str, str], *flags: str, code: int = 0) -> dict[str, Any]:
-    result = CliRunner().invoke(
-        cli, ["--config", str(config), "sync", "support", "--json", *flags], env=env,
-        catch_exceptions=False,
-    )  # fmt: skip
-    assert env["ZENDESK_TOKEN"] not in result.output
-    assert result.exit_code == code, result.output
-    start = result.stdout.index("{")
-    return dict(json.loads(result.stdout[start:]))
+    return sync_json(config, env, "support", *flags, code=code, secrets=[env["ZENDESK_TOKEN"]])
 
 
 def test_sync_complete_write_back_once_and_solved_at_source_closes_without_echo(

@@ -41,7 +41,7 @@ from fragment_core.errors import (
     TransientError,
 )
 from fragment_core.logs import configure_logging
-from fragment_core.plugins import ConnectorEntry
+from fragment_core.plugins import ConnectorEntry, install_command
 from fragment_core.retries import QUICK, retry_policy
 from fragment_core.signals import release_early
 from fragment_core.testing.scaffold import new_connector_command
@@ -164,7 +164,7 @@ def connectors_list_command(ctx: click.Context, show_all: bool, as_json: bool) -
                     "version": None,
                     "capabilities": [],
                     "installed": False,
-                    "install": f"pip install {dist}",
+                    "install": install_command(dist),
                 }
             )
     if as_json:

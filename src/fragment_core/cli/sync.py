@@ -200,8 +200,12 @@ def sync_command(
         raise click.UsageError("the Temporal connection flags need --on-temporal")
     pm = plugin_manager_from_context(ctx)
     connector = registry_from_context(ctx).build(src)
-    client = open_tasks_client(settings)
     store = StateStore(settings.state.url, lease_ttl=settings.state.lease_ttl)
+    try:
+        client = open_tasks_client(settings, store)  # its budget shared through the store
+    except BaseException:
+        store.close()
+        raise
     console = stdout_console()
     stop = threading.Event()
     terminal = console.is_terminal and not as_json

@@ -75,6 +75,8 @@ class SandboxStats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.requests = 0
+        self.writes_in_flight = 0
+        self.writes_in_flight_peak = 0
         self.statuses: Counter[int] = Counter()
         self.faults: Counter[str] = Counter()
         self.user_agents: Counter[str] = Counter()
@@ -94,6 +96,7 @@ class SandboxStats:
                 "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
                 "faults": dict(sorted(self.faults.items())),
                 "rate_limited": self.rate_limited,
+                "writes_in_flight_peak": self.writes_in_flight_peak,
                 "user_agents": dict(self.user_agents),
             }
 
@@ -151,6 +154,39 @@ class TokenRevocation:
             return True
 
 
+class WriteGate:
+    """Counts the write requests in flight (and their peak, in ``stats``) and, when
+    ``hold`` is set, holds the first ones until ``hold`` are in flight at once (at most
+    ``timeout`` seconds), then lets every request through: with it a test proves that a
+    client overlaps its writes whatever the load of the machine."""
+
+    def __init__(self, stats: SandboxStats, hold: int = 0, timeout: float = 10.0) -> None:
+        self.stats, self.hold, self.timeout = stats, hold, timeout
+        self._open: asyncio.Event | None = None
+
+    async def enter(self) -> None:
+        """One write request arrived: count it, and wait while the gate is held."""
+        with self.stats._lock:
+            self.stats.writes_in_flight += 1
+            in_flight = self.stats.writes_in_flight
+            self.stats.writes_in_flight_peak = max(self.stats.writes_in_flight_peak, in_flight)
+        if self.hold <= 0:
+            return
+        if self._open is None:  # made here: it belongs to the server's event loop
+            self._open = asyncio.Event()
+        if in_flight >= self.hold:
+            self._open.set()
+        try:
+            await asyncio.wait_for(self._open.wait(), self.timeout)
+        except TimeoutError:
+            self._open.set()  # never reached: let everything through (the test then fails)
+
+    def leave(self) -> None:
+        """That write request is answered (or cut)."""
+        with self.stats._lock:
+            self.stats.writes_in_flight -= 1
+
+
 class ProductionLikeMiddleware:
     """Token check, latency, rate limit and seeded faults in front of the API routes.
 
@@ -173,6 +209,7 @@ class ProductionLikeMiddleware:
         self._random = random.Random(settings.seed)
         self._random_lock = threading.Lock()
         self._token = settings.token.get_secret_value().encode()
+        self.writes = WriteGate(stats, settings.hold_writes)
 
     def _authorized(self, scope: Scope) -> bool:
         for name, value in scope["headers"]:
@@ -208,6 +245,18 @@ class ProductionLikeMiddleware:
                 self.stats.count(status=message["status"])
             await send(message)
 
+        if scope["method"] in ("GET", "HEAD"):
+            await self._handle(scope, receive, send, counting_send)
+            return
+        await self.writes.enter()
+        try:
+            await self._handle(scope, receive, send, counting_send)
+        finally:
+            self.writes.leave()
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, counting_send: Send
+    ) -> None:
         if self.settings.latency:
             await asyncio.sleep(self.settings.latency)
         if not self._authorized(scope):

@@ -177,6 +177,8 @@ def _start_subprocess(  # noqa: C901
         args += ["--rate-limit", f"{limit.requests}/{'s' if limit.period == 1 else 'min'}"]
         if limit.period not in (1.0, 60.0):
             raise ValueError("a subprocess sandbox takes rate limits per second or per minute")
+    if settings.hold_writes:
+        raise ValueError("hold_writes is a test aid of in-thread sandboxes")
     if settings.faults:
         args += ["--faults", str(settings.faults)]
     if settings.seed is not None:
@@ -248,6 +250,7 @@ def run_sandbox(
     operator_token: str | SecretStr | None = None,
     allowed_hosts: tuple[str, ...] = (),
     operator_session_ttl: float = 8 * 3600.0,
+    hold_writes: int = 0,
 ) -> Iterator[SandboxHandle]:
     """Run a sandbox for the duration of the ``with`` block.
 
@@ -256,6 +259,9 @@ def run_sandbox(
     or ``"25ms"``. ``in_thread=False`` runs ``python -m fragment_core sandbox``.
     ``operator_token=None`` makes a random login token of the operator page
     (``handle.operator_url`` signs in; ``handle.operator_client()`` is signed in).
+    ``hold_writes=N`` holds the first write requests until N are in flight at once (at
+    most 10 s; ``stats()["writes_in_flight_peak"]`` tells how many were): a test proves
+    that a client overlaps its writes without timing it. In-thread sandboxes only.
     """
     if token is None:
         token = secrets.token_urlsafe(24)
@@ -273,6 +279,7 @@ def run_sandbox(
         else operator_token,
         allowed_hosts=tuple(allowed_hosts),
         operator_session_ttl=operator_session_ttl,
+        hold_writes=hold_writes,
     )
     if in_thread:
         handle = _start_in_thread(settings, host, port)

@@ -77,12 +77,17 @@ class SandboxSettings:
     allowed_hosts: tuple[str, ...] = ()
     #: Seconds an operator session lasts after sign-in (then the sign-in link again).
     operator_session_ttl: float = 8 * 3600.0
+    #: Hold the first write requests until this many are in flight at once (a test aid:
+    #: it proves a client overlaps its writes); 0 = off.
+    hold_writes: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.faults <= 1.0:
             raise ValueError(f"faults={self.faults}: expected a share between 0 and 1")
         if self.max_batch < 1:
             raise ValueError(f"max_batch={self.max_batch}: expected at least 1")
+        if self.hold_writes < 0:
+            raise ValueError(f"hold_writes={self.hold_writes}: must not be negative")
         if self.latency < 0:
             raise ValueError(f"latency={self.latency}: must not be negative")
         if not self.token.get_secret_value():

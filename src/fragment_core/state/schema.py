@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from fragment_core.errors import ConfigurationError
 
 #: The version of the schema this code reads and writes.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 metadata = sa.MetaData()
 
@@ -137,6 +137,18 @@ runs = sa.Table(
     sa.Index("ix_fragment_runs_source", "source", "id"),
 )
 
+#: The Tasks API rate budget shared by every process using this store (schema version
+#: 5): ``limit`` places per destination, each holding when its request's place in the
+#: window started, in seconds since the epoch (see :mod:`fragment_core.state.budget`).
+rate_slots = sa.Table(
+    "fragment_rate_slots",
+    metadata,
+    sa.Column("destination", sa.String(500), primary_key=True),
+    sa.Column("slot", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("started", sa.Float, nullable=False),
+    sa.Index("ix_fragment_rate_slots_started", "destination", "started"),
+)
+
 
 def _add_record_hash(conn: sa.Connection) -> None:
     """1 -> 2: ``fragment_records.record_hash`` (empty: every record is mapped once more)."""
@@ -162,6 +174,12 @@ def _add_destination(conn: sa.Connection) -> None:
         conn.exec_driver_sql(f"ALTER TABLE fragment_sources ADD COLUMN {column} {kind}")
 
 
+def _add_rate_slots(conn: sa.Connection) -> None:
+    """4 -> 5: ``fragment_rate_slots``, the shared Tasks API rate budget (empty: filled
+    by the first client of each destination)."""
+    metadata.create_all(conn, tables=[rate_slots])
+
+
 def _timestamp_type(conn: sa.Connection) -> str:
     """The DDL type of a :class:`UTCDateTime` column on this connection's database."""
     return str(UTCDateTime().impl.compile(dialect=conn.dialect))
@@ -172,6 +190,7 @@ MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {
     1: _add_record_hash,
     2: _add_leases_and_claims,
     3: _add_destination,
+    4: _add_rate_slots,
 }
 
 

@@ -229,6 +229,16 @@ class StateStore:
     def _insert(self, table: sa.Table) -> Any:
         return (sqlite.insert if self.dialect == "sqlite" else postgresql.insert)(table)
 
+    def rate_budget(self, destination: str, limit: int, period: float = 60.0) -> Any:
+        """The Tasks API rate budget of ``destination`` (its URL) shared by every process
+        using this store: a :class:`~fragment_core.state.budget.SharedRateBudget` of
+        ``limit`` requests per ``period`` seconds."""
+        from fragment_core.state.budget import SharedRateBudget
+
+        return SharedRateBudget(
+            self.engine, destination.rstrip("/"), limit, period, url=self.url
+        )
+
     # -- leases -----------------------------------------------------------------------------
     @contextmanager
     def lease(

@@ -155,7 +155,8 @@ class _Beat:
 
 class FleetActivities:
     """The activities one worker runs, sharing its state store, its Tasks API client
-    (one rate budget per worker) and one connector per source."""
+    (its rate budget shared through the store with every worker) and one connector per
+    source."""
 
     def __init__(
         self,
@@ -173,7 +174,9 @@ class FleetActivities:
         self.pm = pm
         self.lease_ttl = settings.fleet.lease_ttl or settings.state.lease_ttl
         self.store = store or StateStore(settings.state.url, lease_ttl=self.lease_ttl)
-        self.client: TasksApi = client if client is not None else open_tasks_client(settings)
+        self.client: TasksApi = (
+            client if client is not None else open_tasks_client(settings, self.store)
+        )
         self._connectors: dict[str, Connector] = {}
         self._lock = threading.Lock()
 

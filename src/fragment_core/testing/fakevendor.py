@@ -28,6 +28,7 @@ vendor does the same way::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json as jsonlib
 import threading
@@ -37,7 +38,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -338,6 +339,26 @@ class FakeVendor:
     def clock(self) -> Clock:
         """The store's clock."""
         return self.store.clock
+
+    @contextlib.contextmanager
+    def checked(self) -> Iterator[Self]:
+        """Serve for the block (the API started, then stopped), then fail if the fake
+        logged what :meth:`refusals` returns. A package's fixture in two lines::
+
+            @pytest.fixture
+            def tickets() -> Iterator[FakeTickets]:
+                with FakeTickets().checked() as fake:
+                    yield fake
+        """
+        with self.api:
+            yield self
+        refused = self.refusals()
+        assert not refused, f"the fake {self.api.name!r} refused requests: {refused}"
+
+    def refusals(self) -> list[str]:
+        """What :meth:`checked` fails on: ``invalid_requests`` (requests or answers off the
+        vendor's spec). Override to leave out what a test provoked on purpose."""
+        return list(self.invalid_requests)
 
     # -- vendor-shaped answers (override) -------------------------------------------------
     def error_response(self, status: int, code: str, message: str, **extra: Any) -> FakeResponse:

@@ -4,6 +4,14 @@ package really install next to fragment-core and get discovered by entry point?
     env = throwaway_venv(tmp_path, REPO_ROOT, PACKAGE_DIR)
     subprocess.run([env / "bin" / "fragment", "connectors", "list", "--json"])
 
+A connector package's install test, in short (:func:`install_package`)::
+
+    installed = install_package(tmp_path, Path(__file__).resolve().parents[1])
+    assert installed.imported_from("fragment_tickets")
+    rows = installed.connectors("--all")   # ``fragment connectors list --json --all``
+    assert rows["tickets"]["package"] == "fragment-tickets"
+    assert "api_key" in installed.show("tickets")   # ``fragment connectors show``
+
 Wheels of each project are built with the current environment's pip (no build isolation,
 no index: the build backend must be installed here, e.g. hatchling), then installed with
 ``--no-deps`` into a new venv that sees this environment's third-party libraries through
@@ -13,14 +21,24 @@ not run), so the packages under test come from their wheels and nothing is downl
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import sysconfig
 import venv
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["offline_env", "overlay_venv", "run", "throwaway_venv"]
+__all__ = [
+    "InstalledPackage",
+    "install_package",
+    "offline_env",
+    "overlay_venv",
+    "run",
+    "throwaway_venv",
+]
 
 
 def run(
@@ -100,3 +118,46 @@ def offline_env(venv_dir: Path, base: dict[str, str] | None = None) -> dict[str,
     )
     env.pop("PYTHONHOME", None)
     return env
+
+
+@dataclass(frozen=True)
+class InstalledPackage:
+    """A throwaway venv holding fragment-core and one connector package, from their wheels."""
+
+    env_dir: Path
+    cwd: Path
+
+    def python(self, code: str) -> subprocess.CompletedProcess[str]:
+        """``python -c code`` in the venv."""
+        return run(self.env_dir / "bin" / "python", "-c", code, cwd=self.cwd)
+
+    def fragment(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The venv's ``fragment`` command, run in a directory holding no config."""
+        return run(self.env_dir / "bin" / "fragment", *args, cwd=self.cwd)
+
+    def imported_from(self, module: str) -> bool:
+        """Whether ``module`` is imported from the venv (its wheel), not from elsewhere."""
+        where = self.python(f"import {module} as m; print(m.__file__)")
+        assert where.returncode == 0, where.stderr
+        return Path(where.stdout.strip()).is_relative_to(self.env_dir)
+
+    def connectors(self, *flags: str) -> dict[str, dict[str, Any]]:
+        """Rows of ``fragment connectors list --json FLAGS`` (``"--all"``), by name."""
+        listed = self.fragment("connectors", "list", "--json", *flags)
+        assert listed.returncode == 0, listed.stderr
+        return {row["name"]: row for row in json.loads(listed.stdout)}
+
+    def show(self, name: str) -> str:
+        """The text of ``fragment connectors show name``."""
+        shown = self.fragment("connectors", "show", name)
+        assert shown.returncode == 0, shown.stderr
+        return shown.stdout
+
+
+def install_package(
+    root: Path, package_dir: Path, core_dir: Path | None = None
+) -> InstalledPackage:
+    """Wheels of fragment-core (``core_dir``; default: the repository holding
+    ``plugins/<package_dir>``) and of ``package_dir`` in a new venv under ``root``."""
+    core = core_dir if core_dir is not None else package_dir.resolve().parents[1]
+    return InstalledPackage(env_dir=throwaway_venv(root, core, package_dir), cwd=root)

@@ -61,7 +61,7 @@ def running_temporal(log: Path | None = None, *, timeout: float = 60.0) -> Itera
         "--headless",
         "--log-level",
         "error",
-        # schedules act on time: a short minimum interval keeps tests quick
+        # no frontend rate limit in the way of a test's many quick calls
         "--dynamic-config-value",
         "frontend.namespaceRPS=10000",
     ]

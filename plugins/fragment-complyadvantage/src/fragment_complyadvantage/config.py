@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, SecretStr, field_validator
 
-from fragment_core.connector import ConnectorConfig
+from fragment_core.connector import BaseUrl, ConnectorConfig, placeholders
 
 #: The legacy (screening searches) API. Regional hosts exist: set ``base_url``.
 DEFAULT_SEARCHES_URL = "https://api.complyadvantage.com"
@@ -35,12 +37,6 @@ RISK_LEVELS = ("low", "medium", "high", "unknown")
 ALERT_END_STATES = ("POSITIVE_END_STATE", "NEGATIVE_END_STATE")
 
 
-def _http_url(value: str) -> str:
-    if not value.startswith(("http://", "https://")):
-        raise ValueError("must start with http:// or https://")
-    return value.rstrip("/")
-
-
 class SearchesConfig(ConnectorConfig):
     """Settings of one ``complyadvantage`` (screening searches) source."""
 
@@ -48,7 +44,7 @@ class SearchesConfig(ConnectorConfig):
         description="ComplyAdvantage API key (sent as 'Authorization: Token <key>'); the "
         "API user needs to view and update searches."
     )
-    base_url: str = Field(
+    base_url: BaseUrl = Field(
         default=DEFAULT_SEARCHES_URL,
         description="API base URL: your account's region, a proxy, or a test server.",
     )
@@ -105,11 +101,6 @@ class SearchesConfig(ConnectorConfig):
         default=0, ge=0, description="Pace requests to this rate (0: no pacing)."
     )
     timeout: float = Field(default=30.0, gt=0, description="Seconds per HTTP request.")
-
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return _http_url(value)
 
     @field_validator("review_statuses")
     @classmethod
@@ -170,12 +161,12 @@ class MeshConfig(ConnectorConfig):
     username: str = Field(description="Mesh API user (a dedicated API user is recommended).")
     password: SecretStr = Field(description="Password of the Mesh API user.")
     realm: str = Field(description="Mesh realm of the account (sent to the token endpoint).")
-    base_url: str = Field(
+    base_url: BaseUrl = Field(
         default=DEFAULT_MESH_URL,
         description="Mesh API base URL: api.mesh..., api.eu.mesh... or api.au.mesh... "
         "complyadvantage.com, a proxy, or a test server.",
     )
-    case_url_template: str = Field(
+    case_url_template: Annotated[str, placeholders("case_id")] = Field(
         default=DEFAULT_CASE_URL,
         description="Link to a case in the Mesh app; placeholder {case_id} (second-hand: "
         "set your region's app host).",
@@ -221,7 +212,7 @@ class MeshConfig(ConnectorConfig):
         "completion without an outcome uses decision_stage and alert_end_state; one "
         "with an outcome not listed here fails (nothing sent) when outcomes is set.",
     )
-    transition_note: str = Field(
+    transition_note: Annotated[str, placeholders("uid", "done_at")] = Field(
         default="Resolved in Fragment.",
         description="Note sent with the case transition; placeholders {uid}, {done_at}.",
     )
@@ -242,34 +233,11 @@ class MeshConfig(ConnectorConfig):
     )
     timeout: float = Field(default=30.0, gt=0, description="Seconds per HTTP request.")
 
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return _http_url(value)
-
     @field_validator("alert_end_state")
     @classmethod
     def _end_state(cls, value: str) -> str:
         if value not in ALERT_END_STATES:
             raise ValueError(f"use one of {', '.join(ALERT_END_STATES)}")
-        return value
-
-    @field_validator("transition_note")
-    @classmethod
-    def _note(cls, value: str) -> str:
-        try:
-            value.format(uid="u", done_at="d")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"transition_note may use only {{uid}}, {{done_at}}: {exc}") from None
-        return value
-
-    @field_validator("case_url_template")
-    @classmethod
-    def _template(cls, value: str) -> str:
-        try:
-            value.format(case_id="x")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"case_url_template may use only {{case_id}}: {exc}") from None
         return value
 
     @field_validator("case_types")

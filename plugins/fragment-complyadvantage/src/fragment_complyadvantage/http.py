@@ -1,12 +1,9 @@
-"""HTTP plumbing both ComplyAdvantage clients share: the Ratelimit-* gate, JSON answers
+"""HTTP plumbing both ComplyAdvantage clients share: the Ratelimit-* pacer, JSON answers
 that are retried when cut short, and the token auth of the legacy API."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -18,7 +15,7 @@ from fragment_core.errors import (
     IncompleteFetchError,
     TransientError,
 )
-from fragment_core.retries import MAX_HINTED_WAIT, Pacer
+from fragment_core.retries import HeaderPacer
 from fragment_core.transport import OriginAuth, Transport
 
 T = TypeVar("T")
@@ -67,65 +64,29 @@ class TokenAuth(OriginAuth):
         request.headers["Authorization"] = f"Token {self._key}"
 
 
-def _header_number(headers: Mapping[str, str], name: str) -> float | None:
-    value = headers.get(name)
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-class RatelimitGate(Pacer):
-    """Paces requests (``per_minute``) and, when an answer said ``Ratelimit-Remaining: 0``,
-    holds the next request until its ``Ratelimit-Reset`` (seconds) has passed, so the
-    account's limit is not tripped. Give :meth:`observe` every response."""
-
-    def __init__(self, per_minute: float | None = None) -> None:
-        super().__init__(per_minute)
-        self._until = 0.0
-        self._gate = threading.Lock()
-        self.waits = 0
-
-    def observe(self, response: httpx.Response) -> None:
-        """Read the Ratelimit-* headers of an answer."""
-        remaining = _header_number(response.headers, "ratelimit-remaining")
-        reset = _header_number(response.headers, "ratelimit-reset")
-        if remaining is not None and remaining <= 0 and reset is not None:
-            with self._gate:
-                self._until = max(self._until, time.monotonic() + min(reset, MAX_HINTED_WAIT))
-
-    def wait(self) -> None:
-        """Wait for the pacer's slot, then for the window's reset when it is used up."""
-        super().wait()
-        with self._gate:
-            delay = self._until - time.monotonic()
-            if delay > 0:
-                self.waits += 1
-        if delay > 0:
-            time.sleep(delay)
-
-    @contextmanager
-    def place(self) -> Iterator[None]:
-        """Wait as :meth:`wait` says, then run the request made inside."""
-        self.wait()
-        yield
+def ratelimit_pacer(per_minute: float | None) -> HeaderPacer:
+    """The pacer both clients share: ``per_minute`` spacing, and when an answer said
+    ``Ratelimit-Remaining: 0``, the next request waits for its ``Ratelimit-Reset`` (seconds),
+    so the account's limit is not tripped."""
+    return HeaderPacer(
+        per_minute, remaining_header="Ratelimit-Remaining", reset_header="Ratelimit-Reset"
+    )
 
 
 def make_transport(
     base_url: str,
     *,
-    gate: RatelimitGate,
+    gate: HeaderPacer,
     where: str,
     timeout: float,
     translate: Callable[[httpx.Response], FragmentError | None],
     auth: OriginAuth | None = None,
 ) -> Transport:
-    """A Transport whose answers feed ``gate`` and whose failures ``translate`` names."""
-    transport = Transport(
+    """A Transport paced by ``gate`` (which reads its answers) and whose failures
+    ``translate`` names."""
+    return Transport(
         base_url, auth=auth, timeout=timeout, pacer=gate, translate_error=translate, name=where
     )
-    transport.httpx_client.event_hooks["response"].append(gate.observe)
-    return transport
 
 
 def fetch_json(

@@ -10,10 +10,10 @@ from typing import Any, ClassVar
 from fragment_complyadvantage.config import ALERT_END_STATES, MeshConfig, MeshOutcome
 from fragment_complyadvantage.http import NotFoundError, newest_since
 from fragment_complyadvantage.mesh_client import MeshClient
-from fragment_complyadvantage.searches import parse_time, since_cursor, updated_at
+from fragment_complyadvantage.searches import parse_time, updated_at, updated_cursor
 from fragment_core.connector import Capability, Completion, Connector, Record
 from fragment_core.errors import BadRecordError, ConfigurationError, WriteBackError
-from fragment_core.task import RemoteTask, Task, TaskStatus, format_datetime
+from fragment_core.task import RemoteTask, Task, TaskStatus
 
 DECISION = "DECISION"
 #: stage_type -> the task's external status.
@@ -120,7 +120,7 @@ class MeshConnector(Connector[MeshConfig]):
         if cursor is None or not self.config.incremental_sort:
             yield from self.fetch_backlog()
             return
-        since = since_cursor(cursor, self.where)
+        since = self.time_cursor(cursor)
         cases = self.client.changed_cases(self.config.incremental_sort, self.config.case_types)
         yield from newest_since(cases, since, updated_at)
 
@@ -141,8 +141,7 @@ class MeshConnector(Connector[MeshConfig]):
 
     def cursor_value(self, record: Record) -> str | None:
         """updated_at, normalized (UTC ISO 8601) so cursors compare as times."""
-        at = updated_at(record)
-        return None if at is None else format_datetime(at)
+        return updated_cursor(record)
 
     def to_task(self, record: Record) -> Task:
         """Title from customer name and case type; url = the case in the Mesh app."""
@@ -282,10 +281,7 @@ class MeshConnector(Connector[MeshConfig]):
                 moved += 1
         if moved and self.config.alert_transition_pause:
             time.sleep(self.config.alert_transition_pause)
-        note = self.config.transition_note.format(
-            uid=completion.uid,
-            done_at=format_datetime(completion.done_at) if completion.done_at else "",
-        )
+        note = completion.fill(self.config.transition_note)
         self.client.transition_case(case_id, target.identifier, note)
         return f"Mesh case {case_id}: {moved} alerts to {decision.alert_end_state}, " + (
             f"case to {target.name}"

@@ -16,11 +16,11 @@ import httpx
 from fragment_complyadvantage.config import MeshConfig
 from fragment_complyadvantage.http import (
     NotFoundError,
-    RatelimitGate,
     error_message,
     fetch_json,
     make_transport,
     named,
+    ratelimit_pacer,
 )
 from fragment_core.errors import AuthenticationError, ConfigurationError, FragmentError
 from fragment_core.paging import Page, paginate
@@ -43,7 +43,7 @@ class MeshClient:
     def __init__(self, config: MeshConfig, *, where: str) -> None:
         self.config = config
         self.where = where
-        self.gate = RatelimitGate(config.requests_per_minute or None)
+        self.gate = ratelimit_pacer(config.requests_per_minute or None)
         self._password = config.password.get_secret_value()
         self.token_transport = make_transport(
             config.base_url,

@@ -10,7 +10,7 @@ from fragment_complyadvantage.config import RESOLVED_STATUSES, RISK_LEVELS, Sear
 from fragment_complyadvantage.http import NotFoundError, newest_since
 from fragment_complyadvantage.searches_client import SearchesClient
 from fragment_core.connector import Capability, Completion, Connector, Record
-from fragment_core.errors import BadRecordError, ConfigurationError, WriteBackError
+from fragment_core.errors import BadRecordError, WriteBackError
 from fragment_core.task import RemoteTask, Task, format_datetime
 
 
@@ -24,25 +24,18 @@ def parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def updated_cursor(record: Any) -> str | None:
+    """A record's ``updated_at`` as a cursor (UTC ISO 8601, so cursors compare as times)."""
+    at = updated_at(record)
+    return None if at is None else format_datetime(at)
+
+
 def updated_at(record: Any) -> datetime | None:
     """A record's ``updated_at`` as a time (``None`` when absent or unreadable)."""
     try:
         return parse_time(record.get("updated_at")) if isinstance(record, Mapping) else None
     except ValueError:
         return None
-
-
-def since_cursor(cursor: str, where: str) -> datetime:
-    """The time a stored cursor names (a ConfigurationError if it names none)."""
-    try:
-        since = parse_time(cursor)
-    except ValueError:
-        since = None
-    if since is None:
-        raise ConfigurationError(
-            f"stored cursor {cursor!r} is not a time; run a full sync to reset it", where=where
-        )
-    return since
 
 
 def plural(n: int, word: str) -> str:
@@ -86,7 +79,7 @@ class SearchesConnector(Connector[SearchesConfig]):
         if cursor is None:
             yield from self.fetch_backlog()
             return
-        yield from newest_since(self.client.changes(), since_cursor(cursor, self.where), updated_at)
+        yield from newest_since(self.client.changes(), self.time_cursor(cursor), updated_at)
 
     def is_open(self, record: Record) -> bool:
         """Its match_status needs review (and it is the configured assignee's)."""
@@ -100,8 +93,7 @@ class SearchesConnector(Connector[SearchesConfig]):
 
     def cursor_value(self, record: Record) -> str | None:
         """updated_at, normalized (UTC ISO 8601) so cursors compare as times."""
-        at = updated_at(record)
-        return None if at is None else format_datetime(at)
+        return updated_cursor(record)
 
     def to_task(self, record: Record) -> Task:
         """Title from the search term and hit count, url = share_url, review fields."""
@@ -177,12 +169,7 @@ class SearchesConnector(Connector[SearchesConfig]):
 
     def on_complete(self, task: RemoteTask, completion: Completion) -> str | None:
         """Set match_status (and risk_level); a search already resolved is left as it is."""
-        search_id = completion.external_id
-        if not search_id.isascii() or not search_id.isdigit():
-            raise WriteBackError(
-                f"{search_id[:80]!r} is not a search id (ids are digits); nothing sent",
-                where=self.where,
-            )
+        search_id = self.digits_id(completion.external_id, "a search")
         body = self.decision(completion.outcome)
         try:
             current = self.client.get(search_id)

@@ -15,12 +15,12 @@ import httpx
 from fragment_complyadvantage.config import SearchesConfig
 from fragment_complyadvantage.http import (
     NotFoundError,
-    RatelimitGate,
     TokenAuth,
     error_message,
     fetch_json,
     make_transport,
     named,
+    ratelimit_pacer,
 )
 from fragment_core.dotted import MISSING, lookup
 from fragment_core.errors import AuthenticationError, ConfigurationError, FragmentError
@@ -41,7 +41,7 @@ class SearchesClient:
     def __init__(self, config: SearchesConfig, *, where: str) -> None:
         self.config = config
         self.where = where
-        self.gate = RatelimitGate(config.requests_per_minute or None)
+        self.gate = ratelimit_pacer(config.requests_per_minute or None)
         self.transport = make_transport(
             config.base_url,
             auth=TokenAuth(config.api_key.get_secret_value()),

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, SecretStr, StringConstraints, field_validator
+from pydantic import Field, SecretStr, StringConstraints
 
-from fragment_core.connector import BaseUrl, ConnectorConfig
+from fragment_core.connector import (
+    COMPLETION_PLACEHOLDERS,
+    BaseUrl,
+    ConnectorConfig,
+    placeholders,
+)
 
 #: An option value compared in upper case (HubSpot's enumerations: CALL, HIGH...).
 Upper = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True)]
@@ -32,7 +37,7 @@ class HubSpotConfig(ConnectorConfig):
         description="Host of the HubSpot app in links (app.hubspot.com, app-eu1.hubspot.com); "
         "from account-info's uiDomain if unset.",
     )
-    url_template: str = Field(
+    url_template: Annotated[str, placeholders("app_host", "portal_id", "task_id")] = Field(
         default=DEFAULT_URL_TEMPLATE,
         description="Task link; placeholders {app_host}, {portal_id}, {task_id}.",
     )
@@ -78,20 +83,9 @@ class HubSpotConfig(ConnectorConfig):
         description="Incremental fetches start this many seconds before the cursor, for "
         "changes HubSpot's search index showed late (unchanged tasks cost no writes).",
     )
-    completion_note: str | None = Field(
+    completion_note: Annotated[str, placeholders(*COMPLETION_PLACEHOLDERS)] | None = Field(
         default=None,
         description="Text appended to the task body on write-back; placeholders "
         "{done_at}, {uid}, {source}.",
     )
     timeout: float = Field(default=30.0, gt=0, description="Seconds per HTTP request.")
-
-    @field_validator("url_template")
-    @classmethod
-    def _known_placeholders(cls, value: str) -> str:
-        try:
-            value.format(app_host="h", portal_id=1, task_id="1")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(
-                f"url_template may use only {{app_host}}, {{portal_id}}, {{task_id}}: {exc}"
-            ) from None
-        return value

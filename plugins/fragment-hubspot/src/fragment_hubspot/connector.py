@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from fragment_core.connector import Completion, Connector, Record
 from fragment_core.errors import BadRecordError, ConfigurationError, WriteBackError
-from fragment_core.mapping import html_to_text, truncate
+from fragment_core.mapping import html_to_text, shorten
 from fragment_core.paging import batched
 from fragment_core.task import RemoteTask, Task, TaskStatus, format_datetime
 from fragment_hubspot.client import HubSpotClient, MissingScopeError, TaskNotFoundError
@@ -225,7 +225,7 @@ class HubSpotConnector(Connector[HubSpotConfig]):
         subject = str(properties.get("hs_task_subject") or "").strip()
         portal_id, app_host = self.portal
         body = html_to_text(str(properties.get("hs_task_body") or ""))
-        body = truncate(body, self.config.body_max_chars)
+        body = shorten(body, self.config.body_max_chars)
 
         custom: dict[str, Any] = {
             "priority": properties.get("hs_task_priority") or None,
@@ -256,12 +256,7 @@ class HubSpotConnector(Connector[HubSpotConfig]):
 
     def on_complete(self, task: RemoteTask, completion: Completion) -> str | None:
         """Set hs_task_status = COMPLETED (and append the note); a no-op if already done."""
-        task_id = completion.external_id
-        if not task_id.isascii() or not task_id.isdigit():
-            raise WriteBackError(
-                f"{task_id[:80]!r} is not a HubSpot task id (HubSpot ids are digits); "
-                "nothing sent, so no id can reach another path"
-            )
+        task_id = self.digits_id(completion.external_id, "a HubSpot task")
         try:
             current = self.client.get_task(task_id, ["hs_task_status", "hs_task_body"])
             properties = current.get("properties") or {}
@@ -269,11 +264,7 @@ class HubSpotConnector(Connector[HubSpotConfig]):
                 return f"HubSpot task {task_id} was already completed"
             update = {"hs_task_status": COMPLETED}
             if self.config.completion_note:
-                note = self.config.completion_note.format(
-                    done_at=format_datetime(completion.done_at) if completion.done_at else "",
-                    uid=completion.uid,
-                    source=completion.source,
-                )
+                note = completion.fill(self.config.completion_note)
                 existing = str(properties.get("hs_task_body") or "")
                 update["hs_task_body"] = f"{existing}<p>{note}</p>"
             self.client.update_task(task_id, update)

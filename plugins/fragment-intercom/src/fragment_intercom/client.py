@@ -39,10 +39,9 @@ from fragment_core.errors import (
     TransientError,
 )
 from fragment_core.redaction import redact, redact_url
-from fragment_core.retries import RetryPolicy, retry_after_from_headers
+from fragment_core.retries import HeaderPacer, RetryPolicy, retry_after_from_headers
 from fragment_core.transport import BearerAuth, Transport
 from fragment_intercom.config import IntercomConfig
-from fragment_intercom.ratelimit import RateLimitHeaders
 
 T = TypeVar("T")
 
@@ -129,7 +128,12 @@ class IntercomClient:
         self.where = where
         self.base_url = config.api_base_url
         self._token = config.access_token.get_secret_value()
-        self.rate_limit = RateLimitHeaders(config.requests_per_minute or None)
+        # X-RateLimit-Remaining at 0 holds the next request until X-RateLimit-Reset (unix)
+        self.rate_limit = HeaderPacer(
+            config.requests_per_minute or None,
+            remaining_header="X-RateLimit-Remaining",
+            reset_header="X-RateLimit-Reset",
+        )
         retry = RetryPolicy(attempts=config.max_attempts) if config.max_attempts else None
         self.transport = Transport(
             self.base_url,
@@ -140,7 +144,6 @@ class IntercomClient:
             pacer=self.rate_limit,
             name=where,
         )
-        self.transport.httpx_client.event_hooks["response"].append(self.rate_limit.observe)
         self.sdk = Intercom(
             base_url=self.base_url,
             token=SDK_TOKEN_PLACEHOLDER,

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
 from fragment_core.config import parse_duration
-from fragment_core.connector import ConnectorConfig
+from fragment_core.connector import (
+    COMPLETION_PLACEHOLDERS,
+    BaseUrl,
+    ConnectorConfig,
+    placeholders,
+)
 
 #: Intercom's regional API hosts (the SDK's ``IntercomEnvironment``).
 REGION_URLS = {
@@ -39,7 +44,7 @@ class IntercomConfig(ConnectorConfig):
         description="Where the workspace is hosted: us (api.intercom.io), eu or au. Picks the "
         "API host unless base_url is set, and is checked against the workspace's region.",
     )
-    base_url: str | None = Field(
+    base_url: BaseUrl | None = Field(
         default=None,
         description="Intercom API base URL (a proxy, a test server); overrides region's host.",
     )
@@ -64,7 +69,7 @@ class IntercomConfig(ConnectorConfig):
         default=None,
         description="Workspace code (app id_code) for inbox links; read once from /me if unset.",
     )
-    url_template: str = Field(
+    url_template: Annotated[str, placeholders("app_id", "conversation_id")] = Field(
         default=DEFAULT_URL_TEMPLATE,
         description="Conversation link; placeholders {app_id}, {conversation_id}.",
     )
@@ -73,7 +78,7 @@ class IntercomConfig(ConnectorConfig):
         description="Admin (teammate) id that closes conversations on write-back; the token's "
         "own admin (from /me) if unset.",
     )
-    close_note: str | None = Field(
+    close_note: Annotated[str, placeholders(*COMPLETION_PLACEHOLDERS)] | None = Field(
         default=None,
         description="Note left on the conversation when it is closed; placeholders "
         "{done_at}, {uid}, {source}.",
@@ -134,39 +139,6 @@ class IntercomConfig(ConnectorConfig):
     def _ids(cls, value: Any) -> Any:
         if isinstance(value, list):
             return [str(item).strip() for item in value]
-        return value
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("base_url must start with http:// or https://")
-        return value.rstrip("/")
-
-    @field_validator("url_template")
-    @classmethod
-    def _known_placeholders(cls, value: str) -> str:
-        try:
-            value.format(app_id="a", conversation_id="1")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(
-                f"url_template may use only {{app_id}} and {{conversation_id}}: {exc}"
-            ) from None
-        return value
-
-    @field_validator("close_note")
-    @classmethod
-    def _note_placeholders(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            value.format(done_at="t", uid="u", source="s")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(
-                f"close_note may use only {{done_at}}, {{uid}}, {{source}}: {exc}"
-            ) from None
         return value
 
     @property

@@ -13,9 +13,9 @@ from fragment_core.errors import (
     ConfigurationError,
     WriteBackError,
 )
+from fragment_core.mapping import html_to_text, one_line, shorten
 from fragment_core.paging import Page, paginate
-from fragment_core.task import RemoteTask, Task, TaskStatus, format_datetime
-from fragment_core.text import html_to_text, one_line, shorten
+from fragment_core.task import RemoteTask, Task, TaskStatus
 from fragment_intercom.client import ConversationNotFoundError, Filter, IntercomClient
 from fragment_intercom.config import IntercomConfig
 
@@ -161,13 +161,7 @@ class IntercomConnector(Connector[IntercomConfig]):
         if cursor is None:
             yield from self.fetch_backlog()
             return
-        try:
-            since = int(float(cursor))
-        except ValueError:
-            raise ConfigurationError(
-                f"stored cursor {cursor!r} is not a unix time; run a full sync to reset it",
-                where=self.where,
-            ) from None
+        since = self.unix_cursor(cursor)
         if not self.config.app_id:
             self.app_id()
         since -= int(self.config.cursor_overlap_seconds)
@@ -306,23 +300,13 @@ class IntercomConnector(Connector[IntercomConfig]):
     def on_complete(self, task: RemoteTask, completion: Completion) -> str | None:
         """Close the conversation as the configured admin (with the note); a conversation
         already closed is done, with nothing sent."""
-        conversation_id = completion.external_id
-        if not conversation_id.isascii() or not conversation_id.isdigit():
-            raise WriteBackError(
-                f"{conversation_id[:80]!r} is not an Intercom conversation id (they are "
-                "digits); nothing sent, so no id can reach another path",
-                where=self.where,
-            )
+        conversation_id = self.digits_id(completion.external_id, "an Intercom conversation")
         try:
             if self.client.state_of(conversation_id) == "closed":
                 return f"Intercom conversation {conversation_id} was already closed"
             note = None
             if self.config.close_note:
-                note = self.config.close_note.format(
-                    done_at=format_datetime(completion.done_at) if completion.done_at else "",
-                    uid=completion.uid,
-                    source=completion.source,
-                )
+                note = completion.fill(self.config.close_note)
             self.client.close_conversation(conversation_id, self.admin_id(), note)
         except ConversationNotFoundError:
             raise WriteBackError(

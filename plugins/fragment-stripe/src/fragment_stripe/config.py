@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, model_validator
 
-from fragment_core.connector import ConnectorConfig
+from fragment_core.connector import BaseUrl, ConnectorConfig
 
 #: Stripe's API base. Tests (and proxies) point the SDK elsewhere through ``base_url``.
 DEFAULT_BASE_URL = "https://api.stripe.com"
@@ -31,12 +31,12 @@ class StripeConfig(ConnectorConfig):
         description="The mode the key must be in; a key of the other mode is refused "
         "(guards against syncing test data into a live queue). Unset: either.",
     )
-    base_url: str = Field(
+    base_url: BaseUrl = Field(
         default=DEFAULT_BASE_URL,
         description="Stripe API base URL (for proxies and tests); given to StripeClient's "
         "base_addresses.",
     )
-    dashboard_url: str = Field(
+    dashboard_url: BaseUrl = Field(
         default=DEFAULT_DASHBOARD_URL,
         description="Stripe Dashboard base of task links; test-mode keys add /test.",
     )
@@ -75,13 +75,6 @@ class StripeConfig(ConnectorConfig):
         description="Key of the completed task's form data whose value picks the action "
         "(one of outcome_actions); absent or empty: the configured action.",
     )
-
-    @field_validator("base_url", "dashboard_url")
-    @classmethod
-    def _no_trailing_slash(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http(s) URL")
-        return value.rstrip("/")
 
 
 class ReviewsConfig(StripeConfig):

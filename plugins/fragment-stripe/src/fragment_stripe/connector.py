@@ -71,15 +71,7 @@ class StripeConnector(Connector[ConfigT]):
         return {"expand": ["data.charge"]} if self.config.expand_charge else {}
 
     def _since(self, cursor: str | None) -> int | None:
-        if cursor is None:
-            return None
-        try:
-            return int(float(cursor))
-        except ValueError:
-            raise ConfigurationError(
-                f"stored cursor {cursor!r} is not a unix time; run a full sync to reset it",
-                where=self.where,
-            ) from None
+        return None if cursor is None else self.unix_cursor(cursor)
 
     # -- mapping --------------------------------------------------------------------------
     def _task(

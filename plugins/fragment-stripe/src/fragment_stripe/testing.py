@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+from fragment_core.testing.cli import fragment_toml
 from fragment_core.testing.fakeapi import FakeRequest, FakeResponse
 from fragment_core.testing.fakevendor import FakeVendor, RateLimit
 from fragment_stripe.config import ReviewsConfig, WarningsConfig
@@ -147,17 +148,9 @@ class FakeStripe(FakeVendor):
                       env_var: str = "STRIPE_API_KEY", **sources: str) -> str:  # fmt: skip
         """A ``fragment.toml`` with one source per keyword (``name="stripe"`` or
         ``name="stripe-efw"``) pointed at this fake; the key read from ``env_var``."""
-        blocks = [
-            "[tasks_api]",
-            f'url = "{tasks_url}"',
-            'token = "${FRAGMENT_TOKEN}"',
-            "",
-            "[state]",
-            f'url = "sqlite:///{Path(state_path).as_posix()}"',
-        ]
+        blocks: list[str] = []
         for name, connector in sources.items():
             blocks += [
-                "",
                 "[[sources]]",
                 f'name = "{name}"',
                 f'connector = "{connector}"',
@@ -166,8 +159,9 @@ class FakeStripe(FakeVendor):
                 f'api_key = "${{{env_var}}}"',
                 f'base_url = "{self.api.base_url}"',
                 "requests_per_second = 0",
+                "",
             ]
-        return "\n".join(blocks) + "\n"
+        return fragment_toml(tasks_url, state_path, "\n".join(blocks))
 
     def limit_rate(self, per_second: int = 25) -> RateLimit:
         """Answer Stripe's 429 past ``per_second`` requests in any second (test-mode default)."""

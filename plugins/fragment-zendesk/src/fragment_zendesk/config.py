@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from fragment_core.connector import ConnectorConfig
+from fragment_core.connector import COMPLETION_PLACEHOLDERS, ConnectorConfig, placeholders
 
 #: Ticket statuses Zendesk orders new < open < pending < hold < solved < closed.
 UNSOLVED = ("new", "open", "pending")
@@ -39,7 +40,7 @@ class ZendeskConfig(ConnectorConfig):
         default=None,
         description="PEM file of the CA that signed base_url's certificate (a private CA).",
     )
-    agent_url: str = Field(
+    agent_url: Annotated[str, placeholders("subdomain", "id")] = Field(
         default=DEFAULT_AGENT_URL,
         description="Task link; placeholders {subdomain} and {id}.",
     )
@@ -86,7 +87,7 @@ class ZendeskConfig(ConnectorConfig):
         default="solved",
         description="Status the ticket gets when its task is completed in Fragment.",
     )
-    completion_note: str | None = Field(
+    completion_note: Annotated[str, placeholders(*COMPLETION_PLACEHOLDERS)] | None = Field(
         default=None,
         description="Internal note added on write-back; placeholders {done_at}, {uid}, {source}.",
     )
@@ -147,15 +148,6 @@ class ZendeskConfig(ConnectorConfig):
         value = value.strip().lower()
         if value not in ("open", "pending", "hold", "solved"):
             raise ValueError("solve_status must be one of open, pending, hold, solved")
-        return value
-
-    @field_validator("agent_url")
-    @classmethod
-    def _agent_placeholders(cls, value: str) -> str:
-        try:
-            value.format(subdomain="s", id=1)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"agent_url may use only {{subdomain}} and {{id}}: {exc}") from None
         return value
 
     @model_validator(mode="after")

@@ -11,11 +11,10 @@ from fragment_core.connector import Capability, Completion, Connector, Record
 from fragment_core.errors import (
     AuthenticationError,
     BadRecordError,
-    ConfigurationError,
     IncompleteFetchError,
     WriteBackError,
 )
-from fragment_core.task import RemoteTask, Task, TaskStatus, format_datetime
+from fragment_core.task import RemoteTask, Task, TaskStatus
 from fragment_zendesk.client import RecordInvalidError, TicketNotFoundError, ZendeskClient
 from fragment_zendesk.config import ZendeskConfig
 
@@ -194,13 +193,7 @@ class ZendeskConnector(Connector[ZendeskConfig]):
         if cursor is None:
             yield from self.fetch_backlog()
             return
-        try:
-            since = int(float(cursor))
-        except ValueError:
-            raise ConfigurationError(
-                f"stored cursor {cursor!r} is not a unix time; run a full sync to reset it",
-                where=self.where,
-            ) from None
+        since = self.unix_cursor(cursor)
         start = since - int(self.config.cursor_overlap_seconds)
         start = min(start, int(time.time()) - EXPORT_LAG_SECONDS - 1)
         self._start_run()
@@ -292,12 +285,7 @@ class ZendeskConnector(Connector[ZendeskConfig]):
     def on_complete(self, task: RemoteTask, completion: Completion) -> str | None:
         """Set the ticket to ``solve_status`` with the optional internal note; a ticket
         already solved or closed (Zendesk's 422 for a closed one) counts as done."""
-        ticket_id = completion.external_id
-        if not ticket_id.isascii() or not ticket_id.isdigit():
-            raise WriteBackError(
-                f"{ticket_id[:80]!r} is not a Zendesk ticket id (ids are digits); nothing sent",
-                where=self.where,
-            )
+        ticket_id = self.digits_id(completion.external_id, "a Zendesk ticket")
         target = self.config.solve_status
         try:
             current = self.client.ticket(int(ticket_id))
@@ -305,11 +293,7 @@ class ZendeskConnector(Connector[ZendeskConfig]):
                 return f"Zendesk ticket {ticket_id} was already {current.get('status')}"
             note = None
             if self.config.completion_note:
-                note = self.config.completion_note.format(
-                    done_at=format_datetime(completion.done_at) if completion.done_at else "",
-                    uid=completion.uid,
-                    source=completion.source,
-                )
+                note = completion.fill(self.config.completion_note)
             self.client.update(int(ticket_id), target, note)
         except TicketNotFoundError:
             raise WriteBackError(

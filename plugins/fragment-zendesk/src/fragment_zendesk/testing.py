@@ -216,6 +216,10 @@ class FakeZendesk(FakeVendor):
         """``invalid_requests`` but for answers carrying a ticket added by :meth:`add_malformed`."""
         return [m for m in self.invalid_requests if not any(v in m for v in self._malformed)]
 
+    def refusals(self) -> list[str]:
+        """What ``checked()`` fails on: :meth:`unexpected_invalid`."""
+        return self.unexpected_invalid()
+
     def add_tickets(self, n: int, **fields: Any) -> list[int]:
         """Add ``n`` tickets alike but for their ids."""
         return [self.add_ticket(**fields) for _ in range(n)]
