@@ -502,6 +502,52 @@ class Transport:
 
         return self.retrying(once, operation or getattr(fn, "__qualname__", ""))
 
+    def call_openapi(
+        self,
+        method: Callable[..., Any],
+        *args: Any,
+        operation: str,
+        vendor: str,
+        exceptions: tuple[type[BaseException], ...],
+        timeout: float,
+        translate_error: Callable[[httpx.Response], FragmentError | None] | None = None,
+        pacer: RateBudget | None = None,
+        **params: Any,
+    ) -> dict[str, Any]:
+        """One call of an openapi-generator SDK, ``method(*args, **params)``, under
+        :meth:`call` -> the decoded JSON object it answered.
+
+        The call passes ``_preload_content=False`` (results stay plain dicts: one malformed
+        item fails alone in mapping, not the whole page in the SDK's model layer) and
+        ``_request_timeout=timeout``. The SDK's ``exceptions`` are read as HTTP failures
+        (``translate_error`` first, then :meth:`error_for`); one without a status (the
+        SDK's own transport failure) is transient. ``vendor`` names the service in errors.
+        """
+
+        def once() -> dict[str, Any]:
+            raw = method(*args, **params, _preload_content=False, _request_timeout=timeout)
+            return json_object(raw.data, f"{vendor}'s answer to {operation}")
+
+        def translate(exc: BaseException) -> FragmentError | None:
+            if isinstance(exc, exceptions):
+                status = getattr(exc, "status", None)
+                if not status:
+                    return TransientError(f"could not reach {vendor} to {operation}")
+                headers, body = getattr(exc, "headers", None), getattr(exc, "body", None)
+                response = sdk_response(status, headers, body)
+                return self.error_for(response, operation, translate_error)
+            # On a TLS failure the generated client raises ApiException(status=0, body=None)
+            # and then trips over that body itself (``e.body.decode``): report the failure.
+            cause = exc.__context__ if isinstance(exc, AttributeError) else None
+            if cause is None or getattr(cause, "status", None) != 0:
+                return None
+            reason = " ".join(str(getattr(cause, "reason", "") or "").split())
+            return TransientError(
+                f"could not reach {vendor} to {operation}: {reason or 'connection failed'}"
+            )
+
+        return self.call(once, operation=operation, pacer=pacer, translate_exception=translate)
+
     def _named(self, error: FragmentError) -> FragmentError:
         error.attribute(self.where)
         error.message = redact(error.message, self._secrets)

@@ -1,10 +1,9 @@
 """HubSpot through its official SDK, on the kit's :class:`~fragment_core.transport.Transport`.
 
-Every SDK call goes through :meth:`Transport.call` (pacer, retries by error class, errors
-named and redacted, connection failures retried); urllib3's own retries are off. Calls
-pass ``_preload_content=False`` so results stay plain dicts (one malformed task fails
-alone in mapping, not the whole page in the SDK's model layer); request bodies are plain
-JSON dicts, which the SDK serializes as given.
+Every SDK call goes through :meth:`Transport.call_openapi` (pacer, retries by error
+class, errors named and redacted, connection failures retried, results as plain dicts);
+urllib3's own retries are off. Request bodies are plain JSON dicts, which the SDK
+serializes as given.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from fragment_core.errors import (
     TransientError,
 )
 from fragment_core.retries import Pacer, retry_after_from_headers
-from fragment_core.transport import BearerAuth, Transport, json_object, sdk_response
+from fragment_core.transport import BearerAuth, Transport, json_object
 from fragment_hubspot.config import HubSpotConfig
 
 #: Seconds to wait after a 429 without Retry-After, by HubSpot's ``policyName``.
@@ -129,36 +128,17 @@ class HubSpotClient:
         **params: Any,
     ) -> dict[str, Any]:  # fmt: skip
         """One SDK call through the Transport -> decoded JSON dict, errors translated."""
-
-        def once() -> dict[str, Any]:
-            timeout = self.config.timeout
-            raw = method(*args, **params, _preload_content=False, _request_timeout=timeout)
-            return json_object(raw.data, f"HubSpot's answer to {action}")
-
-        return self.transport.call(
-            once, operation=action, pacer=pacer, translate_exception=self._translator(action)
+        return self.transport.call_openapi(
+            method,
+            *args,
+            operation=action,
+            vendor="HubSpot",
+            exceptions=(TasksApiException, AssociationsApiException),
+            timeout=self.config.timeout,
+            translate_error=partial(hubspot_error, action=action),
+            pacer=pacer,
+            **params,
         )
-
-    def _translator(self, action: str) -> Callable[[BaseException], FragmentError | None]:
-        translate_error = partial(hubspot_error, action=action)
-
-        def translate(exc: BaseException) -> FragmentError | None:
-            if isinstance(exc, TasksApiException | AssociationsApiException):
-                if not exc.status:  # the SDK's own transport failure
-                    return TransientError(f"could not reach HubSpot to {action}")
-                response = sdk_response(exc.status, exc.headers, exc.body)
-                return self.transport.error_for(response, action, translate_error)
-            # On a TLS failure the SDK raises ApiException(status=0, body=None) and then
-            # trips over that body itself (``e.body.decode``): report the TLS failure.
-            cause = exc.__context__ if isinstance(exc, AttributeError) else None
-            if cause is None or getattr(cause, "status", None) != 0:
-                return None
-            reason = " ".join(str(getattr(cause, "reason", "") or "").split())
-            return TransientError(
-                f"could not reach HubSpot to {action}: {reason or 'connection failed'}"
-            )
-
-        return translate
 
     # -- calls ----------------------------------------------------------------------------
     def search(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -216,4 +196,3 @@ class HubSpotClient:
                 "source options",
                 where=self.transport.where,
             ) from None
-

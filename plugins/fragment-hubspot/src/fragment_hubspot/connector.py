@@ -102,8 +102,7 @@ class HubSpotConnector(Connector[HubSpotConfig]):
             portal_id = int(details["portalId"]) if portal_id is None else portal_id
         except (KeyError, TypeError, ValueError):
             raise ConfigurationError(
-                "HubSpot's account details carry no portalId; set portal_id in the source "
-                "options",
+                "HubSpot's account details carry no portalId; set portal_id in the source options",
                 where=self.where,
             ) from None
         return portal_id, app_host or str(details.get("uiDomain") or DEFAULT_APP_HOST)
