@@ -6,7 +6,8 @@
 - :func:`one_line`: a text with every run of whitespace made one space (titles);
 - :func:`shorten`: a text cut to a length, an ellipsis marking the cut;
 - :func:`parse_datetime`: ISO 8601 or epoch seconds / milliseconds, as the vendors send
-  times, to an aware UTC datetime (``ValueError`` for anything else).
+  times, to an aware UTC datetime (``ValueError`` for anything else);
+- :func:`epoch_ms`: an aware datetime as epoch milliseconds (a filter value).
 
 ::
 
@@ -23,7 +24,7 @@ from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Any, Literal
 
-__all__ = ["html_to_text", "one_line", "parse_datetime", "shorten"]
+__all__ = ["epoch_ms", "html_to_text", "one_line", "parse_datetime", "shorten"]
 
 _BLOCKS = {
     "p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol",
@@ -99,3 +100,8 @@ def parse_datetime(value: Any, *, epoch: Literal["s", "ms"] = "s") -> datetime |
     except (OverflowError, OSError) as exc:
         raise ValueError(f"{text[:40]!r} is out of range: {exc}") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def epoch_ms(value: datetime) -> int:
+    """An aware datetime as epoch milliseconds (how HubSpot, for one, filters on times)."""
+    return int(value.timestamp() * 1000)

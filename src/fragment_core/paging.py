@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any, Generic, Protocol, TypeVar
@@ -46,8 +46,10 @@ __all__ = [
     "Paginator",
     "PagingLoopError",
     "batched",
+    "item_id",
     "paginate",
     "paginate_http",
+    "unseen",
 ]
 
 T = TypeVar("T")
@@ -399,3 +401,24 @@ def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
         yield chunk
+
+
+def item_id(item: Any) -> str | None:
+    """A decoded JSON item's ``"id"`` as text (``None``: not a mapping, or no id): the
+    usual ``id_of`` for :func:`paginate` and :func:`unseen`."""
+    value = item.get("id") if isinstance(item, Mapping) else None
+    return None if value is None else str(value)
+
+
+def unseen(
+    items: Iterable[T], seen: set[str], id_of: Callable[[T], str | None] = item_id
+) -> Iterator[T]:
+    """The items whose id is not in ``seen`` (each id yielded is added to it): one
+    de-duplication across several listings, such as the overlapping windows of a capped
+    search. Items without id are always yielded."""
+    for item in items:
+        key = id_of(item)
+        if key is None or key not in seen:
+            if key is not None:
+                seen.add(key)
+            yield item

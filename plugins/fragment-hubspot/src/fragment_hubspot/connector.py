@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 
 from fragment_core.connector import Completion, Connector, Record
 from fragment_core.errors import BadRecordError, ConfigurationError, WriteBackError
-from fragment_core.mapping import html_to_text, shorten
-from fragment_core.paging import batched
+from fragment_core.mapping import epoch_ms, html_to_text, shorten
+from fragment_core.paging import batched, item_id
 from fragment_core.task import RemoteTask, Task, TaskStatus, format_datetime
 from fragment_hubspot.client import HubSpotClient, MissingScopeError, TaskNotFoundError
 from fragment_hubspot.config import HubSpotConfig
@@ -19,7 +19,6 @@ from fragment_hubspot.search import (
     WindowedSearch,
     modified_at,
     parse_hubspot_time,
-    to_epoch_ms,
 )
 
 COMPLETED = "COMPLETED"
@@ -42,10 +41,6 @@ BASE_PROPERTIES = (
 
 #: hs_task_status -> the task's external status in Fragment.
 EXTERNAL_STATUS = {COMPLETED: TaskStatus.DONE, "IN_PROGRESS": TaskStatus.STARTED}
-
-
-def _has_id(item: Any) -> bool:
-    return isinstance(item, Mapping) and bool(item.get("id"))
 
 
 def _split(value: Any) -> list[str]:
@@ -142,11 +137,11 @@ class HubSpotConnector(Connector[HubSpotConfig]):
             yield from items
             return
         for chunk in batched(items, self.config.page_size):
-            ids = [str(item["id"]) for item in chunk if _has_id(item)]
+            ids = [task_id for task_id in map(item_id, chunk) if task_id]
             found = {t: self.client.associated_ids(t, ids) for t in self.config.associations}
             for item in chunk:
-                if _has_id(item):
-                    links = {t: found[t].get(str(item["id"]), []) for t in found}
+                if task_id := item_id(item):
+                    links = {t: found[t].get(task_id, []) for t in found}
                     item = {**item, "associations": links}
                 yield item
 
@@ -166,15 +161,10 @@ class HubSpotConnector(Connector[HubSpotConfig]):
         if cursor is None:
             yield from self.fetch_backlog()
             return
-        since = modified_at({"properties": {MODIFIED: cursor}})
-        if since is None:
-            raise ConfigurationError(
-                f"stored cursor {cursor!r} is not a time; run a full sync to reset it",
-                where=self.where,
-            )
+        since = self.time_cursor(cursor)
         _ = self.portal
         since -= timedelta(seconds=self.config.cursor_overlap_seconds)
-        items = self._search().fetch([], since_ms=to_epoch_ms(since))
+        items = self._search().fetch([], since_ms=epoch_ms(since))
         yield from self._with_associations(items)
 
     def is_open(self, record: Record) -> bool:

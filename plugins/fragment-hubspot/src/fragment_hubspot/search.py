@@ -12,13 +12,13 @@ of the results it announced raises IncompleteFetchError instead of passing for t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
 from fragment_core.errors import TransientError
-from fragment_core.mapping import parse_datetime
-from fragment_core.paging import Page, paginate
+from fragment_core.mapping import epoch_ms, parse_datetime
+from fragment_core.paging import Page, item_id, paginate, unseen
 
 MODIFIED = "hs_lastmodifieddate"
 OBJECT_ID = "hs_object_id"
@@ -33,11 +33,6 @@ def parse_hubspot_time(value: Any) -> datetime | None:
     return parse_datetime(value, epoch="ms")
 
 
-def to_epoch_ms(value: datetime) -> int:
-    """An aware datetime as epoch milliseconds (HubSpot's filter value for datetimes)."""
-    return int(value.timestamp() * 1000)
-
-
 def modified_at(item: Any) -> datetime | None:
     """A search result's hs_lastmodifieddate, or ``None`` when missing or unreadable."""
     properties = item.get("properties") if isinstance(item, Mapping) else None
@@ -49,7 +44,7 @@ def modified_at(item: Any) -> datetime | None:
 
 def _modified_ms(item: Any) -> int | None:
     parsed = modified_at(item)
-    return None if parsed is None else to_epoch_ms(parsed)
+    return None if parsed is None else epoch_ms(parsed)
 
 
 def _object_id(item: Any) -> int | None:
@@ -59,23 +54,8 @@ def _object_id(item: Any) -> int | None:
         return None
 
 
-def _item_id(item: Any) -> str | None:
-    item_id = item.get("id") if isinstance(item, Mapping) else None
-    return None if item_id is None else str(item_id)
-
-
 def _filter(prop: str, operator: str, value: int) -> dict[str, Any]:
     return {"propertyName": prop, "operator": operator, "value": str(value)}
-
-
-def _unseen(items: Iterable[Any], seen: set[str]) -> Iterator[Any]:
-    """The items whose id was not yielded before (ids are remembered in ``seen``)."""
-    for item in items:
-        item_id = _item_id(item)
-        if item_id is None or item_id not in seen:
-            if item_id is not None:
-                seen.add(item_id)
-            yield item
 
 
 class WindowedSearch:
@@ -103,7 +83,7 @@ class WindowedSearch:
         while True:
             window = filters if lower is None else [*filters, _filter(MODIFIED, "GTE", lower)]
             query = Query(self, window, MODIFIED, _modified_ms)
-            yield from _unseen(query, seen)
+            yield from unseen(query, seen)
             if not query.capped:
                 return
             if query.last is None:
@@ -125,7 +105,7 @@ class WindowedSearch:
             if last_id is not None:
                 window.append(_filter(OBJECT_ID, "GT", last_id))
             query = Query(self, window, OBJECT_ID, _object_id)
-            yield from _unseen(query, seen)
+            yield from unseen(query, seen)
             if not query.capped:
                 return
             if query.last is None or query.last == last_id:
@@ -159,7 +139,7 @@ class Query:
 
     def __iter__(self) -> Iterator[Any]:
         what = f"HubSpot search (page size {self.search.page_size})"
-        for item in paginate(self._page, id_of=_item_id, what=what, where=self.search.where):
+        for item in paginate(self._page, id_of=item_id, what=what, where=self.search.where):
             key = self.key(item)
             if key is not None and (self.last is None or key > self.last):
                 self.last = key

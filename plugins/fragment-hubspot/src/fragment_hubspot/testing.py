@@ -21,11 +21,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from fragment_core.mapping import epoch_ms
 from fragment_core.task import format_datetime as iso
 from fragment_core.testing import FakeAPI, FakeRequest, FakeResponse
 from fragment_core.testing.fakevendor import FakeVendor, RateLimit, compare
 from fragment_hubspot.config import HubSpotConfig
-from fragment_hubspot.search import parse_hubspot_time, to_epoch_ms
+from fragment_hubspot.search import parse_hubspot_time
 
 SEARCH_PATH = "/crm/v3/objects/tasks/search"
 TASK_PATH = "/crm/v3/objects/tasks/{task_id}"
@@ -137,7 +138,7 @@ def _typed(prop: str, value: Any) -> Any:
             parsed = parse_hubspot_time(value)
         except ValueError:
             return None
-        return None if parsed is None else to_epoch_ms(parsed)
+        return None if parsed is None else epoch_ms(parsed)
     if prop == "hs_object_id":
         return int(value) if str(value).isdigit() else None
     return str(value)
