@@ -51,6 +51,7 @@ ANY_KEY: Any = object()
 
 __all__ = [
     "ANY_KEY",
+    "Answer",
     "Clock",
     "FakeVendor",
     "RateLimit",
@@ -292,6 +293,16 @@ class _OpenAPIResponse:
         self.headers = WHeaders(list(headers.items()))
 
 
+class Answer(Exception):
+    """Raised in a handler served by :meth:`FakeVendor.route` to answer ``response`` at
+    once (the vendor's 400 or 404), as :meth:`FakeVendor.body_of` and
+    :meth:`FakeVendor.stored` do."""
+
+    def __init__(self, response: FakeResponse) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
 class FakeVendor:
     """A vendor fake: per-route auth and scopes, OpenAPI checks, store, limits, effects.
 
@@ -408,6 +419,22 @@ class FakeVendor:
         """A plain 404."""
         return self.error_response(404, "not_found", "not found")
 
+    def body_of(self, req: FakeRequest, model: type[ModelT]) -> ModelT:
+        """:meth:`parse_body` in a handler served by :meth:`route`: the validated body, or
+        :class:`Answer` raised with the vendor's 400 (logged in ``invalid_requests``)."""
+        body = self.parse_body(req, model)
+        if isinstance(body, FakeResponse):
+            raise Answer(body)
+        return body
+
+    def stored(self, item_id: str) -> dict[str, Any]:
+        """The live record ``item_id`` of the store in a handler served by :meth:`route`, or
+        :class:`Answer` raised with the vendor's 404."""
+        record = self.store.get(item_id)
+        if record is None:
+            raise Answer(self.not_found())
+        return record
+
     # -- routes ---------------------------------------------------------------------------
     def route(
         self, method: str, path: str, *, scope: str | None = None, auth: bool = True,
@@ -454,7 +481,10 @@ class FakeVendor:
         validate = validate and self._openapi is not None
         if validate:
             self._check_request(req)
-        result = handler(req)
+        try:
+            result = handler(req)
+        except Answer as answer:
+            result = answer.response
         if items is not None:
             result = self._maybe_short(req.path, items, result)
         if validate:

@@ -293,9 +293,7 @@ class FakeHubSpot(FakeVendor):
         self.route("GET", ACCOUNT_PATH, scope="oauth")(self._account)
 
     def _search(self, req: FakeRequest) -> Any:
-        body = self.parse_body(req, SearchBody)
-        if isinstance(body, FakeResponse):
-            return body
+        body = self.body_of(req, SearchBody)
         after, limit = int(body.after or 0), body.limit
         if after >= self.result_cap:
             message = f"Search results are limited to {self.result_cap} per query."
@@ -313,20 +311,14 @@ class FakeHubSpot(FakeVendor):
         return result
 
     def _get_task(self, req: FakeRequest) -> Any:
-        task = self.tasks.get(req.path_params["task_id"])
-        if task is None:
-            return self.not_found()
+        task = self.stored(req.path_params["task_id"])
         wanted = [n for k, v in req.query_list if k == "properties" for n in v.split(",")]
         return self._view(task, [name for name in wanted if name])
 
     def _update_task(self, req: FakeRequest) -> Any:
-        body = self.parse_body(req, _Update)
-        if isinstance(body, FakeResponse):
-            return body
+        body = self.body_of(req, _Update)
         with self._lock:
-            task = self.tasks.get(req.path_params["task_id"])
-            if task is None:
-                return self.not_found()
+            task = self.stored(req.path_params["task_id"])
             was = task["properties"]["hs_task_status"]
             self.update(task["id"], **body.properties)
             if body.properties.get("hs_task_status") == COMPLETED != was:
@@ -334,9 +326,7 @@ class FakeHubSpot(FakeVendor):
             return self._view(task, list(body.properties))
 
     def _associations(self, req: FakeRequest) -> Any:
-        body = self.parse_body(req, _BatchRead)
-        if isinstance(body, FakeResponse):
-            return body
+        body = self.body_of(req, _BatchRead)
         by_task = self.associations.get(req.path_params["to_type"], {})
         kind = [{"category": "HUBSPOT_DEFINED", "typeId": 204, "label": None}]
         stamp = iso(datetime.now(UTC))
