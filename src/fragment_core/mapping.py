@@ -7,6 +7,8 @@
 - :func:`shorten`: a text cut to a length, an ellipsis marking the cut;
 - :func:`parse_datetime`: ISO 8601 or epoch seconds / milliseconds, as the vendors send
   times, to an aware UTC datetime (``ValueError`` for anything else);
+- :func:`record_time`: :func:`parse_datetime` for a record's field, a
+  :class:`~fragment_core.errors.BadRecordError` naming the field when it is not a time;
 - :func:`epoch_ms`: an aware datetime as epoch milliseconds (a filter value).
 
 ::
@@ -24,7 +26,9 @@ from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Any, Literal
 
-__all__ = ["epoch_ms", "html_to_text", "one_line", "parse_datetime", "shorten"]
+from fragment_core.errors import BadRecordError
+
+__all__ = ["epoch_ms", "html_to_text", "one_line", "parse_datetime", "record_time", "shorten"]
 
 _BLOCKS = {
     "p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol",
@@ -105,3 +109,15 @@ def parse_datetime(value: Any, *, epoch: Literal["s", "ms"] = "s") -> datetime |
 def epoch_ms(value: datetime) -> int:
     """An aware datetime as epoch milliseconds (how HubSpot, for one, filters on times)."""
     return int(value.timestamp() * 1000)
+
+
+def record_time(value: Any, field: str, *, epoch: Literal["s", "ms"] = "s") -> datetime | None:
+    """:func:`parse_datetime` of a record's ``field`` in ``to_task`` (``None`` when empty); a
+    :class:`~fragment_core.errors.BadRecordError` naming ``field`` when it is not a time."""
+    try:
+        return parse_datetime(value, epoch=epoch)
+    except ValueError:
+        unit = "milliseconds" if epoch == "ms" else "seconds"
+        raise BadRecordError(
+            f"{value!r} is not a time (expected ISO 8601 or epoch {unit})", field=field
+        ) from None

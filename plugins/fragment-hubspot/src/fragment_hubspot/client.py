@@ -41,14 +41,10 @@ class MissingScopeError(AuthenticationError):
 
 
 def _missing_scopes(body: Mapping[str, Any]) -> list[str]:
-    scopes: list[str] = []
-    for error in body.get("errors") or []:
-        context = error.get("context") if isinstance(error, dict) else None
-        for key in ("requiredGranularScopes", "requiredScopes"):
-            for scope in (context or {}).get(key) or []:
-                if scope not in scopes:
-                    scopes.append(str(scope))
-    return scopes
+    errors = [error for error in body.get("errors") or [] if isinstance(error, dict)]
+    contexts = [error.get("context") or {} for error in errors]
+    keys = ("requiredGranularScopes", "requiredScopes")
+    return list(dict.fromkeys(str(s) for c in contexts for k in keys for s in c.get(k) or []))
 
 
 def hubspot_error(response: httpx.Response, action: str) -> FragmentError | None:

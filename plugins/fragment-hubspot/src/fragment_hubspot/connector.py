@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from fragment_core.connector import Completion, Connector, Record
 from fragment_core.errors import BadRecordError, ConfigurationError, WriteBackError
-from fragment_core.mapping import epoch_ms, html_to_text, shorten
+from fragment_core.mapping import epoch_ms, html_to_text, record_time, shorten
 from fragment_core.paging import batched, item_id
 from fragment_core.task import RemoteTask, Task, TaskStatus, format_datetime
 from fragment_hubspot.client import HubSpotClient, MissingScopeError, TaskNotFoundError
@@ -18,7 +18,6 @@ from fragment_hubspot.search import (
     MODIFIED,
     WindowedSearch,
     modified_at,
-    parse_hubspot_time,
 )
 
 COMPLETED = "COMPLETED"
@@ -122,14 +121,17 @@ class HubSpotConnector(Connector[HubSpotConfig]):
             if values
         ]
 
-    def _search(self) -> WindowedSearch:
-        return WindowedSearch(
+    def _fetch(self, filters: list[dict[str, Any]], since_ms: int | None = None) -> Iterator[Any]:
+        """Every search result of ``filters`` (modified since ``since_ms``), associations added."""
+        _ = self.portal  # read first: a token without access fails the fetch, not each task
+        search = WindowedSearch(
             self.client.search,
             properties=self.properties,
             page_size=self.config.page_size,
             cap=self.config.search_result_cap,
             where=self.where,
         )
+        yield from self._with_associations(search.fetch(filters, since_ms=since_ms))
 
     def _with_associations(self, items: Iterable[Any]) -> Iterator[Any]:
         """Attach ``associations: {type: [ids]}`` to each task, one batch read per page."""
@@ -148,8 +150,7 @@ class HubSpotConnector(Connector[HubSpotConfig]):
     # -- the contract ---------------------------------------------------------------------
     def fetch_backlog(self) -> Iterator[Record]:
         """Every open task (hs_task_status NEQ COMPLETED, plus the configured filters)."""
-        _ = self.portal  # read first: a token without access fails the fetch, not each task
-        yield from self._with_associations(self._search().fetch(self._open_filters()))
+        yield from self._fetch(self._open_filters())
 
     def fetch_changes(self, cursor: str | None) -> Iterator[Record]:
         """Tasks modified at or after ``cursor`` (an ISO time) less ``cursor_overlap_seconds``
@@ -162,10 +163,8 @@ class HubSpotConnector(Connector[HubSpotConfig]):
             yield from self.fetch_backlog()
             return
         since = self.time_cursor(cursor)
-        _ = self.portal
         since -= timedelta(seconds=self.config.cursor_overlap_seconds)
-        items = self._search().fetch([], since_ms=epoch_ms(since))
-        yield from self._with_associations(items)
+        yield from self._fetch([], since_ms=epoch_ms(since))
 
     def is_open(self, record: Record) -> bool:
         """Not COMPLETED, and within the configured owners/queues/types/priorities."""
@@ -199,13 +198,7 @@ class HubSpotConnector(Connector[HubSpotConfig]):
             value = properties.get(prop)
             if value in (None, "") and fallback:
                 value = record.get(fallback)
-            try:
-                return parse_hubspot_time(value)
-            except ValueError:
-                raise BadRecordError(
-                    f"{value!r} is not a time (expected ISO 8601 or epoch milliseconds)",
-                    field=prop,
-                ) from None
+            return record_time(value, prop, epoch="ms")
 
         due_at = when("hs_timestamp")
         updated_at = when(MODIFIED, "updatedAt")

@@ -28,16 +28,11 @@ Filters = list[dict[str, Any]]
 Key = Callable[[Any], int | None]
 
 
-def parse_hubspot_time(value: Any) -> datetime | None:
-    """HubSpot datetime property (ISO 8601 or epoch milliseconds) -> aware datetime."""
-    return parse_datetime(value, epoch="ms")
-
-
 def modified_at(item: Any) -> datetime | None:
     """A search result's hs_lastmodifieddate, or ``None`` when missing or unreadable."""
     properties = item.get("properties") if isinstance(item, Mapping) else None
     try:
-        return parse_hubspot_time(properties.get(MODIFIED)) if properties else None
+        return parse_datetime(properties.get(MODIFIED), epoch="ms") if properties else None
     except (AttributeError, ValueError):
         return None
 

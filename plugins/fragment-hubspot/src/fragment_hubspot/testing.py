@@ -21,12 +21,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from fragment_core.mapping import epoch_ms
+from fragment_core.mapping import epoch_ms, parse_datetime
 from fragment_core.task import format_datetime as iso
 from fragment_core.testing import FakeAPI, FakeRequest, FakeResponse
 from fragment_core.testing.fakevendor import FakeVendor, RateLimit, compare
 from fragment_hubspot.config import HubSpotConfig
-from fragment_hubspot.search import parse_hubspot_time
 
 SEARCH_PATH = "/crm/v3/objects/tasks/search"
 TASK_PATH = "/crm/v3/objects/tasks/{task_id}"
@@ -135,7 +134,7 @@ def _typed(prop: str, value: Any) -> Any:
         return None
     if prop in DATE_PROPERTIES:
         try:
-            parsed = parse_hubspot_time(value)
+            parsed = parse_datetime(value, epoch="ms")
         except ValueError:
             return None
         return None if parsed is None else epoch_ms(parsed)
