@@ -86,6 +86,8 @@ def _mapped(connector: Connector, record: Any) -> None:
         # connector that names it itself must name the right one
         assert exc.where is None or connector.source in exc.where, exc
         assert exc.record_id is not None or exc.field is not None or exc.message, exc
+        named = exc.attribute(connector.where, connector.record_id(record))
+        assert connector.source in str(named), named
         return
     assert isinstance(task, Task)
     try:
