@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 from fragment_core.cli import cli
 from fragment_core.connectors.file import write_sample
 from fragment_core.sandbox.runner import run_sandbox
+from fragment_core.state import SCHEMA_VERSION
 from fragment_core.sync.destination import normalize_url
 
 
@@ -87,7 +88,7 @@ def test_the_state_store_is_checked_reachable_writable_and_bound(
     result = _check(config, sandbox.token)
     assert result.exit_code == 0, result.output
     assert "✓ state sqlite:///" in result.output
-    assert "reachable and writable (schema version 4)" in result.output
+    assert f"reachable and writable (schema version {SCHEMA_VERSION})" in result.output
 
     with run_sandbox(token=sandbox.token) as other:  # another Tasks API, same token
         moved = _check(_config(tmp_path, other.url, backlog, state), other.token)
@@ -173,7 +174,8 @@ def test_the_state_probe_on_postgres_changes_nothing_and_hides_the_password(
         assert sa.inspect(conn).get_table_names() == []  # the probe created nothing
     engine.dispose()
     StateStore(url).close()
-    assert probe_state(url).message == "reachable and writable (schema version 4)"
+    expected = f"reachable and writable (schema version {SCHEMA_VERSION})"
+    assert probe_state(url).message == expected
     wrong = url.replace("fragment@", "fragment:s3cret-pw@").replace("probe_check", "nosuch")
     refused = probe_state(wrong)
     assert not refused.ok and "s3cret-pw" not in refused.message + refused.url

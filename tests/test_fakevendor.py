@@ -238,11 +238,13 @@ def test_clock_and_versioned_store_updated_since_and_search_lag() -> None:
 
 
 def test_sustained_rate_limit_in_the_vendors_own_429() -> None:
+    now = [1000.0]  # the window's clock, moved by hand: no wall-clock race
     limit = RateLimit(
         3,
         window=0.5,
         headers=lambda wait: {"X-Vendor-Retry-Ms": str(int(wait * 1000))},
         body={"code": "slow_down"},
+        clock=lambda: now[0],
     )
     vendor = make_vendor(rate_limit=limit)
     with vendor.api:
@@ -251,10 +253,12 @@ def test_sustained_rate_limit_in_the_vendors_own_429() -> None:
         assert statuses == [200, 200, 200, 429, 429]
         limited = httpx.get(url, headers=AUTH)
         assert limited.json() == {"code": "slow_down"}
-        assert 0 < int(limited.headers["x-vendor-retry-ms"]) <= 500
+        assert int(limited.headers["x-vendor-retry-ms"]) == 500
         assert "retry-after" not in limited.headers
         assert limit.over == 3
-        time.sleep(0.55)  # sustained: the window slides, requests pass again
+        now[0] += 0.3  # still inside the window
+        assert httpx.get(url, headers=AUTH).status_code == 429
+        now[0] += 0.25  # sustained: the window slides, requests pass again
         assert httpx.get(url, headers=AUTH).status_code == 200
 
 

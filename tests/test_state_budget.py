@@ -196,3 +196,29 @@ def test_slots_are_made_once_per_destination(tmp_path: Path, limit: int) -> None
     finally:
         for s in stores:
             s.close()
+
+
+def test_threads_of_one_process_share_an_in_memory_store_budget() -> None:
+    """An in-memory SQLite store is one connection for every thread: the budget's
+    transactions take turns on it rather than failing mid-request."""
+    store = StateStore("sqlite://")
+    budget = store.rate_budget("http://tasks.test", 60, 0.001)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(100):
+                with budget.place():
+                    pass
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        store.close()
+    assert errors == []

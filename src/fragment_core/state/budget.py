@@ -17,6 +17,8 @@ several machines agree on it) and by this machine's clock on SQLite (one machine
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,6 +62,9 @@ class SharedRateBudget(RateBudget):
         self.destination = destination
         self._url = url
         self._postgres = engine.dialect.name == "postgresql"
+        # SQLite serializes writers anyway; this process's threads take turns here, so an
+        # in-memory store (one connection shared by every thread) is never used at once
+        self._turns: Any = contextlib.nullcontext() if self._postgres else threading.Lock()
         self._guarded(self._create_slots)
 
     # -- the clock ------------------------------------------------------------------------
@@ -71,7 +76,8 @@ class SharedRateBudget(RateBudget):
 
     def _guarded(self, fn: Any, *args: Any) -> Any:
         try:
-            return fn(*args)
+            with self._turns:
+                return fn(*args)
         except STATE_ERRORS as exc:
             raise state_error(exc, self._url) from None
 

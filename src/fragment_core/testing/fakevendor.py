@@ -228,17 +228,19 @@ class RateLimit:
     headers: Callable[[float], Mapping[str, str]] = lambda wait: {"Retry-After": f"{wait:g}"}
     body: Any = field(default_factory=lambda: {"error": "rate_limited"})
     paths: frozenset[str] = frozenset()
+    clock: Callable[[], float] = time.monotonic
+    """Seconds of the window's clock (a test may pass its own, to move time by hand)."""
     _seen: deque[float] = field(default_factory=deque, repr=False)
     over: int = 0
 
     def remaining(self) -> int:
         """Requests still allowed in the current window (for ``*-Remaining`` headers)."""
-        now = time.monotonic()
+        now = self.clock()
         return max(0, self.requests - sum(1 for t in self._seen if now - t < self.window))
 
     def reset_in(self) -> float:
         """Seconds until the oldest request counted leaves the window (0 when none)."""
-        now = time.monotonic()
+        now = self.clock()
         live = [t for t in self._seen if now - t < self.window]
         return max(0.0, self.window - (now - live[0])) if live else 0.0
 
@@ -246,7 +248,7 @@ class RateLimit:
         """``None`` when allowed (and counted), else the seconds until a slot frees."""
         if self.paths and template not in self.paths:
             return None
-        now = time.monotonic()
+        now = self.clock()
         while self._seen and now - self._seen[0] >= self.window:
             self._seen.popleft()
         if len(self._seen) >= self.requests:
