@@ -12,9 +12,9 @@ of the results it announced raises IncompleteFetchError instead of passing for t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from fragment_core.errors import TransientError
 from fragment_core.mapping import epoch_ms, parse_datetime
@@ -77,21 +77,20 @@ class WindowedSearch:
         lower = since_ms
         while True:
             window = filters if lower is None else [*filters, _filter(MODIFIED, "GTE", lower)]
-            query = Query(self, window, MODIFIED, _modified_ms)
-            yield from unseen(query, seen)
-            if not query.capped:
+            capped, last = yield from self._query(window, MODIFIED, _modified_ms, seen)
+            if not capped:
                 return
-            if query.last is None:
+            if last is None:
                 raise TransientError(
                     f"HubSpot search reached its {self.cap}-result cap and the results carry "
                     f"no {MODIFIED} to continue from",
                     where=self.where,
                 )
-            if query.last == lower:  # the whole window is one instant: page it by object id
-                yield from self._fetch_instant(filters, query.last, seen)
-                lower = query.last + 1
+            if last == lower:  # the whole window is one instant: page it by object id
+                yield from self._fetch_instant(filters, last, seen)
+                lower = last + 1
             else:
-                lower = query.last
+                lower = last
 
     def _fetch_instant(self, filters: Filters, instant_ms: int, seen: set[str]) -> Iterator[Any]:
         last_id: int | None = None
@@ -99,53 +98,48 @@ class WindowedSearch:
             window = [*filters, _filter(MODIFIED, "EQ", instant_ms)]
             if last_id is not None:
                 window.append(_filter(OBJECT_ID, "GT", last_id))
-            query = Query(self, window, OBJECT_ID, _object_id)
-            yield from unseen(query, seen)
-            if not query.capped:
+            capped, last = yield from self._query(window, OBJECT_ID, _object_id, seen)
+            if not capped:
                 return
-            if query.last is None or query.last == last_id:
+            if last is None or last == last_id:
                 raise TransientError(
                     f"HubSpot search reached its {self.cap}-result cap without numeric task ids "
                     "to continue from",
                     where=self.where,
                 )
-            last_id = query.last
+            last_id = last
 
+    def _query(
+        self, filters: Filters, sort: str, key: Key, seen: set[str]
+    ) -> Generator[Any, None, tuple[bool, int | None]]:
+        """The results of one query (up to the cap) not in ``seen``, through ``paginate``.
 
-class Query:
-    """The results of one search query (up to the cap), each once, through ``paginate``.
-
-    Each page announces ``min(total, cap)``, the results one query can reach. Once
-    iterated, ``capped`` says whether the cap (not the end) stopped it and ``last`` is the
-    greatest ``key`` of its results (the sort property, where the next window starts).
-    """
-
-    def __init__(self, search: WindowedSearch, filters: Filters, sort: str, key: Key) -> None:
-        self.search = search
-        self.key = key
-        self.body: dict[str, Any] = {
+        Each page announces ``min(total, cap)``, the results one query can reach. Returns
+        whether the cap (not the end) stopped it and the greatest ``key`` of its results
+        (the sort property, where the next window starts).
+        """
+        body: dict[str, Any] = {
             "filterGroups": [{"filters": filters}],
             "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
-            "properties": search.properties,
-            "limit": search.page_size,
+            "properties": self.properties,
+            "limit": self.page_size,
         }
-        self.capped = False
-        self.last: int | None = None
+        capped, last = False, cast(int | None, None)
 
-    def __iter__(self) -> Iterator[Any]:
-        what = f"HubSpot search (page size {self.search.page_size})"
-        for item in paginate(self._page, id_of=item_id, what=what, where=self.search.where):
-            key = self.key(item)
-            if key is not None and (self.last is None or key > self.last):
-                self.last = key
-            yield item
+        def page(after: object | None) -> Page[Any]:
+            nonlocal capped
+            answer = self.search(body if after is None else {**body, "after": str(after)})
+            total = answer.get("total")
+            reachable = min(int(total), self.cap) if isinstance(total, int) else None
+            nxt = ((answer.get("paging") or {}).get("next") or {}).get("after") or None
+            if nxt is not None and str(nxt).isdigit() and int(nxt) >= self.cap:
+                capped, nxt = True, None
+            return Page(list(answer.get("results") or []), nxt, reachable)
 
-    def _page(self, after: object | None) -> Page[Any]:
-        body = self.body if after is None else {**self.body, "after": str(after)}
-        page = self.search.search(body)
-        total = page.get("total")
-        reachable = min(int(total), self.search.cap) if isinstance(total, int) else None
-        nxt = ((page.get("paging") or {}).get("next") or {}).get("after") or None
-        if nxt is not None and str(nxt).isdigit() and int(nxt) >= self.search.cap:
-            self.capped, nxt = True, None
-        return Page(list(page.get("results") or []), nxt, reachable)
+        what = f"HubSpot search (page size {self.page_size})"
+        for item in paginate(page, id_of=item_id, what=what, where=self.where):
+            value = key(item)
+            if value is not None and (last is None or value > last):
+                last = value
+            yield from unseen([item], seen)
+        return capped, last
