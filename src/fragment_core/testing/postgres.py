@@ -121,6 +121,27 @@ def _server_os_user() -> list[str]:
     return ["runuser", "-u", _OS_USER, "--"]
 
 
+def _readable_copy(binaries: ServerBinaries, base: Path) -> ServerBinaries:
+    """The wheel's server, copied where the server's user can run it (a venv may sit
+    below a folder only root can enter)."""
+    source = Path(binaries.initdb).parent.parent  # .../pgserver/pginstall
+    wheel = base / "pgwheel"
+    target = wheel / "pgserver" / "pginstall"
+    shutil.copytree(source, target, symlinks=True)
+    libs = source.parent.parent / "pgserver.libs"  # the binaries' rpath: $ORIGIN/../../../
+    if libs.is_dir():
+        shutil.copytree(libs, wheel / "pgserver.libs", symlinks=True)
+    for path in [base, *wheel.rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode
+        runnable = path.is_dir() or mode & 0o100
+        path.chmod(mode | 0o444 | (0o111 if runnable else 0))
+    return ServerBinaries(
+        str(target / "bin" / "initdb"), str(target / "bin" / "pg_ctl"), binaries.origin
+    )
+
+
 def _run(command: list[str], what: str, log: Path | None = None) -> None:
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
@@ -151,6 +172,8 @@ def running_postgres(
         base = Path(tempfile.mkdtemp(prefix="fragment-pg-"))
         os.chmod(base, 0o777)
     assert base is not None
+    if run_as and binaries.origin == "pgserver":
+        binaries = _readable_copy(binaries, base)
     data, log, pwfile = base / "data", base / "pg.log", base / "pwfile"
     password = secrets.token_urlsafe(16)
     pwfile.write_text(password + "\n")
