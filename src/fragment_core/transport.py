@@ -62,6 +62,7 @@ __all__ = [
     "QueryAuth",
     "RefreshingBearerAuth",
     "Transport",
+    "error_body",
     "guarded_client",
     "is_connection_failure",
     "json_object",
@@ -429,7 +430,7 @@ class Transport:
             with self._count_lock:
                 self.requests_made += 1
             try:
-                with self.pacer.place(), (pacer.place() if pacer else contextlib.nullcontext()):
+                with self.pacer.place(), pacer.place() if pacer else contextlib.nullcontext():
                     response = self.httpx_client.request(
                         method,
                         url_or_path,
@@ -485,7 +486,7 @@ class Transport:
 
         def once() -> T:
             try:
-                with self.pacer.place(), (pacer.place() if pacer else contextlib.nullcontext()):
+                with self.pacer.place(), pacer.place() if pacer else contextlib.nullcontext():
                     return fn(*args, **kwargs)
             except FragmentError as exc:
                 raise self._named(exc) from None
@@ -592,3 +593,16 @@ def json_object(raw: bytes | str | None, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise TransientError(f"{what} is not a JSON object")
     return data
+
+
+def error_body(response: httpx.Response, limit: int = 300) -> dict[str, Any]:
+    """A failed answer's body, for reading the vendor's own words in ``translate_error``:
+    its JSON object, else ``{"message": the first limit characters of its text}`` (HTML
+    from a proxy, plain text, a JSON list), else ``{}`` when it has no body."""
+    try:
+        data = jsonlib.loads(response.content) if response.content else {}
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        return data
+    return {"message": response.text[:limit].strip()}

@@ -16,7 +16,7 @@ from fragment_core.errors import (
     TransientError,
 )
 from fragment_core.retries import HeaderPacer
-from fragment_core.transport import OriginAuth, Transport
+from fragment_core.transport import OriginAuth, Transport, error_body
 
 T = TypeVar("T")
 
@@ -121,12 +121,8 @@ def fetch_json(
 
 def error_message(response: httpx.Response) -> str:
     """The vendor's own words from an error body (``message`` / ``error``), short."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200].strip()
-    if isinstance(body, Mapping):
-        for key in ("message", "error", "detail", "status"):
-            if isinstance(body.get(key), str) and body[key].strip():
-                return str(body[key]).strip()[:200]
+    body = error_body(response, limit=200)
+    for key in ("message", "error", "detail", "status"):
+        if isinstance(body.get(key), str) and body[key].strip():
+            return str(body[key]).strip()[:200]
     return ""

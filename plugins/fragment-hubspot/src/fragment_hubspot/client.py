@@ -25,7 +25,7 @@ from fragment_core.errors import (
     TransientError,
 )
 from fragment_core.retries import Pacer, retry_after_from_headers
-from fragment_core.transport import BearerAuth, Transport, json_object
+from fragment_core.transport import BearerAuth, Transport, error_body, json_object
 from fragment_hubspot.config import HubSpotConfig
 
 #: Seconds to wait after a 429 without Retry-After, by HubSpot's ``policyName``.
@@ -54,11 +54,7 @@ def hubspot_error(response: httpx.Response, action: str) -> FragmentError | None
     Messages quote HubSpot's own ``message`` and ``category`` (never the request, so never
     the token) and say what a person can do about it.
     """
-    status = response.status_code
-    try:
-        body = json_object(response.content, "the error")
-    except TransientError:
-        body = {"message": response.text[:300]}
+    status, body = response.status_code, error_body(response)
     category = str(body.get("category") or body.get("errorType") or "")
     message = str(body.get("message") or "").strip() or f"HTTP {status}"
     detail = f"{message} (HTTP {status}{', ' + category if category else ''})"

@@ -72,11 +72,10 @@ class HubSpotConnector(Connector[HubSpotConfig]):
         """The HubSpot client (``self.client``, built on first use)."""
         return HubSpotClient(self.config, where=self.where)
 
-    @property
+    @cached_property
     def properties(self) -> list[str]:
-        """Task properties each search asks for."""
-        extra = [p for p in self.config.extra_properties if p not in BASE_PROPERTIES]
-        return [*BASE_PROPERTIES, *extra]
+        """Task properties each search asks for: BASE_PROPERTIES, then the extra ones."""
+        return list(dict.fromkeys([*BASE_PROPERTIES, *self.config.extra_properties]))
 
     @cached_property
     def portal(self) -> tuple[int, str]:
@@ -216,9 +215,8 @@ class HubSpotConnector(Connector[HubSpotConfig]):
             "status": status or None,
             "body": body or None,
         }
-        for prop in self.config.extra_properties:
-            if prop not in BASE_PROPERTIES:
-                custom[prop] = properties.get(prop)
+        for prop in self.properties[len(BASE_PROPERTIES) :]:  # extra_properties
+            custom[prop] = properties.get(prop)
         associations = record.get("associations")
         if isinstance(associations, Mapping):
             for object_type in self.config.associations:
@@ -257,26 +255,25 @@ class HubSpotConnector(Connector[HubSpotConfig]):
         return f"completed HubSpot task {task_id}"
 
     def check(self) -> str:
-        """Reach the account and the task search; say what is wrong in actionable words."""
+        """Reach the account and the task search; say what is wrong in actionable words.
+
+        A configured portal_id must be the token's account, else every link is wrong (it
+        is trusted when the token lacks the oauth scope to read the account).
+        """
         portal_id, app_host = self.portal
         if self.config.portal_id is not None:
-            self._check_portal_id(self.config.portal_id)
+            try:
+                actual = self.client.account_details().get("portalId")
+            except MissingScopeError:
+                actual = None
+            if actual is not None and str(actual) != str(portal_id):
+                raise ConfigurationError(
+                    f"portal_id is {portal_id} but the access token belongs to HubSpot account "
+                    f"{actual}; set portal_id = {actual} (or remove it) in the source options",
+                    where=self.where,
+                )
         query = {"filterGroups": [{"filters": self._open_filters()}], "limit": 1}
         page = self.client.search({**query, "properties": ["hs_object_id"]})
         total = page.get("total")
         count = f"{total} open tasks match" if total is not None else "task search works"
         return f"HubSpot account {portal_id} ({app_host}): {count}"
-
-    def _check_portal_id(self, portal_id: int) -> None:
-        """A configured portal_id must be the token's account (else every link is wrong)."""
-        try:
-            details = self.client.account_details()
-        except MissingScopeError:
-            return  # without the oauth scope the id cannot be verified: trust it
-        actual = details.get("portalId")
-        if actual is not None and str(actual) != str(portal_id):
-            raise ConfigurationError(
-                f"portal_id is {portal_id} but the access token belongs to HubSpot account "
-                f"{actual}; set portal_id = {actual} (or remove it) in the source options",
-                where=self.where,
-            )

@@ -13,6 +13,7 @@ of the results it announced raises IncompleteFetchError instead of passing for t
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator, Mapping
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -43,33 +44,24 @@ def _modified_ms(item: Any) -> int | None:
 
 
 def _object_id(item: Any) -> int | None:
-    try:
-        return int(item["id"])
-    except (KeyError, TypeError, ValueError):
-        return None
+    task_id = item_id(item)
+    return int(task_id) if task_id and task_id.isdigit() else None
 
 
 def _filter(prop: str, operator: str, value: int) -> dict[str, Any]:
     return {"propertyName": prop, "operator": operator, "value": str(value)}
 
 
+@dataclass(frozen=True)
 class WindowedSearch:
     """Every result of ``filters`` through ``search``, whatever the per-query cap."""
 
-    def __init__(
-        self,
-        search: SearchFn,
-        *,
-        properties: list[str],
-        page_size: int,
-        cap: int,
-        where: str | None = None,
-    ) -> None:
-        self.search = search
-        self.where = where
-        self.properties = properties
-        self.page_size = page_size
-        self.cap = cap
+    search: SearchFn
+    _: KW_ONLY
+    properties: list[str]
+    page_size: int
+    cap: int
+    where: str | None = None
 
     def fetch(self, filters: Filters, *, since_ms: int | None = None) -> Iterator[Any]:
         """Yield each matching result once (by id); raw items, malformed ones included."""

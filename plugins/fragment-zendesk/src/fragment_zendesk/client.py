@@ -25,7 +25,7 @@ from fragment_core.errors import (
 )
 from fragment_core.redaction import redact
 from fragment_core.retries import RateBudget, RetryPolicy
-from fragment_core.transport import BasicAuth, BearerAuth, OriginAuth, Transport
+from fragment_core.transport import BasicAuth, BearerAuth, OriginAuth, Transport, error_body
 from fragment_zendesk.bridge import TransportAdapter, session_for
 from fragment_zendesk.config import ZendeskConfig
 
@@ -54,16 +54,12 @@ def split_host(base_url: str) -> tuple[str, str]:
 
 def _said(response: httpx.Response) -> tuple[str, str, Any]:
     """Zendesk's (error, description, details) from an error body (JSON or text)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return "", response.text[:200].strip(), None
-    if not isinstance(body, dict):
-        return "", str(body)[:200], None
+    body = error_body(response, limit=200)
     error = body.get("error")
     if isinstance(error, dict):  # {"error": {"title", "message"}} (no help desk here)
         return str(error.get("title") or ""), str(error.get("message") or ""), None
-    return str(error or ""), str(body.get("description") or ""), body.get("details")
+    description = body.get("description") or body.get("message")  # message: not JSON
+    return str(error or ""), str(description or ""), body.get("details")
 
 
 class ZendeskClient:
