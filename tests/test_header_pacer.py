@@ -82,12 +82,11 @@ def test_requests_flow_freely_while_the_window_has_requests_left(vendor: Any) ->
     api, windows = vendor
     window = windows["items"] = Window(limit=5, length=30.0, reset_format="seconds")
     pacer = HeaderPacer(remaining_header="ratelimit-remaining", reset_header="RATELIMIT-RESET")
-    started = time.monotonic()
     with Transport(api.base_url, retry=NO_RETRY, pacer=pacer) as transport:
         for _ in range(5):
             transport.request("GET", "/items")
+    # no hold (a wrongful one would be counted in waits, and last 30 s)
     assert window.statuses == [200] * 5 and pacer.waits == 0 and pacer.remaining == 0
-    assert time.monotonic() - started < 10.0  # a wrongful hold would last 30 s
 
 
 @pytest.mark.parametrize("reset_format", ["unix", "seconds"])

@@ -173,9 +173,7 @@ def exercise(
     cursor_before = store.source_state(name).cursor
 
     inject()
-    started = time.monotonic()
     report = sync()
-    assert time.monotonic() - started < 30
     assert report.outcome == expect, report.messages
     after = statuses()
     done = {eid for eid, status in after.items() if status == TaskStatus.DONE}

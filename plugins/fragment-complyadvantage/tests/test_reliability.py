@@ -134,9 +134,7 @@ def exercise(
     before = statuses()
 
     inject()
-    started = time.monotonic()
     report = sync()
-    assert time.monotonic() - started < 30
     assert report.outcome == expect, report.messages
     after = statuses()
     done = {eid for eid, status in after.items() if status == TaskStatus.DONE}
