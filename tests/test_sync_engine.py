@@ -4,6 +4,7 @@ records, no echo, no resurrection, write-back retries."""
 from __future__ import annotations
 
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -598,3 +599,51 @@ def test_a_run_against_an_unreachable_tasks_api_is_not_ok(world: Any) -> None:
     assert report.outcome == RunOutcome.FAILED and "Connection refused" in " ".join(
         report.messages
     )
+
+
+class PausingConnector(ListConnector):
+    """Yields the first half of its records, then waits until ``resume`` is set."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__(source)
+        self.paused, self.resume = threading.Event(), threading.Event()
+
+    def fetch_backlog(self) -> Iterator[Record]:
+        half = len(self.records) // 2
+        yield from self.records[:half]
+        self.paused.set()
+        assert self.resume.wait(60), "never resumed"
+        yield from self.records[half:]
+
+
+def test_runs_sharing_one_client_count_only_their_own_requests(sandbox: Any) -> None:
+    """A fleet worker (or ``fragment run``) shares one Tasks API client among runs: one
+    run's report counts its own requests, not those another run sent meanwhile."""
+    client = sandbox.client()
+    paused = PausingConnector("shared-a")
+    other = ListConnector("shared-b")
+    for connector in (paused, other):
+        connector.records = [{"id": str(i), "title": f"t {i}"} for i in range(450)]
+    stores = [StateStore("sqlite://"), StateStore("sqlite://")]
+    reports: dict[str, Any] = {}
+
+    def sync(connector: ListConnector, store: StateStore) -> None:
+        settings = SourceSettings(name=connector.source, connector="list")
+        reports[connector.source] = sync_source(settings, connector, client, store)
+
+    before = client.requests_made
+    first = threading.Thread(target=sync, args=(paused, stores[0]))
+    first.start()
+    try:
+        assert paused.paused.wait(60)
+        sync(other, stores[1])  # the whole run while the first one is mid-fetch
+    finally:
+        paused.resume.set()
+        first.join()
+    a, b = reports["shared-a"], reports["shared-b"]
+    assert a.outcome == b.outcome == RunOutcome.OK and a.created == b.created == 450
+    assert b.requests >= 5  # its completions listing and its 5 batches at least
+    assert a.requests + b.requests == client.requests_made - before  # none counted twice
+    client.close()
+    for store in stores:
+        store.close()

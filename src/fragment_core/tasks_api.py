@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import threading
@@ -31,7 +32,7 @@ from fragment_core.errors import ConfigurationError, FragmentError
 from fragment_core.redaction import redact, register_secrets
 from fragment_core.retries import RateBudget, RetryPolicy, error_for_status, transport_error
 from fragment_core.task import RemoteTask, Task, TaskBody, TaskStatus, normalize_value
-from fragment_core.transport import BearerAuth, Transport
+from fragment_core.transport import BearerAuth, RequestTally, Transport
 
 USER_AGENT = f"fragment-core/{__version__}"
 #: Seconds :meth:`TasksClient.account` keeps the answer of ``GET /accounts/me``.
@@ -219,6 +220,11 @@ class TasksClient:
     def requests_made(self) -> int:
         """Requests sent so far, retries included."""
         return self.transport.requests_made
+
+    def tally(self) -> contextlib.AbstractContextManager[RequestTally]:
+        """Count the requests sent within the block from this context (a run's own, when
+        runs share the client): :meth:`Transport.tally`."""
+        return self.transport.tally()
 
     # -- transport -----------------------------------------------------------------------
 

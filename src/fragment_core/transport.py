@@ -24,7 +24,9 @@ import math
 import ssl
 import threading
 import time
-from collections.abc import Callable, Collection, Generator, Mapping
+from collections.abc import Callable, Collection, Generator, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -61,6 +63,7 @@ __all__ = [
     "OriginAuth",
     "QueryAuth",
     "RefreshingBearerAuth",
+    "RequestTally",
     "Transport",
     "error_body",
     "guarded_client",
@@ -311,6 +314,19 @@ def guarded_client(
     )
 
 
+@dataclass
+class RequestTally:
+    """The requests one :class:`Transport` sent within :meth:`Transport.tally`."""
+
+    count: int = 0
+
+
+#: The open tallies of this context, by transport: a run counts only its own requests
+#: when runs share one transport (fleet workers run several at once). Threads that are
+#: given this context (the sync's apply pool) count into the same tallies.
+_TALLIES: ContextVar[dict[int, RequestTally] | None] = ContextVar("fragment_tallies", default=None)
+
+
 class Transport:
     """One vendor's HTTP: the guarded client, a pacer, retries by error class, and
     status-to-error mapping.
@@ -358,6 +374,18 @@ class Transport:
 
     def __repr__(self) -> str:
         return f"Transport({redact_url(self.base_url)!r}, name={self.name!r})"
+
+    @contextlib.contextmanager
+    def tally(self) -> Iterator[RequestTally]:
+        """Count the requests (retries included) this transport sends within the block
+        from this context: the current thread and the threads given its context. Unlike
+        :attr:`requests_made`, another thread's requests meanwhile do not count."""
+        tally = RequestTally()
+        token = _TALLIES.set({**(_TALLIES.get() or {}), id(self): tally})
+        try:
+            yield tally
+        finally:
+            _TALLIES.reset(token)
 
     def __enter__(self) -> Transport:
         return self
@@ -427,8 +455,11 @@ class Transport:
         """
 
         def send() -> httpx.Response:
+            tally = (_TALLIES.get() or {}).get(id(self))
             with self._count_lock:
                 self.requests_made += 1
+                if tally is not None:
+                    tally.count += 1
             try:
                 with self.pacer.place(), pacer.place() if pacer else contextlib.nullcontext():
                     response = self.httpx_client.request(

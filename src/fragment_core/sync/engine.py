@@ -7,13 +7,15 @@ Temporal activity all call the same code.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
-from typing import Any, Protocol
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from pydantic import ValidationError
 
@@ -56,6 +58,9 @@ from fragment_core.sync.plan import (
 from fragment_core.sync.ports import TasksApi
 from fragment_core.sync.rebuild import rebuild_source, rebuild_state, state_is_lost
 from fragment_core.sync.verify import Verification, start_verification, verify_due
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -457,8 +462,24 @@ class SyncRun:
         """Whether this run writes nothing."""
         return self.report.dry_run
 
-    def _count_requests(self, before: int) -> None:
-        self.report.requests += getattr(self.client, "requests_made", 0) - before
+    @contextlib.contextmanager
+    def counting_requests(self) -> Iterator[None]:
+        """Add the Tasks API requests sent within the block to the report: only this
+        run's, through the client's ``tally`` (runs sharing one client, as in a fleet
+        worker, do not count each other's); a client without one, by ``requests_made``."""
+        tally = getattr(self.client, "tally", None)
+        if tally is None:
+            before = getattr(self.client, "requests_made", 0)
+            try:
+                yield
+            finally:
+                self.report.requests += getattr(self.client, "requests_made", 0) - before
+            return
+        with tally() as counted:
+            try:
+                yield
+            finally:
+                self.report.requests += counted.count
 
     def snapshot(self) -> dict[str, Any]:
         """What :meth:`restore` needs, JSON-ready (no record, no secret)."""
@@ -524,11 +545,10 @@ def start_run(
     if dry_run:
         _warn_of_another_destination(source.name, client, store, report)
         return run
-    before = getattr(client, "requests_made", 0)
-    run.blocked = _check_state(source.name, client, store, report, rebind=rebind)
-    if not run.blocked:
-        record_completions(run)
-    run._count_requests(before)
+    with run.counting_requests():
+        run.blocked = _check_state(source.name, client, store, report, rebind=rebind)
+        if not run.blocked:
+            record_completions(run)
     return run
 
 
@@ -557,6 +577,20 @@ def record_completions(run: SyncRun) -> int:
     return new
 
 
+def _counting_requests(
+    phase: Callable[Concatenate[SyncRun, P], T],
+) -> Callable[Concatenate[SyncRun, P], T]:
+    """A phase whose Tasks API requests its run's report counts."""
+
+    @functools.wraps(phase)
+    def counted(run: SyncRun, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        with run.counting_requests():
+            return phase(run, *args, **kwargs)
+
+    return counted
+
+
+@_counting_requests
 def fetch_and_apply(  # noqa: C901
     run: SyncRun,
     *,
@@ -577,7 +611,6 @@ def fetch_and_apply(  # noqa: C901
     :mod:`fragment_core.sync.verify`)."""
     source, store, report = run.source, run.store, run.report
     progress = progress or NoProgress()
-    before = getattr(run.client, "requests_made", 0)
     run.fetched_done = True
     verification = _start_verification(run, verify)
     # Writes start while the fetch goes on: each full chunk of creates, updates and
@@ -671,7 +704,6 @@ def fetch_and_apply(  # noqa: C901
                 raise
             run.failed = run.state_broken = True
             report.messages.append(_state_text(exc, store))
-    run._count_requests(before)
     return plan
 
 
