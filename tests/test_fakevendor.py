@@ -260,6 +260,12 @@ def test_sustained_rate_limit_in_the_vendors_own_429() -> None:
         assert httpx.get(url, headers=AUTH).status_code == 429
         now[0] += 0.25  # sustained: the window slides, requests pass again
         assert httpx.get(url, headers=AUTH).status_code == 200
+        limit.body = "Too Many Requests"  # a text body: the 429 is text/plain
+        for _ in range(3):
+            httpx.get(url, headers=AUTH)
+        plain = httpx.get(url, headers=AUTH)
+        assert plain.status_code == 429 and plain.text == "Too Many Requests"
+        assert plain.headers["content-type"].startswith("text/plain")
 
 
 def test_effects_keyed_by_item_and_idempotency_key() -> None:

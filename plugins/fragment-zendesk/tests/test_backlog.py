@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from fragment_zendesk import ZendeskConnector
 from fragment_zendesk.client import RecordInvalidError
@@ -84,8 +86,15 @@ def test_a_5xx_storm_fails_the_fetch(zendesk: FakeZendesk) -> None:
     assert len(zendesk.api.requests_to("GET", EXPORT)) == 3
 
 
-def test_a_429_with_retry_after_is_waited_out() -> None:
+@pytest.mark.parametrize(
+    "body",
+    ["Rate limit exceeded", {"error": "APIRateLimitExceeded", "description": "Rate limit"}],
+    ids=["text-plain", "json"],
+)
+def test_a_429_with_retry_after_is_waited_out(body: Any) -> None:
+    """Zendesk's 429 may be text/plain or JSON: either way its Retry-After is waited out."""
     fake = FakeZendesk(export_limit=RateLimit(2, 1.0))
+    fake.export_limit.body = body
     with fake.api:
         fake.add_tickets(450)
         connector = ZendeskConnector(fake.config(), source="support")

@@ -218,8 +218,9 @@ class VersionedStore:
 class RateLimit:
     """A sustained limit: at most ``requests`` per ``window`` seconds (per route group).
 
-    ``headers`` (a callable of the seconds to wait) and ``body`` shape the vendor's own 429;
-    ``paths`` limits it to some route templates (all routes when empty).
+    ``headers`` (a callable of the seconds to wait) and ``body`` shape the vendor's own 429
+    (a text ``body`` is sent as ``text/plain``, as some vendors' 429s are); ``paths``
+    limits it to some route templates (all routes when empty).
     """
 
     requests: int
@@ -479,7 +480,10 @@ class FakeVendor:
             with self._lock:
                 wait = limit.check(template)
             if wait is not None:
-                return FakeResponse(limit.status, json=limit.body, headers=limit.headers(wait))
+                body, headers = limit.body, limit.headers(wait)
+                if isinstance(body, str):
+                    return FakeResponse(limit.status, text=body, headers=headers)
+                return FakeResponse(limit.status, json=body, headers=headers)
         validate = validate and self._openapi is not None
         if validate:
             self._check_request(req)

@@ -128,7 +128,7 @@ class FakeZendesk(FakeVendor):
         ):
             limit.paths = frozenset({template})
             limit.headers = headers
-            limit.body = {"error": "APIRateLimitExceeded", "description": "Rate limit exceeded"}
+            limit.body = "Rate limit exceeded"  # text/plain, as real 429s may be
         super().__init__(
             "zendesk",
             token=basic,
