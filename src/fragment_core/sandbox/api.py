@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -31,6 +32,7 @@ from fragment_core.sandbox.settings import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, San
 from fragment_core.sandbox.store import (
     FIELD_KEY,
     CursorError,
+    OrderBy,
     TaskFilter,
     TaskStore,
     decode_cursor,
@@ -80,10 +82,24 @@ def _raw_uid(item: Any) -> uuid.UUID | None:
         return None
 
 
-def build_router(settings: SandboxSettings, store: TaskStore) -> APIRouter:  # noqa: C901
+def build_router(settings: SandboxSettings, store: TaskStore) -> APIRouter:
     """The API routes bound to one store and one token."""
+    router = APIRouter(
+        prefix="/api/v1",
+        dependencies=[Depends(_authenticator(settings))],
+        responses=_COMMON_RESPONSES,
+    )
+    _add_account_route(router, store)
+    # Batch routes come before /tasks/{uid} so "batch" is never read as a uid.
+    _add_batch_routes(router, settings, store)
+    _add_task_routes(router, settings, store)
+    _add_list_route(router, store)
+    return router
+
+
+def _authenticator(settings: SandboxSettings) -> Callable[..., None]:
+    """The dependency refusing a request without the sandbox's bearer token (401)."""
     expected = settings.token.get_secret_value().encode()
-    account_uid = store.account_uid
 
     def authenticate(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -94,37 +110,12 @@ def build_router(settings: SandboxSettings, store: TaskStore) -> APIRouter:  # n
                 401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"}
             )
 
-    router = APIRouter(
-        prefix="/api/v1", dependencies=[Depends(authenticate)], responses=_COMMON_RESPONSES
-    )
-    write_adapter = TypeAdapter(TaskWrite)
-    put_adapter = TypeAdapter(TaskPutItem)
-    patch_adapter = TypeAdapter(TaskPatchItem)
+    return authenticate
 
-    def parse_batch(
-        body: BatchRequest, adapter: TypeAdapter[ItemT]
-    ) -> tuple[list[tuple[int, ItemT]], list[dict[str, Any]]]:
-        """The valid items with their positions, and a 422 error for each invalid one."""
-        if len(body.items) > settings.max_batch:
-            raise validation_error(
-                ["body", "items"],
-                f"a batch holds at most {settings.max_batch} items, got {len(body.items)}",
-                "too_long",
-            )
-        parsed: list[tuple[int, ItemT]] = []
-        errors: list[dict[str, Any]] = []
-        for index, item in enumerate(body.items):
-            try:
-                parsed.append((index, adapter.validate_python(item)))
-            except ValidationError as exc:
-                errors.append(_error(index, _raw_uid(item), 422, _item_message(exc)))
-        return parsed, errors
 
-    def load(uid: uuid.UUID) -> dict[str, Any]:
-        task = store.get(str(uid))
-        if task is None:
-            raise HTTPException(404, f"no task with uid {uid}")
-        return task
+def _add_account_route(router: APIRouter, store: TaskStore) -> None:
+    """``GET /accounts/me``."""
+    account_uid = store.account_uid
 
     @router.get("/accounts/me", response_model=Account, tags=["accounts"])
     async def me() -> Account:
@@ -136,68 +127,37 @@ def build_router(settings: SandboxSettings, store: TaskStore) -> APIRouter:  # n
             role="super_admin",
         )
 
-    # Batch routes come before /tasks/{uid} so "batch" is never read as a uid.
+
+def _add_batch_routes(router: APIRouter, settings: SandboxSettings, store: TaskStore) -> None:
+    """``POST``, ``PUT`` and ``PATCH /tasks/batch``."""
+    write_adapter = TypeAdapter(TaskWrite)
+    put_adapter = TypeAdapter(TaskPutItem)
+    patch_adapter = TypeAdapter(TaskPatchItem)
+
     @router.post("/tasks/batch", response_model=BatchResponse, tags=["tasks"])
     async def create_batch(body: BatchRequest) -> Response:
         """Create many tasks; an item with a taken uid or invalid content is refused alone."""
-        parsed, errors = parse_batch(body, write_adapter)
-        now = tasks.now_text()
-        written: list[dict[str, Any]] = []
-        uids = {index: (w.uid or uuid.uuid4()) for index, w in parsed}
-        existing = store.get_many(str(uid) for uid in uids.values())
-        for index, write in parsed:
-            uid = str(uids[index])
-            if uid in existing:
-                errors.append(_error(index, uid, settings.post_conflict_status, "uid exists"))
-                continue
-            existing[uid] = task = tasks.create(write, uuid.UUID(uid), now)
-            written.append(task)
-        store.save_many(written)
+        parsed, errors = _parse_batch(body, write_adapter, settings.max_batch)
+        written = _create_many(store, parsed, errors, settings.post_conflict_status)
         return _batch_response(written, errors)
 
     @router.put("/tasks/batch", response_model=BatchResponse, tags=["tasks"])
     async def upsert_batch(body: BatchRequest) -> Response:
         """Create or replace many tasks by uid (idempotent); invalid items refused alone."""
-        parsed, errors = parse_batch(body, put_adapter)
-        now = tasks.now_text()
-        current = store.get_many(str(w.uid) for _, w in parsed)
-        results: list[dict[str, Any]] = []
-        changed: dict[str, dict[str, Any]] = {}
-        for _, write in parsed:
-            uid = str(write.uid)
-            old = current.get(uid)
-            if old is None:
-                task = tasks.create(write, uuid.UUID(uid), now)
-            else:
-                task = tasks.replace(old, write, now)
-            if task is not old:
-                current[uid] = changed[uid] = task
-            results.append(task)
-        store.save_many(list(changed.values()))
-        return _batch_response(results, errors)
+        parsed, errors = _parse_batch(body, put_adapter, settings.max_batch)
+        return _batch_response(_upsert_many(store, parsed), errors)
 
     @router.patch(
         "/tasks/batch", response_model=BatchResponse, tags=["tasks"], responses=_NOT_FOUND
     )
     async def patch_batch(body: BatchRequest) -> Response:
         """Update many tasks by uid; an unknown uid or invalid item is refused alone."""
-        parsed, errors = parse_batch(body, patch_adapter)
-        now = tasks.now_text()
-        current = store.get_many(str(p.uid) for _, p in parsed)
-        results: list[dict[str, Any]] = []
-        changed: dict[str, dict[str, Any]] = {}
-        for index, change in parsed:
-            uid = str(change.uid)
-            old = current.get(uid)
-            if old is None:
-                errors.append(_error(index, uid, 404, f"no task with uid {uid}"))
-                continue
-            task = tasks.patch(old, change, now)
-            if task is not old:
-                current[uid] = changed[uid] = task
-            results.append(task)
-        store.save_many(list(changed.values()))
-        return _batch_response(results, errors)
+        parsed, errors = _parse_batch(body, patch_adapter, settings.max_batch)
+        return _batch_response(_patch_many(store, parsed, errors), errors)
+
+
+def _add_task_routes(router: APIRouter, settings: SandboxSettings, store: TaskStore) -> None:
+    """``POST /tasks`` and the ``PUT``, ``PATCH``, ``GET``, ``DELETE /tasks/{uid}`` routes."""
 
     @router.post(
         "/tasks",
@@ -217,37 +177,34 @@ def build_router(settings: SandboxSettings, store: TaskStore) -> APIRouter:  # n
     @router.put("/tasks/{uid}", response_model=Task, tags=["tasks"])
     async def upsert_task(uid: uuid.UUID, body: TaskWrite) -> Response:
         """Create or replace the task ``uid``. An identical repeat changes nothing."""
-        if body.uid is not None and body.uid != uid:
-            raise validation_error(["body", "uid"], f"uid {body.uid} differs from the path's")
+        _check_path_uid(uid, body.uid)
         old = store.get(str(uid))
         now = tasks.now_text()
         task = tasks.create(body, uid, now) if old is None else tasks.replace(old, body, now)
-        if task is not old:
-            store.save_many([task])
-        return json_response(_dump(task))
+        return _saved_response(store, old, task)
 
     @router.patch("/tasks/{uid}", response_model=Task, tags=["tasks"], responses=_NOT_FOUND)
     async def patch_task(uid: uuid.UUID, body: TaskPatch) -> Response:
         """Change some attributes of the task ``uid``; ``fields`` merge shallowly."""
-        if body.uid is not None and body.uid != uid:
-            raise validation_error(["body", "uid"], f"uid {body.uid} differs from the path's")
-        old = load(uid)
-        task = tasks.patch(old, body, tasks.now_text())
-        if task is not old:
-            store.save_many([task])
-        return json_response(_dump(task))
+        _check_path_uid(uid, body.uid)
+        old = _load(store, uid)
+        return _saved_response(store, old, tasks.patch(old, body, tasks.now_text()))
 
     @router.get("/tasks/{uid}", response_model=Task, tags=["tasks"], responses=_NOT_FOUND)
     async def get_task(uid: uuid.UUID) -> Response:
         """The task ``uid``."""
-        return json_response(_dump(load(uid)))
+        return json_response(_dump(_load(store, uid)))
 
     @router.delete("/tasks/{uid}", response_model=Task, tags=["tasks"], responses=_NOT_FOUND)
     async def delete_task(uid: uuid.UUID) -> Response:
         """Delete the task ``uid`` for good; answers with the task as it was."""
-        task = load(uid)
+        task = _load(store, uid)
         store.delete(str(uid))
         return json_response(_dump(task))
+
+
+def _add_list_route(router: APIRouter, store: TaskStore) -> None:
+    """``GET /tasks``."""
 
     @router.get("/tasks", response_model=TaskPage, tags=["tasks"])
     async def list_tasks(
@@ -266,29 +223,13 @@ def build_router(settings: SandboxSettings, store: TaskStore) -> APIRouter:  # n
     ) -> Response:
         """List tasks, oldest first, by keyset pages; ``fields.<key>=<value>`` filters on
         custom fields (equality on the value's text)."""
-        statuses = _statuses(status or [])
-        after_text = None
-        if updated_after is not None:
-            try:
-                after_text = format_timestamp(updated_after)
-            except ValueError as exc:
-                raise validation_error(["query", "updated_after"], str(exc)) from exc
-        fields: dict[str, str] = {}
-        for key, value in request.query_params.multi_items():
-            if key.startswith("fields."):
-                name = key.removeprefix("fields.")
-                if not FIELD_KEY.match(name):
-                    raise validation_error(
-                        ["query", key], "custom field names are letters, digits, _ and -"
-                    )
-                fields[name] = value
-        task_filter = TaskFilter(statuses, after_text, archived, fields)
-        after = None
-        if cursor is not None:
-            try:
-                after = decode_cursor(cursor, order_by)
-            except CursorError as exc:
-                raise validation_error(["query", "cursor"], str(exc)) from exc
+        task_filter = TaskFilter(
+            _statuses(status or []),
+            _updated_after_text(updated_after),
+            archived,
+            _field_filters(request),
+        )
+        after = _cursor_after(cursor, order_by)
         bodies, next_cursor = store.page(task_filter, order_by=order_by, after=after, limit=limit)
         meta = {
             "limit": limit,
@@ -299,7 +240,140 @@ def build_router(settings: SandboxSettings, store: TaskStore) -> APIRouter:  # n
         }
         return json_response('{"items":[' + ",".join(bodies) + '],"meta":' + json.dumps(meta) + "}")
 
-    return router
+
+def _parse_batch(
+    body: BatchRequest, adapter: TypeAdapter[ItemT], max_batch: int
+) -> tuple[list[tuple[int, ItemT]], list[dict[str, Any]]]:
+    """The valid items with their positions, and a 422 error for each invalid one."""
+    if len(body.items) > max_batch:
+        raise validation_error(
+            ["body", "items"],
+            f"a batch holds at most {max_batch} items, got {len(body.items)}",
+            "too_long",
+        )
+    parsed: list[tuple[int, ItemT]] = []
+    errors: list[dict[str, Any]] = []
+    for index, item in enumerate(body.items):
+        try:
+            parsed.append((index, adapter.validate_python(item)))
+        except ValidationError as exc:
+            errors.append(_error(index, _raw_uid(item), 422, _item_message(exc)))
+    return parsed, errors
+
+
+def _create_many(
+    store: TaskStore,
+    parsed: list[tuple[int, TaskWrite]],
+    errors: list[dict[str, Any]],
+    conflict_status: int,
+) -> list[dict[str, Any]]:
+    """Create and save the new tasks; a taken uid adds an error at its position."""
+    now = tasks.now_text()
+    written: list[dict[str, Any]] = []
+    uids = {index: (w.uid or uuid.uuid4()) for index, w in parsed}
+    existing = store.get_many(str(uid) for uid in uids.values())
+    for index, write in parsed:
+        uid = str(uids[index])
+        if uid in existing:
+            errors.append(_error(index, uid, conflict_status, "uid exists"))
+            continue
+        existing[uid] = task = tasks.create(write, uuid.UUID(uid), now)
+        written.append(task)
+    store.save_many(written)
+    return written
+
+
+def _upsert_many(store: TaskStore, parsed: list[tuple[int, TaskPutItem]]) -> list[dict[str, Any]]:
+    """Create or replace the tasks, saving only those that changed; all results in order."""
+    now = tasks.now_text()
+    current = store.get_many(str(w.uid) for _, w in parsed)
+    results: list[dict[str, Any]] = []
+    changed: dict[str, dict[str, Any]] = {}
+    for _, write in parsed:
+        uid = str(write.uid)
+        old = current.get(uid)
+        if old is None:
+            task = tasks.create(write, uuid.UUID(uid), now)
+        else:
+            task = tasks.replace(old, write, now)
+        if task is not old:
+            current[uid] = changed[uid] = task
+        results.append(task)
+    store.save_many(list(changed.values()))
+    return results
+
+
+def _patch_many(
+    store: TaskStore, parsed: list[tuple[int, TaskPatchItem]], errors: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Patch the tasks, saving only those that changed; an unknown uid adds a 404 error."""
+    now = tasks.now_text()
+    current = store.get_many(str(p.uid) for _, p in parsed)
+    results: list[dict[str, Any]] = []
+    changed: dict[str, dict[str, Any]] = {}
+    for index, change in parsed:
+        uid = str(change.uid)
+        old = current.get(uid)
+        if old is None:
+            errors.append(_error(index, uid, 404, f"no task with uid {uid}"))
+            continue
+        task = tasks.patch(old, change, now)
+        if task is not old:
+            current[uid] = changed[uid] = task
+        results.append(task)
+    store.save_many(list(changed.values()))
+    return results
+
+
+def _load(store: TaskStore, uid: uuid.UUID) -> dict[str, Any]:
+    task = store.get(str(uid))
+    if task is None:
+        raise HTTPException(404, f"no task with uid {uid}")
+    return task
+
+
+def _check_path_uid(uid: uuid.UUID, body_uid: uuid.UUID | None) -> None:
+    if body_uid is not None and body_uid != uid:
+        raise validation_error(["body", "uid"], f"uid {body_uid} differs from the path's")
+
+
+def _saved_response(store: TaskStore, old: dict[str, Any] | None, task: dict[str, Any]) -> Response:
+    """Save ``task`` unless it is ``old`` unchanged, and answer with it."""
+    if task is not old:
+        store.save_many([task])
+    return json_response(_dump(task))
+
+
+def _updated_after_text(updated_after: datetime | None) -> str | None:
+    if updated_after is None:
+        return None
+    try:
+        return format_timestamp(updated_after)
+    except ValueError as exc:
+        raise validation_error(["query", "updated_after"], str(exc)) from exc
+
+
+def _field_filters(request: Request) -> dict[str, str]:
+    """The ``fields.<key>=<value>`` query parameters as ``{key: value}``."""
+    fields: dict[str, str] = {}
+    for key, value in request.query_params.multi_items():
+        if key.startswith("fields."):
+            name = key.removeprefix("fields.")
+            if not FIELD_KEY.match(name):
+                raise validation_error(
+                    ["query", key], "custom field names are letters, digits, _ and -"
+                )
+            fields[name] = value
+    return fields
+
+
+def _cursor_after(cursor: str | None, order_by: OrderBy) -> tuple[str, str] | None:
+    if cursor is None:
+        return None
+    try:
+        return decode_cursor(cursor, order_by)
+    except CursorError as exc:
+        raise validation_error(["query", "cursor"], str(exc)) from exc
 
 
 def _statuses(values: list[str]) -> list[str]:

@@ -26,6 +26,7 @@ import ipaddress
 import secrets
 import time
 import uuid
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, HTTPException, Request
@@ -148,10 +149,18 @@ class OperatorGuard:
             raise HTTPException(403, "operator page: missing or wrong CSRF token")
 
 
-def build_operator_router(store: TaskStore, settings: SandboxSettings) -> APIRouter:  # noqa: C901
+def build_operator_router(store: TaskStore, settings: SandboxSettings) -> APIRouter:
     """The page, its sign-in and its two form targets (not part of the API schema)."""
     router = APIRouter(include_in_schema=False)
     guard = OperatorGuard(settings)
+    _add_session_routes(router, guard)
+    _add_page_route(router, store, guard)
+    _add_task_action_routes(router, store, guard)
+    return router
+
+
+def _add_session_routes(router: APIRouter, guard: OperatorGuard) -> None:
+    """Sign-in (``GET`` :data:`LOGIN_PATH`) and sign-out (``POST`` ``LOGOUT_PATH``)."""
 
     @router.get(LOGIN_PATH)
     async def login(request: Request, token: str = "") -> Response:
@@ -167,17 +176,21 @@ def build_operator_router(store: TaskStore, settings: SandboxSettings) -> APIRou
             httponly=True,
             samesite="strict",
             path="/",
-            max_age=int(settings.operator_session_ttl),
+            max_age=int(guard.settings.operator_session_ttl),
         )
         return response
 
     @router.post(LOGOUT_PATH)
     async def logout(request: Request) -> Response:
-        await form_of(request)
+        await _checked_form(guard, request)
         guard.end_session(request)
         response = _sign_in_page("Signed out.", 200)
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return response
+
+
+def _add_page_route(router: APIRouter, store: TaskStore, guard: OperatorGuard) -> None:
+    """The page itself at ``/``."""
 
     @router.get("/", response_class=HTMLResponse)
     async def page(request: Request) -> Response:
@@ -192,41 +205,50 @@ def build_operator_router(store: TaskStore, settings: SandboxSettings) -> APIRou
         wanted = PageRequest.from_query(request.query_params)
         return HTMLResponse(render_page(store, wanted, csrf), headers=headers)
 
-    async def form_of(request: Request) -> dict[str, list[str]]:
-        form = parse_qs((await request.body()).decode(errors="replace"))
-        guard.check_post(request, form)
-        return form
 
-    async def change(
-        uid: uuid.UUID, body: TaskPatch, form: dict[str, list[str]]
-    ) -> RedirectResponse:
-        old = store.get(str(uid))
-        if old is None:
-            raise HTTPException(404, f"no task with uid {uid}")
-        task = tasks.patch(old, body, tasks.now_text())
-        if task is not old:
-            store.save_many([task], closed_by="operator")
-        return RedirectResponse(_back_to(form), status_code=303)
+def _add_task_action_routes(router: APIRouter, store: TaskStore, guard: OperatorGuard) -> None:
+    """The Start and Complete form targets."""
 
     @router.post("/operator/tasks/{uid}/start")
     async def start(uid: uuid.UUID, request: Request) -> RedirectResponse:
-        form = await form_of(request)
-        return await change(uid, TaskPatch(status=TaskStatus.STARTED), form)
+        form = await _checked_form(guard, request)
+        return _change(store, uid, TaskPatch(status=TaskStatus.STARTED), form)
 
     @router.post("/operator/tasks/{uid}/complete")
     async def complete(uid: uuid.UUID, request: Request) -> RedirectResponse:
-        form = await form_of(request)
+        form = await _checked_form(guard, request)
         outcome = (form.get("outcome") or [""])[0].strip()
-        old = store.get(str(uid))
-        form_data = dict((old or {}).get("form_data") or {})
-        if outcome:
-            form_data["outcome"] = outcome
-        patch = TaskPatch(status=TaskStatus.DONE)
-        if outcome:
-            patch = TaskPatch(status=TaskStatus.DONE, form_data=form_data)
-        return await change(uid, patch, form)
+        patch = _completion(store.get(str(uid)), outcome)
+        return _change(store, uid, patch, form)
 
-    return router
+
+async def _checked_form(guard: OperatorGuard, request: Request) -> dict[str, list[str]]:
+    """The POST's form fields, once the guard let the request through."""
+    form = parse_qs((await request.body()).decode(errors="replace"))
+    guard.check_post(request, form)
+    return form
+
+
+def _completion(old: dict[str, Any] | None, outcome: str) -> TaskPatch:
+    """The patch completing a task; a typed outcome joins its ``form_data``."""
+    form_data = dict((old or {}).get("form_data") or {})
+    if not outcome:
+        return TaskPatch(status=TaskStatus.DONE)
+    form_data["outcome"] = outcome
+    return TaskPatch(status=TaskStatus.DONE, form_data=form_data)
+
+
+def _change(
+    store: TaskStore, uid: uuid.UUID, body: TaskPatch, form: dict[str, list[str]]
+) -> RedirectResponse:
+    """Apply an operator's change to the task ``uid`` and send the browser back."""
+    old = store.get(str(uid))
+    if old is None:
+        raise HTTPException(404, f"no task with uid {uid}")
+    task = tasks.patch(old, body, tasks.now_text())
+    if task is not old:
+        store.save_many([task], closed_by="operator")
+    return RedirectResponse(_back_to(form), status_code=303)
 
 
 def _back_to(form: dict[str, list[str]]) -> str:

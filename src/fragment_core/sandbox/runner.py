@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,9 +167,36 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _start_subprocess(  # noqa: C901
+def _start_subprocess(
     settings: SandboxSettings, host: str, port: int, timeout: float = 30.0
 ) -> SandboxHandle:
+    process = subprocess.Popen(
+        _subprocess_args(settings, host, port),
+        env=_subprocess_env(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    stop = _stopper(process)
+    deadline = time.monotonic() + timeout
+    base_url = _announced_base_url(process)
+    if base_url is None:
+        stop()
+        raise RuntimeError(f"the sandbox subprocess did not start (exit code {process.poll()})")
+    handle = SandboxHandle(
+        base_url,
+        settings.token.get_secret_value(),
+        stop,
+        operator_token=settings.operator_token.get_secret_value(),
+    )
+    if _answers_before(base_url, deadline):
+        return handle
+    stop()
+    raise RuntimeError("the sandbox subprocess did not answer in time")
+
+
+def _subprocess_args(settings: SandboxSettings, host: str, port: int) -> list[str]:
+    """The ``python -m fragment_core sandbox`` command line of ``settings`` (no tokens)."""
     args = [sys.executable, "-m", "fragment_core", "sandbox", "--host", host]
     args += ["--port", str(port), "--db", settings.db, "--max-batch", str(settings.max_batch)]
     if settings.rate_limit:
@@ -188,14 +215,20 @@ def _start_subprocess(  # noqa: C901
     args += ["--fault-retry-after", f"{settings.fault_retry_after:g}"]
     for name in settings.allowed_hosts:
         args += ["--allowed-host", name]
-    env = {
+    return args
+
+
+def _subprocess_env(settings: SandboxSettings) -> dict[str, str]:
+    """This process's environment plus the tokens (kept out of the process list)."""
+    return {
         **os.environ,
         TOKEN_ENV: settings.token.get_secret_value(),
         OPERATOR_TOKEN_ENV: settings.operator_token.get_secret_value(),
     }
-    process = subprocess.Popen(
-        args, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
+
+
+def _stopper(process: subprocess.Popen[str]) -> Callable[[], None]:
+    """A function ending ``process`` (terminate, then kill after 10 s) and closing its pipe."""
 
     def stop() -> None:
         if process.poll() is None:
@@ -208,29 +241,27 @@ def _start_subprocess(  # noqa: C901
         if process.stdout:
             process.stdout.close()
 
+    return stop
+
+
+def _announced_base_url(process: subprocess.Popen[str]) -> str | None:
+    """The base URL of the ready line the subprocess prints first, or None."""
     assert process.stdout is not None
-    base_url = None
-    deadline = time.monotonic() + timeout
     line = process.stdout.readline()
     if line.startswith(READY_PREFIX):
-        base_url = line.removeprefix(READY_PREFIX).strip().removesuffix("/api/v1")
-    if base_url is None:
-        stop()
-        raise RuntimeError(f"the sandbox subprocess did not start (exit code {process.poll()})")
-    handle = SandboxHandle(
-        base_url,
-        settings.token.get_secret_value(),
-        stop,
-        operator_token=settings.operator_token.get_secret_value(),
-    )
+        return line.removeprefix(READY_PREFIX).strip().removesuffix("/api/v1")
+    return None
+
+
+def _answers_before(base_url: str, deadline: float) -> bool:
+    """Poll ``/openapi.json`` until it answers (True) or ``deadline`` passes (False)."""
     while time.monotonic() < deadline:
         try:
             httpx.get(f"{base_url}/openapi.json", timeout=2).raise_for_status()
-            return handle
+            return True
         except httpx.HTTPError:
             time.sleep(0.05)
-    stop()
-    raise RuntimeError("the sandbox subprocess did not answer in time")
+    return False
 
 
 @contextlib.contextmanager
