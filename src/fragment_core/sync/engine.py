@@ -591,7 +591,7 @@ def _counting_requests(
 
 
 @_counting_requests
-def fetch_and_apply(  # noqa: C901
+def fetch_and_apply(
     run: SyncRun,
     *,
     full: bool = False,
@@ -609,7 +609,6 @@ def fetch_and_apply(  # noqa: C901
     ``verify`` (or the source's ``verify_every`` being due) first lists the source's
     tasks and repairs those deleted or changed in the Tasks API (see
     :mod:`fragment_core.sync.verify`)."""
-    source, store, report = run.source, run.store, run.report
     progress = progress or NoProgress()
     run.fetched_done = True
     verification = _start_verification(run, verify)
@@ -618,46 +617,66 @@ def fetch_and_apply(  # noqa: C901
     applier = None
     if not run.dry_run and not run.blocked:
         applier = StreamingApplier(
-            source.name,
+            run.source.name,
             run.client,
-            store,
+            run.store,
             batch_size=batch_size,
             stop=stop,
             progress=progress.applied,
         )
+    options = {"full": full, "force_close": force_close, "remap": remap}
+    plan = _plan_streaming(run, applier, verification, progress, **options)
+    _report_plan(run, plan, verification)
+    if run.dry_run:
+        report = run.report
+        report.created, report.updated = plan.planned["created"], plan.planned["updated"]
+        report.reopened, report.closed = plan.planned["reopened"], len(plan.close)
+        return plan
+    _report_applied(run, _finish_applying(run, applier, plan))
+    if not run.interrupted and not run.failed:
+        _commit(run, plan, verified=verification is not None)
+    return plan
+
+
+def _plan_streaming(
+    run: SyncRun,
+    applier: StreamingApplier | None,
+    verification: Verification | None,
+    progress: Progress,
+    **options: bool,
+) -> Plan:
+    """Plan the source's records, each chunk's writes handed to ``applier`` as it is
+    planned; a state failure ends the plan incomplete (noted in the report)."""
     if run.blocked:
-        plan = Plan(source=source.name, complete=False)
-    else:
-        try:
-            plan, fetch = plan_source(
-                source,
-                run.connector,
-                store,
-                pm=run.pm,
-                full=full,
-                force_close=force_close,
-                remap=remap,
-                progress=progress,
-                on_write=applier.on_write if applier is not None else None,
-                on_fingerprint=applier.on_fingerprint if applier is not None else None,
-                verification=verification,
-            )
-            run.fetch_error = fetch.exception
-            run.source_unreachable = isinstance(
-                fetch.exception, TransientError | AuthenticationError
-            )
-        except Exception as exc:
-            if applier is not None:
-                applier.abort()
-            if not is_state_failure(exc):
-                raise
-            run.state_broken = True
-            report.messages.append(_state_text(exc, store))
-            plan = Plan(source=source.name, complete=False)
-        except BaseException:
-            if applier is not None:
-                applier.abort()
+        return Plan(source=run.source.name, complete=False)
+    try:
+        plan, fetch = plan_source(
+            run.source,
+            run.connector,
+            run.store,
+            pm=run.pm,
+            progress=progress,
+            on_write=applier.on_write if applier is not None else None,
+            on_fingerprint=applier.on_fingerprint if applier is not None else None,
+            verification=verification,
+            **options,
+        )
+    except BaseException as exc:
+        if applier is not None:
+            applier.abort()
+        if not isinstance(exc, Exception) or not is_state_failure(exc):
             raise
+        run.state_broken = True
+        run.report.messages.append(_state_text(exc, run.store))
+        return Plan(source=run.source.name, complete=False)
+    run.fetch_error = fetch.exception
+    run.source_unreachable = isinstance(fetch.exception, TransientError | AuthenticationError)
+    return plan
+
+
+def _report_plan(run: SyncRun, plan: Plan, verification: Verification | None) -> None:
+    """The plan's counts and messages into the run's report and flags."""
+    report = run.report
     report.mode = plan.mode
     report.fetched = plan.fetched
     report.unchanged = plan.unchanged
@@ -672,10 +691,11 @@ def fetch_and_apply(  # noqa: C901
     report.messages.extend(plan.messages)
     run.capped = plan.capped
     run.failed = run.failed or not plan.complete
-    if run.dry_run:
-        report.created, report.updated = plan.planned["created"], plan.planned["updated"]
-        report.reopened, report.closed = plan.planned["reopened"], len(plan.close)
-        return plan
+
+
+def _finish_applying(run: SyncRun, applier: StreamingApplier | None, plan: Plan) -> ApplyResult:
+    """Send the plan's last writes and closes; what reached the Tasks API (all of it, or
+    what did before a failure, which fails the run)."""
     applied = ApplyResult()
     try:
         if applier is not None and not run.state_broken:
@@ -684,27 +704,35 @@ def fetch_and_apply(  # noqa: C901
         run.failed = True
         if is_state_failure(exc):
             run.state_broken = True
-            report.messages.append(_state_text(exc, store))
+            run.report.messages.append(_state_text(exc, run.store))
         else:
-            report.messages.append(f"writing to the Tasks API failed: {_error_text(exc)}")
+            run.report.messages.append(f"writing to the Tasks API failed: {_error_text(exc)}")
             log.error("writing to the Tasks API failed: %s", _error_text(exc))
     if applier is not None and (run.failed or run.state_broken):
         applied = applier.result  # what reached the Tasks API before the failure
+    return applied
+
+
+def _report_applied(run: SyncRun, applied: ApplyResult) -> None:
+    """What was written into the run's report and flags."""
+    report = run.report
     report.created, report.updated = applied.created, applied.updated
     report.reopened, report.closed = applied.reopened, applied.closed
     report.record_errors.extend(applied.errors)
     run.interrupted = applied.interrupted
     if applied.interrupted:
         report.messages.append("interrupted: stopped after the chunk in flight; state saved")
-    elif not run.failed:
-        try:
-            _commit_source_state(store, source.name, plan, verified=verification is not None)
-        except Exception as exc:
-            if not is_state_failure(exc):
-                raise
-            run.failed = run.state_broken = True
-            report.messages.append(_state_text(exc, store))
-    return plan
+
+
+def _commit(run: SyncRun, plan: Plan, *, verified: bool) -> None:
+    """Commit the source's cursor and fetch state; a state failure fails the run."""
+    try:
+        _commit_source_state(run.store, run.source.name, plan, verified=verified)
+    except Exception as exc:
+        if not is_state_failure(exc):
+            raise
+        run.failed = run.state_broken = True
+        run.report.messages.append(_state_text(exc, run.store))
 
 
 def write_back(

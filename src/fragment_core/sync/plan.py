@@ -454,14 +454,12 @@ class Planner:
         self.skipped += skipped
         self.seen_active += active
 
-    def feed(self, mapped: Iterable[MappedRecord | Unchanged]) -> None:  # noqa: C901
+    def feed(self, mapped: Iterable[MappedRecord | Unchanged]) -> None:
         """Plan one chunk (or any number) of mapped records, in fetch order."""
         if self._finished:
             raise RuntimeError("the planner has finished: start a new one")
-        plan, seen, source, add = self.plan, self.seen, self.source, self._add
-        reopen_on_change = self.policy.reopen == "on-change"
-        get = self.known.get
-        on_fingerprint = self.on_fingerprint
+        plan, seen, source = self.plan, self.seen, self.source
+        get, plan_record = self.known.get, self._plan_record
         cursor = self.cursor
         fetched = unchanged = unidentified = seen_active = 0
         for item in mapped:
@@ -479,56 +477,62 @@ class Planner:
                 plan.record_errors.append(item.error)
             if eid is None:
                 unidentified += item.error is not None
-                continue
-            if item.dropped:
+            elif item.dropped:
                 plan.dropped += 1
-                continue
-            if eid in seen:
+            elif eid in seen:
                 _duplicate(plan, source, eid)
-                continue
-            seen.add(eid)
-            state = get(eid)
-            if state is not None:
-                seen_active += state[1] in ACTIVE
-            if not item.open:
-                if state is not None and state[1] in ACTIVE:
-                    close = PlannedClose(eid, task_uid_text(source, eid))
-                    (self.retries if state[1] == CLOSING else self.explicit_closes).append(close)
-                continue
-            if item.task is None or item.content_hash is None:
-                continue  # failed to map: seen (so not closed), nothing to write
-            if item.wire is None:  # mapped by hand (tests, tools): build the body here
-                built = map_task(source, item.task)
-                item = replace(item, wire=built.wire, uid=built.uid)
-            if state is None:
-                add("created", item)
-                continue
-            old_hash, status, times_missing, old_record_hash = state
-            if times_missing:
-                plan.missing[eid] = 0
-            if status == OPEN:
-                if old_hash != item.content_hash:
-                    add("updated", item)
-                    continue
-                unchanged += 1
-            elif status == DONE:
-                if reopen_on_change and old_hash and old_hash != item.content_hash:
-                    add("reopened", item)
-                    continue
-                unchanged += 1
-            else:  # closing/closed by the sync and back, or a reopen not known to have landed
-                add("reopened", item)
-                continue
-            if item.record_hash is not None and item.record_hash != old_record_hash:
-                if on_fingerprint is not None:
-                    on_fingerprint(eid, item.record_hash)
-                else:
-                    plan.fingerprints[eid] = item.record_hash
+            else:
+                seen.add(eid)
+                state = get(eid)
+                if state is not None:
+                    seen_active += state[1] in ACTIVE
+                unchanged += plan_record(item, eid, state)
         self.cursor = cursor
         self.fetched += fetched
         self.unchanged += unchanged
         self.unidentified += unidentified
         self.seen_active += seen_active
+
+    def _plan_record(self, item: MappedRecord, eid: str, state: tuple[Any, ...] | None) -> bool:
+        """Plan one record seen for the first time in this fetch (``state``: what the
+        state knows of it); whether it is unchanged."""
+        if not item.open:
+            if state is not None and state[1] in ACTIVE:
+                close = PlannedClose(eid, task_uid_text(self.source, eid))
+                (self.retries if state[1] == CLOSING else self.explicit_closes).append(close)
+            return False
+        if item.task is None or item.content_hash is None:
+            return False  # failed to map: seen (so not closed), nothing to write
+        if item.wire is None:  # mapped by hand (tests, tools): build the body here
+            built = map_task(self.source, item.task)
+            item = replace(item, wire=built.wire, uid=built.uid)
+        if state is None:
+            self._add("created", item)
+            return False
+        old_hash, status, times_missing, old_record_hash = state
+        if times_missing:
+            self.plan.missing[eid] = 0
+        if status == OPEN:
+            kind = "updated" if old_hash != item.content_hash else None
+        elif status == DONE:
+            changed = bool(old_hash) and old_hash != item.content_hash
+            kind = "reopened" if changed and self.policy.reopen == "on-change" else None
+        else:  # closing/closed by the sync and back, or a reopen not known to have landed
+            kind = "reopened"
+        if kind is not None:
+            self._add(kind, item)
+            return False
+        if item.record_hash is not None and item.record_hash != old_record_hash:
+            self._note_fingerprint(eid, item.record_hash)
+        return True
+
+    def _note_fingerprint(self, eid: str, record_hash: str) -> None:
+        """An unchanged task whose raw record changed: its new hash, so the next run can
+        skip mapping it."""
+        if self.on_fingerprint is not None:
+            self.on_fingerprint(eid, record_hash)
+        else:
+            self.plan.fingerprints[eid] = record_hash
 
     def finish(self, complete: bool) -> Plan:
         """The plan, once the fetch has ended (``complete``: it ran to its end): the
