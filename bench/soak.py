@@ -154,84 +154,51 @@ def change_the_world(rng: random.Random, office: FakeBackoffice, client: Any, ta
         tally.file_completed.update(picked)
 
 
-def soak(  # noqa: C901
-    minutes: float, seed: int, records: int, faults: float, runners: int = 1
-) -> int:
-    logging.getLogger("stamina").setLevel(logging.ERROR)  # retries are expected here
-    rng = random.Random(seed)
-    office = FakeBackoffice(records, token=TOKEN, prefix="S", digits=6, effect_delay=0.005)
-    tally = Tally()
-    folder = Path(tempfile.mkdtemp(prefix="fragment-soak-"))
-    deadline = time.monotonic() + minutes * 60
-    started = time.monotonic()
-    backlog = write_sample(folder / "backlog.csv", 100)
-    appended_log, stop_file = folder / "appended.log", folder / "appender.stop"
-    appender = subprocess.Popen(
-        [sys.executable, "-c", APPENDER, str(backlog), str(appended_log), str(stop_file)]
-    )
-    with (
-        office.api,
-        run_sandbox(faults=faults, seed=seed, fault_retry_after=0.05, in_thread=False) as sandbox,
-    ):
-        config = write_config(folder, sandbox.url, sandbox.token, office)
-        base = [sys.executable, "-m", "fragment_core", "--config", str(config), "sync"]
-        command = [*base, SOURCE, "--json"]
-        file_command = [*base, FILE_SOURCE, "--json"]
-        env = {**os.environ, "SOAK_TOKEN": TOKEN}
-        client = sandbox.client(retry_attempts=20, retry_wait_initial=0.01, retry_wait_max=0.2)
+def run_syncs(
+    command: list[str], env: dict[str, str], tally: Tally, kill_after: float | None, count: int = 1
+) -> None:
+    """``count`` concurrent runs of ``command`` (all on one state), SIGKILLed after
+    ``kill_after`` seconds if still going; a run refused by the source's lease (exit 5)
+    counts as ``busy``."""
+    processes = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(count)
+    ]
+    until = None if kill_after is None else time.monotonic() + kill_after
+    for process in processes:
+        left = None if until is None else max(0.0, until - time.monotonic())
+        try:
+            out, err = process.communicate(timeout=left)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            process.communicate()
+            tally.kills += 1
+            tally.runs["killed"] += 1
+            continue
+        if b"Traceback" in err:
+            print(err.decode(), file=sys.stderr)
+            tally.runs["crashed"] += 1
+        elif process.returncode == EXIT_BUSY:
+            tally.runs["busy"] += 1
+        else:
+            tally.runs[json.loads(out).get("outcome", "?") if out.strip() else "?"] += 1
 
-        def run(kill_after: float | None, command: list[str] = command, count: int = 1) -> None:
-            """``count`` concurrent runs of ``command`` (all on one state), SIGKILLed
-            after ``kill_after`` seconds if still going; a run refused by the source's
-            lease (exit 5) counts as ``busy``."""
-            processes = [
-                subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                for _ in range(count)
-            ]
-            until = None if kill_after is None else time.monotonic() + kill_after
-            for process in processes:
-                left = None if until is None else max(0.0, until - time.monotonic())
-                try:
-                    out, err = process.communicate(timeout=left)
-                except subprocess.TimeoutExpired:
-                    process.send_signal(signal.SIGKILL)
-                    process.communicate()
-                    tally.kills += 1
-                    tally.runs["killed"] += 1
-                    continue
-                if b"Traceback" in err:
-                    print(err.decode(), file=sys.stderr)
-                    tally.runs["crashed"] += 1
-                    continue
-                if process.returncode == EXIT_BUSY:
-                    tally.runs["busy"] += 1
-                    continue
-                outcome = json.loads(out).get("outcome", "?") if out.strip() else "?"
-                tally.runs[outcome] += 1
 
-        while time.monotonic() < deadline:
-            change_the_world(rng, office, client, tally)
-            inject_vendor_fault(rng, office, tally)
-            run(rng.uniform(1.0, 4.0) if rng.random() < 0.5 else None, command, runners)
-            run(rng.uniform(0.3, 1.5) if rng.random() < 0.3 else None, file_command)
+def converge(commands: list[list[str]], env: dict[str, str]) -> bool:
+    """Clean runs of each command until one exits 0 (at most 10 each)."""
+    for each in commands:
+        for _ in range(10):
+            done = subprocess.run(each, env=env, capture_output=True, timeout=600)
+            if done.returncode == 0:
+                break
+        else:
+            print(f"no clean run of {each[-2]} at the end", file=sys.stderr)
+            return False
+    return True
 
-        # converge: stop the appender, clean vendor, clean runs until ok
-        stop_file.touch()
-        appender.wait(timeout=60)
-        office.api.reset()
-        for each in (command, file_command):
-            for _ in range(10):
-                done = subprocess.run(each, env=env, capture_output=True, timeout=600)
-                if done.returncode == 0:
-                    break
-            else:
-                print(f"no clean run of {each[-2]} at the end", file=sys.stderr)
-                return 1
-        tasks = list(client.list_tasks(fields={SOURCE_FIELD: SOURCE}, page_size=1000))
-        file_tasks = list(client.list_tasks(fields={SOURCE_FIELD: FILE_SOURCE}, page_size=1000))
-        stats = sandbox.stats()
-        client.close()
 
+def source_problems(tasks: list[Any], office: FakeBackoffice, tally: Tally) -> list[str]:
+    """What broke the guarantees for the back-office source."""
     by_id = Counter(t.external_id for t in tasks)
     done = {t.external_id for t in tasks if t.status == TaskStatus.DONE}
     resolved = {k for k, v in office.tickets.items() if v == "resolved"}
@@ -254,9 +221,15 @@ def soak(  # noqa: C901
         problems.append(f"write-back effects not exactly once / echoed: {len(wrong_effects)}")
     if lost:
         problems.append(f"{len(lost)} operator completions never written back")
-    _, rows = FileConnector(FileConfig(path=backlog), source=FILE_SOURCE).read_rows()
-    row_status = {str(r["id"]): r.get("status") for r in rows}
-    appended = appended_log.read_text().split()
+    return problems
+
+
+def file_problems(
+    file_tasks: list[Any], row_status: dict[str, Any], appended: list[str], tally: Tally,
+    folder: Path,
+) -> list[str]:  # fmt: skip
+    """What broke the guarantees for the file source appended to by another program."""
+    problems = []
     lost_rows = [i for i in appended if i not in row_status]
     if lost_rows:
         problems.append(f"{len(lost_rows)} of {len(appended)} appended file rows lost")
@@ -271,9 +244,59 @@ def soak(  # noqa: C901
     temporaries = list(folder.glob(".backlog.csv.*.tmp"))
     if temporaries:
         problems.append(f"{len(temporaries)} temporary files left next to the backlog")
+    return problems
+
+
+def soak(minutes: float, seed: int, records: int, faults: float, runners: int = 1) -> int:
+    logging.getLogger("stamina").setLevel(logging.ERROR)  # retries are expected here
+    rng = random.Random(seed)
+    office = FakeBackoffice(records, token=TOKEN, prefix="S", digits=6, effect_delay=0.005)
+    tally = Tally()
+    folder = Path(tempfile.mkdtemp(prefix="fragment-soak-"))
+    deadline = time.monotonic() + minutes * 60
+    started = time.monotonic()
+    backlog = write_sample(folder / "backlog.csv", 100)
+    appended_log, stop_file = folder / "appended.log", folder / "appender.stop"
+    appender = subprocess.Popen(
+        [sys.executable, "-c", APPENDER, str(backlog), str(appended_log), str(stop_file)]
+    )
+    with (
+        office.api,
+        run_sandbox(faults=faults, seed=seed, fault_retry_after=0.05, in_thread=False) as sandbox,
+    ):
+        config = write_config(folder, sandbox.url, sandbox.token, office)
+        base = [sys.executable, "-m", "fragment_core", "--config", str(config), "sync"]
+        command = [*base, SOURCE, "--json"]
+        file_command = [*base, FILE_SOURCE, "--json"]
+        env = {**os.environ, "SOAK_TOKEN": TOKEN}
+        client = sandbox.client(retry_attempts=20, retry_wait_initial=0.01, retry_wait_max=0.2)
+        while time.monotonic() < deadline:
+            change_the_world(rng, office, client, tally)
+            inject_vendor_fault(rng, office, tally)
+            run_syncs(command, env, tally, rng.uniform(1.0, 4.0) if rng.random() < 0.5 else None,
+                      runners)  # fmt: skip
+            run_syncs(file_command, env, tally,
+                      rng.uniform(0.3, 1.5) if rng.random() < 0.3 else None)  # fmt: skip
+
+        # converge: stop the appender, clean vendor, clean runs until ok
+        stop_file.touch()
+        appender.wait(timeout=60)
+        office.api.reset()
+        if not converge([command, file_command], env):
+            return 1
+        tasks = list(client.list_tasks(fields={SOURCE_FIELD: SOURCE}, page_size=1000))
+        file_tasks = list(client.list_tasks(fields={SOURCE_FIELD: FILE_SOURCE}, page_size=1000))
+        stats = sandbox.stats()
+        client.close()
+
+    _, rows = FileConnector(FileConfig(path=backlog), source=FILE_SOURCE).read_rows()
+    row_status = {str(r["id"]): r.get("status") for r in rows}
+    appended = appended_log.read_text().split()
+    problems = source_problems(tasks, office, tally)
+    problems += file_problems(file_tasks, row_status, appended, tally, folder)
     if tally.runs["crashed"]:
         problems.append(f"{tally.runs['crashed']} runs printed a traceback")
-
+    by_id = Counter(t.external_id for t in tasks)
     summary = {
         "minutes": round((time.monotonic() - started) / 60, 2),
         "seed": seed,
@@ -288,7 +311,7 @@ def soak(  # noqa: C901
         "operator_completions": len(tally.completed),
         "write_back_calls": office.write_backs(),
         "write_back_effects": sum(office.effects.values()),
-        "duplicates": duplicates,
+        "duplicates": sum(n - 1 for n in by_id.values() if n > 1),
         "file_rows_appended_by_another_program": len(appended),
         "file_rows": len(rows),
         "file_operator_completions": len(tally.file_completed),

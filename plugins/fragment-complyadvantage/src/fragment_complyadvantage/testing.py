@@ -486,111 +486,113 @@ class FakeMesh(_RatelimitedFake):
         return None
 
     # -- routes ---------------------------------------------------------------------------
-    def _routes(self) -> None:  # noqa: C901
-        @self.route("POST", "/v2/token", auth=False)
-        def token(req: FakeRequest) -> Any:
-            body = _validated(self, TokenRequest, req.json(), "POST /v2/token")
-            if isinstance(body, FakeResponse):
-                return body
-            if (body.username, body.password, body.realm) != (
-                self.username,
-                self.password,
-                self.realm,
-            ):
-                return FakeResponse(401, json={"message": "Invalid username or password"})
-            issued = f"mesh-at-{uuid.uuid4().hex}"
-            self.tokens[issued] = time.monotonic() + self.token_lifetime
-            self.tokens_issued += 1
-            lifetime = self.token_lifetime
-            expires = int(lifetime) if float(lifetime).is_integer() else lifetime
-            return self.answer(
-                {"access_token": issued, "token_type": "Bearer", "expires_in": expires}
+    def _routes(self) -> None:
+        self.route("POST", "/v2/token", auth=False)(self._token)
+        self.route("GET", "/v2/cases/workflows", scope=VIEW_CASES)(self._workflows)
+        self.route("GET", "/v2/cases", scope=VIEW_CASES)(self._list_cases)
+        self.route("GET", "/v2/cases/{case_id}", scope=VIEW_CASES)(self._get_case)
+        self.route("GET", "/v2/cases/{case_id}/alerts", scope=VIEW_CASES)(self._case_alerts)
+        alert, case = "/v2/alerts/{alert_id}/transition", "/v2/cases/{case_id}/transition"
+        self.route("POST", alert, scope=REVIEW_CASES)(self._alert_transition)
+        self.route("POST", case, scope=REVIEW_CASES)(self._case_transition)
+
+    def _token(self, req: FakeRequest) -> Any:
+        body = _validated(self, TokenRequest, req.json(), "POST /v2/token")
+        if isinstance(body, FakeResponse):
+            return body
+        if (body.username, body.password, body.realm) != (
+            self.username,
+            self.password,
+            self.realm,
+        ):
+            return FakeResponse(401, json={"message": "Invalid username or password"})
+        issued = f"mesh-at-{uuid.uuid4().hex}"
+        self.tokens[issued] = time.monotonic() + self.token_lifetime
+        self.tokens_issued += 1
+        lifetime = self.token_lifetime
+        expires = int(lifetime) if float(lifetime).is_integer() else lifetime
+        return self.answer(
+            {"access_token": issued, "token_type": "Bearer", "expires_in": expires}
+        )
+
+    def _workflows(self, req: FakeRequest) -> Any:
+        return self.answer({"workflows": self.workflows})
+
+    def _list_cases(self, req: FakeRequest) -> Any:
+        query = _validated(self, CaseListQuery, req.query, "GET /v2/cases query")
+        if isinstance(query, FakeResponse):
+            return query
+        stages = set((query.stage_identifier or "").split(",")) - {""}
+        unknown = [s for s in stages if self._stage_by_id(s) is None]
+        if unknown:
+            return self.invalid(f"GET /v2/cases: unknown stage.identifier {unknown}")
+        types = set((query.type or "").split(",")) - {""}
+        found = [
+            c
+            for _, c in self.store.searchable()
+            if (not stages or c["stage"]["identifier"] in stages)
+            and (not types or c["type"] in types)
+        ]
+        key = (query.sort or "CREATED_AT").lstrip("-").lower()
+        found.sort(
+            key=lambda c: (c[key], c["identifier"]), reverse=(query.sort or "")[:1] == "-"
+        )
+        start = (query.page_number - 1) * query.page_size
+        payload = {
+            "cases": found[start : start + query.page_size],
+            "total_count": len(found),
+        }
+        return self.answer(self._maybe_short(req.path, "cases", payload))
+
+    def _get_case(self, req: FakeRequest) -> Any:
+        case = self.cases.get(req.path_params["case_id"])
+        return self.answer(case) if case else self.not_found()
+
+    def _case_alerts(self, req: FakeRequest) -> Any:
+        query = _validated(self, PageQuery, req.query, "GET alerts query")
+        if isinstance(query, FakeResponse):
+            return query
+        case_id = req.path_params["case_id"]
+        if case_id not in self.cases:
+            return self.not_found()
+        found = self.alerts_of(case_id)
+        start = (query.page_number - 1) * query.page_size
+        return self.answer(
+            {"alerts": found[start : start + query.page_size], "total_count": len(found)}
+        )
+
+    def _alert_transition(self, req: FakeRequest) -> Any:
+        alert = self.alerts.get(req.path_params["alert_id"])
+        if alert is None:
+            return self.not_found()
+        body = _validated(self, AlertTransition, req.json(), "POST alert transition")
+        if isinstance(body, FakeResponse):
+            return body
+        alert["state"] = body.state
+        self.effect("alert", alert["identifier"])
+        return self.answer(alert)
+
+    def _case_transition(self, req: FakeRequest) -> Any:
+        case_id = req.path_params["case_id"]
+        case = self.cases.get(case_id)
+        if case is None:
+            return self.not_found()
+        body = _validated(self, CaseTransition, req.json(), "POST case transition")
+        if isinstance(body, FakeResponse):
+            return body
+        found = self._stage_by_id(body.stage_identifier)
+        if found is None or found[0] != case["type"]:
+            return self.invalid(
+                f"stage {body.stage_identifier} is not in the {case['type']} workflow"
             )
-
-        @self.route("GET", "/v2/cases/workflows", scope=VIEW_CASES)
-        def workflows(req: FakeRequest) -> Any:
-            return self.answer({"workflows": self.workflows})
-
-        @self.route("GET", "/v2/cases", scope=VIEW_CASES)
-        def list_cases(req: FakeRequest) -> Any:
-            query = _validated(self, CaseListQuery, req.query, "GET /v2/cases query")
-            if isinstance(query, FakeResponse):
-                return query
-            stages = set((query.stage_identifier or "").split(",")) - {""}
-            unknown = [s for s in stages if self._stage_by_id(s) is None]
-            if unknown:
-                return self.invalid(f"GET /v2/cases: unknown stage.identifier {unknown}")
-            types = set((query.type or "").split(",")) - {""}
-            found = [
-                c
-                for _, c in self.store.searchable()
-                if (not stages or c["stage"]["identifier"] in stages)
-                and (not types or c["type"] in types)
-            ]
-            key = (query.sort or "CREATED_AT").lstrip("-").lower()
-            found.sort(
-                key=lambda c: (c[key], c["identifier"]), reverse=(query.sort or "")[:1] == "-"
+        _, stage = found
+        still_open = [a for a in self.alerts_of(case_id) if a["state"] not in ALERT_END_STATES]
+        if stage["stage_type"] == "DECISION" and still_open:
+            return FakeResponse(
+                409, json={"message": f"case has {len(still_open)} open alerts"}
             )
-            start = (query.page_number - 1) * query.page_size
-            payload = {
-                "cases": found[start : start + query.page_size],
-                "total_count": len(found),
-            }
-            return self.answer(self._maybe_short(req.path, "cases", payload))
-
-        @self.route("GET", "/v2/cases/{case_id}", scope=VIEW_CASES)
-        def get_case(req: FakeRequest) -> Any:
-            case = self.cases.get(req.path_params["case_id"])
-            return self.answer(case) if case else self.not_found()
-
-        @self.route("GET", "/v2/cases/{case_id}/alerts", scope=VIEW_CASES)
-        def case_alerts(req: FakeRequest) -> Any:
-            query = _validated(self, PageQuery, req.query, "GET alerts query")
-            if isinstance(query, FakeResponse):
-                return query
-            case_id = req.path_params["case_id"]
-            if case_id not in self.cases:
-                return self.not_found()
-            found = self.alerts_of(case_id)
-            start = (query.page_number - 1) * query.page_size
-            return self.answer(
-                {"alerts": found[start : start + query.page_size], "total_count": len(found)}
-            )
-
-        @self.route("POST", "/v2/alerts/{alert_id}/transition", scope=REVIEW_CASES)
-        def alert_transition(req: FakeRequest) -> Any:
-            alert = self.alerts.get(req.path_params["alert_id"])
-            if alert is None:
-                return self.not_found()
-            body = _validated(self, AlertTransition, req.json(), "POST alert transition")
-            if isinstance(body, FakeResponse):
-                return body
-            alert["state"] = body.state
-            self.effect("alert", alert["identifier"])
-            return self.answer(alert)
-
-        @self.route("POST", "/v2/cases/{case_id}/transition", scope=REVIEW_CASES)
-        def case_transition(req: FakeRequest) -> Any:
-            case_id = req.path_params["case_id"]
-            case = self.cases.get(case_id)
-            if case is None:
-                return self.not_found()
-            body = _validated(self, CaseTransition, req.json(), "POST case transition")
-            if isinstance(body, FakeResponse):
-                return body
-            found = self._stage_by_id(body.stage_identifier)
-            if found is None or found[0] != case["type"]:
-                return self.invalid(
-                    f"stage {body.stage_identifier} is not in the {case['type']} workflow"
-                )
-            _, stage = found
-            still_open = [a for a in self.alerts_of(case_id) if a["state"] not in ALERT_END_STATES]
-            if stage["stage_type"] == "DECISION" and still_open:
-                return FakeResponse(
-                    409, json={"message": f"case has {len(still_open)} open alerts"}
-                )
-            case["stage"] = {k: stage[k] for k in ("identifier", "name", "stage_type")}
-            case["updated_at"] = self.clock.tick().strftime("%Y-%m-%dT%H:%M:%SZ")
-            self.store.touch(case_id)
-            self.effect("decide", case_id)
-            return self.answer(case)
+        case["stage"] = {k: stage[k] for k in ("identifier", "name", "stage_type")}
+        case["updated_at"] = self.clock.tick().strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.store.touch(case_id)
+        self.effect("decide", case_id)
+        return self.answer(case)
